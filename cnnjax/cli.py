@@ -1,0 +1,76 @@
+"""The `cnnjax` command.
+
+  cnnjax train --config PATH[:ARG] --workdir DIR [--config.KEY=VALUE ...]
+  cnnjax eval  --config PATH[:ARG] --workdir DIR [--config.KEY=VALUE ...]
+
+A user error (bad key, type or value, unknown model or dataset, missing data)
+prints one line on stderr and exits with status 2, before any compilation and
+without touching what the workdir already holds.
+"""
+
+import argparse
+import pathlib
+import sys
+
+from cnnjax.errors import UserError
+
+USAGE_ERROR = 2
+OVERRIDE_PREFIX = "--config."
+
+
+def _parser() -> argparse.ArgumentParser:
+  parser = argparse.ArgumentParser(
+      prog="cnnjax", description="Train and evaluate classic CNNs with JAX.",
+      epilog="Override any config key with --config.KEY=VALUE, e.g. "
+             "--config.optimizer.learning_rate=0.05 --config.model.activation=relu")
+  commands = parser.add_subparsers(dest="command", required=True)
+  for name, help_text in (("train", "train, resuming from the workdir's latest checkpoint"),
+                          ("eval", "evaluate the workdir's latest checkpoint")):
+    command = commands.add_parser(name, help=help_text)
+    command.add_argument("--config", required=True, metavar="PATH[:ARG]",
+                         help="experiment file, e.g. experiments/lenet5_digits.py")
+    command.add_argument("--workdir", required=True, type=pathlib.Path,
+                         help="where config.json, metrics.jsonl, tensorboard/ and checkpoints/ go")
+  return parser
+
+
+def _split_overrides(argv: list[str]) -> tuple[list[str], list[tuple[str, str]]]:
+  """Separates `--config.KEY=VALUE` (or `--config.KEY VALUE`) from the other arguments."""
+  rest, overrides = [], []
+  args = iter(argv)
+  for arg in args:
+    if not arg.startswith(OVERRIDE_PREFIX):
+      rest.append(arg)
+      continue
+    key, has_value, value = arg[len(OVERRIDE_PREFIX):].partition("=")
+    if not has_value:
+      value = next(args, None)
+      if value is None:
+        raise UserError(f"{arg} needs a value: {arg}=VALUE")
+    overrides.append((key, value))
+  return rest, overrides
+
+
+def run(argv: list[str]) -> int:
+  rest, overrides = _split_overrides(argv)
+  args = _parser().parse_args(rest)
+  # Imported here so `cnnjax --help` and config errors are instant.
+  from cnnjax import config as config_lib
+  from cnnjax import train
+
+  config = config_lib.from_command_line(args.config, overrides)
+  plan = train.plan(config)
+  if args.command == "train":
+    train.train_and_evaluate(plan, args.workdir)
+  else:
+    step, metrics = train.evaluate_latest(plan, args.workdir)
+    print(f"step {step}: " + ", ".join(f"{key}={value:.4f}" for key, value in metrics.items()))
+  return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+  try:
+    return run(sys.argv[1:] if argv is None else argv)
+  except UserError as error:
+    print(f"cnnjax: error: {error}", file=sys.stderr)
+    return USAGE_ERROR

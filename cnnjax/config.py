@@ -1,0 +1,170 @@
+"""Experiment configs: the base every experiment starts from, loading an
+experiment file, command-line overrides and validation.
+
+An experiment is a Python file exposing `get_config(arg=None)` that returns a
+ConfigDict built on `base_config()`. Loading locks it, so an override of an
+unknown key or of the wrong type is a UserError naming the key, raised before
+any device work. Values derived from others (steps per epoch, boundaries in
+steps) are computed by the trainer, never stored here.
+"""
+
+import ast
+import importlib.util
+import pathlib
+
+import ml_collections
+
+from cnnjax.errors import UserError
+
+
+def base_config() -> ml_collections.ConfigDict:
+  """Every key an experiment has, with defaults; experiments override them."""
+  config = ml_collections.ConfigDict()
+  # `name` plus any constructor options of the model (see cnnjax.models).
+  config.model = ml_collections.ConfigDict({"name": ""})
+  config.dataset = ml_collections.ConfigDict(dict(
+      name="",
+      data_dir="",  # "" → TFDS's default (~/tensorflow_datasets or $TFDS_DATA_DIR).
+      train_split="train",
+      eval_split="test",
+      image_size=0,  # Side of the square model input; 0 → the dataset's own.
+      train_preprocess="resize",  # A recipe from cnnjax.data.preprocess.RECIPES.
+      eval_preprocess="resize",
+      shuffle_buffer=10_000,
+  ))
+  config.batch_size = 128  # Global: across all devices and processes.
+  config.eval_batch_size = 0  # 0 → batch_size.
+  config.num_epochs = 10.0
+  config.num_train_steps = -1  # -1 → derived from num_epochs.
+  config.seed = 0
+  config.log_every_steps = 50
+  config.eval_every_steps = -1  # -1 → once per epoch.
+  config.checkpoint_every_steps = -1  # -1 → once per epoch.
+  config.keep_checkpoints = 3  # The latest N, plus the best by eval/top1_error.
+  config.optimizer = ml_collections.ConfigDict(dict(
+      name="sgd",  # sgd, adam, adamw, rmsprop.
+      learning_rate=0.1,
+      momentum=0.9,  # sgd and rmsprop; 0 disables.
+      nesterov=False,
+      b1=0.9,
+      b2=0.999,
+      eps=1e-8,
+      rms_decay=0.9,
+      weight_decay=0.0,  # On kernels only.
+      decoupled_weight_decay=False,  # False: L2 added to the gradient, as the papers do.
+      grad_clip_norm=0.0,  # 0 disables.
+  ))
+  config.schedule = ml_collections.ConfigDict(dict(
+      name="constant",  # constant, multistep, exponential, cosine, plateau.
+      warmup_epochs=0.0,
+      boundaries_epochs=(),  # multistep: where the rate is multiplied by decay_factor.
+      decay_factor=0.1,  # multistep, exponential and plateau.
+      decay_every_epochs=1.0,  # exponential (staircase).
+      plateau_patience_epochs=5.0,  # plateau: epochs without improvement of the training loss.
+  ))
+  config.label_smoothing = 0.0
+  config.aux_loss_weight = 0.3  # Auxiliary classifiers (GoogLeNet §5); 0 disables them.
+  config.half_precision = False  # bfloat16 compute; parameters stay float32.
+  config.sync_batch_norm = True  # BatchNorm statistics over the global batch.
+  return config
+
+
+def load(spec: str) -> ml_collections.ConfigDict:
+  """Loads `PATH[:ARG]`: runs the experiment file and calls get_config(ARG).
+
+  Experiment files are Python and run as code: load only files you trust.
+  """
+  path, _, arg = spec.partition(":")
+  file = pathlib.Path(path)
+  if not file.is_file():
+    raise UserError(f"config file {path!r} does not exist; pass --config experiments/NAME.py")
+  module_spec = importlib.util.spec_from_file_location(f"cnnjax_experiment_{file.stem}", file)
+  module = importlib.util.module_from_spec(module_spec)
+  module_spec.loader.exec_module(module)
+  if not hasattr(module, "get_config"):
+    raise UserError(f"config file {path!r} has no get_config(arg=None) function")
+  config = module.get_config(arg) if arg else module.get_config()
+  config.lock()
+  return config
+
+
+def parse_value(text: str):
+  """A command-line value as Python: literals (1, 0.1, (1, 2), True) or a string."""
+  if text.lower() in ("true", "false"):
+    return text.lower() == "true"
+  try:
+    return ast.literal_eval(text)
+  except (ValueError, SyntaxError):
+    return text
+
+
+def override(config: ml_collections.ConfigDict, key: str, text: str) -> None:
+  """Sets `config.<key>` (dotted) from its command-line text, keeping its type."""
+  *parents, leaf = key.split(".")
+  node = config
+  for depth, part in enumerate(parents):
+    node = node.get(part) if isinstance(node, ml_collections.ConfigDict) else None
+    if not isinstance(node, ml_collections.ConfigDict):
+      raise UserError(f"unknown config key 'config.{'.'.join(parents[:depth + 1])}'")
+  if leaf not in node:
+    raise UserError(f"unknown config key 'config.{key}'; keys here: "
+                    f"{', '.join(sorted(node.keys()))}")
+  old, value = node[leaf], parse_value(text)
+  if isinstance(old, (tuple, list)) and isinstance(value, (int, float, str)):
+    value = (value,)  # `--config.x=30` for a one-element tuple.
+  if isinstance(old, float) and isinstance(value, int) and not isinstance(value, bool):
+    value = float(value)
+  if old is not None and not isinstance(value, type(old)) and not (
+      isinstance(old, (tuple, list)) and isinstance(value, (tuple, list))):
+    raise UserError(f"config.{key} must be {type(old).__name__}, got {text!r}")
+  try:
+    node[leaf] = value
+  except (TypeError, ValueError) as error:
+    raise UserError(f"config.{key}: {error}") from None
+
+
+def from_command_line(spec: str, overrides: list[tuple[str, str]]) -> ml_collections.ConfigDict:
+  config = load(spec)
+  for key, text in overrides:
+    override(config, key, text)
+  validate(config)
+  return config
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+  """Values that no run can use; checks needing the devices or data live with them."""
+  checks = [
+      ("model.name", config.model.name, bool(config.model.name), "a registered model name"),
+      ("dataset.name", config.dataset.name, bool(config.dataset.name), "a dataset name"),
+      ("batch_size", config.batch_size, config.batch_size > 0, "positive"),
+      ("eval_batch_size", config.eval_batch_size, config.eval_batch_size >= 0, "0 or positive"),
+      ("num_epochs", config.num_epochs,
+       config.num_epochs > 0 or config.num_train_steps > 0, "positive"),
+      ("num_train_steps", config.num_train_steps,
+       config.num_train_steps == -1 or config.num_train_steps > 0, "-1 or positive"),
+      ("log_every_steps", config.log_every_steps, config.log_every_steps > 0, "positive"),
+      ("eval_every_steps", config.eval_every_steps,
+       config.eval_every_steps == -1 or config.eval_every_steps > 0, "-1 or positive"),
+      ("checkpoint_every_steps", config.checkpoint_every_steps,
+       config.checkpoint_every_steps == -1 or config.checkpoint_every_steps > 0, "-1 or positive"),
+      ("keep_checkpoints", config.keep_checkpoints, config.keep_checkpoints > 0, "positive"),
+      ("dataset.image_size", config.dataset.image_size, config.dataset.image_size >= 0,
+       "0 (the dataset's own) or positive"),
+      ("optimizer.learning_rate", config.optimizer.learning_rate,
+       config.optimizer.learning_rate >= 0, "0 or positive"),
+      ("optimizer.weight_decay", config.optimizer.weight_decay,
+       config.optimizer.weight_decay >= 0, "0 or positive"),
+      ("optimizer.momentum", config.optimizer.momentum, 0 <= config.optimizer.momentum < 1,
+       "in [0, 1)"),
+      ("optimizer.grad_clip_norm", config.optimizer.grad_clip_norm,
+       config.optimizer.grad_clip_norm >= 0, "0 (off) or positive"),
+      ("label_smoothing", config.label_smoothing, 0 <= config.label_smoothing < 1, "in [0, 1)"),
+      ("aux_loss_weight", config.aux_loss_weight, config.aux_loss_weight >= 0, "0 or positive"),
+      ("schedule.warmup_epochs", config.schedule.warmup_epochs,
+       config.schedule.warmup_epochs >= 0, "0 or positive"),
+      ("schedule.decay_factor", config.schedule.decay_factor,
+       0 < config.schedule.decay_factor <= 1, "in (0, 1]"),
+  ]
+  for key, value, ok, expected in checks:
+    if not ok:
+      raise UserError(f"config.{key}={value!r} is impossible; it must be {expected}")

@@ -1,0 +1,119 @@
+"""Preprocessing: small ops on one example (a dict of tensors), and the
+recipes that chain them.
+
+Every op takes and returns the example dict; random ops take a stateless seed,
+so an example's augmentation depends only on (run seed, epoch, position in the
+epoch) and is the same after a resume. Recipes are looked up by name from the
+config (`dataset.train_preprocess`, `dataset.eval_preprocess`).
+"""
+
+import functools
+from typing import Callable
+
+import tensorflow as tf
+
+from cnnjax.data.datasets import DatasetSpec
+
+Example = dict[str, tf.Tensor]
+
+
+def decode(example: Example, channels: int) -> Example:
+  """Images arrive undecoded (TFDS SkipDecoding) so skipped examples cost no decode."""
+  image = tf.io.decode_image(example["image"], channels=channels, expand_animations=False)
+  return {**example, "image": tf.cast(image, tf.float32) / 255.0}
+
+
+def resize(example: Example, size: int) -> Example:
+  """Resizes to size x size, ignoring the aspect ratio (square inputs only)."""
+  return {**example, "image": tf.image.resize(example["image"], (size, size), antialias=True)}
+
+
+def resize_shorter_side(example: Example, size: int) -> Example:
+  image = example["image"]
+  height, width = tf.unstack(tf.cast(tf.shape(image)[:2], tf.float32))
+  scale = tf.cast(size, tf.float32) / tf.minimum(height, width)
+  new_size = tf.cast(tf.round(tf.stack([height, width]) * scale), tf.int32)
+  return {**example, "image": tf.image.resize(image, new_size, antialias=True)}
+
+
+def pad_to(example: Example, size: int) -> Example:
+  """Pads with zeros (black) to size x size, the image centred: LeNet-5 §III.A
+  places 28x28 MNIST digits in a 32x32 field."""
+  image = example["image"]
+  return {**example, "image": tf.image.pad_to_bounding_box(
+      image, (size - tf.shape(image)[0]) // 2, (size - tf.shape(image)[1]) // 2, size, size)}
+
+
+def center_crop(example: Example, size: int) -> Example:
+  return {**example, "image": tf.image.resize_with_crop_or_pad(example["image"], size, size)}
+
+
+def random_crop(example: Example, size: int, seed: tf.Tensor) -> Example:
+  channels = example["image"].shape[-1]
+  image = tf.image.stateless_random_crop(example["image"], (size, size, channels), seed)
+  return {**example, "image": image}
+
+
+def random_flip(example: Example, seed: tf.Tensor) -> Example:
+  return {**example, "image": tf.image.stateless_random_flip_left_right(example["image"], seed)}
+
+
+def random_area_crop(example: Example, size: int, seed: tf.Tensor) -> Example:
+  """A crop of 8%-100% of the area with aspect ratio in [3/4, 4/3], resized to
+  size x size (GoogLeNet §6, as commonly implemented)."""
+  image = example["image"]
+  begin, crop_size, _ = tf.image.stateless_sample_distorted_bounding_box(
+      tf.shape(image), tf.zeros((0, 0, 4)), seed, area_range=(0.08, 1.0),
+      aspect_ratio_range=(3 / 4, 4 / 3), max_attempts=10, use_image_if_no_bounding_boxes=True)
+  crop = tf.slice(image, begin, crop_size)
+  return {**example, "image": tf.image.resize(crop, (size, size), antialias=True)}
+
+
+def normalize(example: Example, mean, std) -> Example:
+  return {**example, "image": (example["image"] - mean) / std}
+
+
+# A recipe: (example, seed, size, spec) -> example, ready for the model.
+Recipe = Callable[[Example, tf.Tensor, int, DatasetSpec], Example]
+
+
+def _chain(*ops) -> Recipe:
+  """Decode, the ops in order, normalise; each random op gets its own seed."""
+
+  def recipe(example, seed, size, spec):
+    example = decode(example, spec.channels)
+    for index, op in enumerate(ops):
+      op_seed = tf.random.experimental.stateless_fold_in(seed, index)
+      example = op(example, size=size, seed=op_seed)
+    return normalize(example, spec.mean, spec.std)
+
+  return recipe
+
+
+def _deterministic(op):
+  return lambda example, size, seed: op(example, size)
+
+
+def _random_flip(example, size, seed):
+  del size
+  return random_flip(example, seed)
+
+
+def _pad_then_random_crop(example, size, seed):
+  """ResNet §4.2 (CIFAR): 4 pixels padded on each side, a random size x size crop."""
+  return random_crop(pad_to(example, size + 8), size, seed)
+
+
+def _resize_then_center_crop(example, size, seed):
+  """The standard single-crop evaluation: shorter side to size / 0.875, centre crop."""
+  del seed
+  return center_crop(resize_shorter_side(example, round(size / 0.875)), size)
+
+
+RECIPES: dict[str, Recipe] = {
+    "resize": _chain(_deterministic(resize)),
+    "pad": _chain(_deterministic(pad_to)),
+    "pad_crop_flip": _chain(_pad_then_random_crop, _random_flip),
+    "random_area_crop_flip": _chain(random_area_crop, _random_flip),
+    "resize_center_crop": _chain(_resize_then_center_crop),
+}

@@ -1,0 +1,90 @@
+"""The model registry: every network cnnjax can train, by name.
+
+`create_model(name, num_classes=..., **overrides)` returns a Flax Linen module
+called as `model.apply(variables, images, train=...)` with NHWC images; it
+returns logits. The registry is a plain dict, and the tests iterate it, so a
+model is tested the moment it is registered here. `NATIVE_INPUT_SIZE` gives
+the side of the square input each network was designed for; every model also
+has `min_input_size()`, below which it raises a UserError.
+"""
+
+import dataclasses
+import functools
+from typing import Callable
+
+from flax import linen as nn
+
+from cnnjax.errors import UserError
+from cnnjax.models import alexnet, densenet, googlenet, lenet, resnet, vgg
+
+MODELS: dict[str, Callable[..., nn.Module]] = {
+    "lenet5": lenet.LeNet5,
+    "lenet5_modern": functools.partial(
+        lenet.LeNet5, activation="relu", pooling="max", c3_connections="full"),
+    "alexnet": alexnet.AlexNet,
+    "alexnet_owt": alexnet.AlexNetOWT,
+    "vgg_a": vgg.VGGA,
+    "vgg_a_lrn": vgg.VGGALRN,
+    "vgg_b": vgg.VGGB,
+    "vgg_c": vgg.VGGC,
+    "vgg_d": vgg.VGGD,
+    "vgg_e": vgg.VGGE,
+    "vgg11": vgg.VGGA,
+    "vgg13": vgg.VGGB,
+    "vgg16": vgg.VGGD,
+    "vgg19": vgg.VGGE,
+    "vgg11_bn": functools.partial(vgg.VGGA, norm="batchnorm"),
+    "vgg13_bn": functools.partial(vgg.VGGB, norm="batchnorm"),
+    "vgg16_bn": functools.partial(vgg.VGGD, norm="batchnorm"),
+    "vgg19_bn": functools.partial(vgg.VGGE, norm="batchnorm"),
+    "googlenet": googlenet.GoogLeNet,
+    "googlenet_bn": googlenet.GoogLeNetBN,
+    "resnet18": resnet.ResNet18,
+    "resnet34": resnet.ResNet34,
+    "resnet50": resnet.ResNet50,
+    "resnet101": resnet.ResNet101,
+    "resnet152": resnet.ResNet152,
+    "plain18": resnet.Plain18,
+    "plain34": resnet.Plain34,
+    "resnet20": resnet.ResNet20,
+    "resnet32": resnet.ResNet32,
+    "resnet44": resnet.ResNet44,
+    "resnet56": resnet.ResNet56,
+    "resnet110": resnet.ResNet110,
+    "densenet121": densenet.DenseNet121,
+    "densenet169": densenet.DenseNet169,
+    "densenet201": densenet.DenseNet201,
+    "densenet161": densenet.DenseNet161,
+    "densenet_bc100": densenet.DenseNetBC100,
+}
+
+# The input side each network was designed for. AlexNet's paper says 224 but
+# its arithmetic needs 227 (224 works with conv1_padding=2, as alexnet_owt).
+NATIVE_INPUT_SIZE: dict[str, int] = {name: 224 for name in MODELS} | {
+    "lenet5": 32, "lenet5_modern": 32, "alexnet": 227,
+    "resnet20": 32, "resnet32": 32, "resnet44": 32, "resnet56": 32, "resnet110": 32,
+    "densenet_bc100": 32,
+}
+
+
+def list_models() -> list[str]:
+  return sorted(MODELS)
+
+
+def model_options(name: str) -> list[str]:
+  """The constructor arguments a registered model accepts as overrides."""
+  factory = MODELS[name]
+  while isinstance(factory, functools.partial):
+    factory = factory.func
+  return sorted(f.name for f in dataclasses.fields(factory) if f.name not in ("parent", "name"))
+
+
+def create_model(name: str, *, num_classes: int, **overrides) -> nn.Module:
+  if name not in MODELS:
+    raise UserError(f"unknown model {name!r}; registered models: {', '.join(list_models())}")
+  options = model_options(name)
+  unknown = sorted(set(overrides) - set(options))
+  if unknown:
+    raise UserError(f"model {name!r} has no option {', '.join(map(repr, unknown))}; "
+                    f"its options are: {', '.join(o for o in options if o != 'num_classes')}")
+  return MODELS[name](num_classes=num_classes, **overrides)

@@ -1,0 +1,227 @@
+"""Pieces shared by the model families: activation and initializer tables,
+local response normalisation, conv-norm-activation units, pooling.
+
+Tables are plain dicts looked up by name, so an ablation (ReLU vs tanh, ...) is
+a string in the config. An unknown name is a user error that lists the choices.
+"""
+
+from typing import Any, Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import linen as nn
+
+from cnnjax.errors import UserError
+
+
+def scaled_tanh(x: jax.Array) -> jax.Array:
+  """LeCun et al. 1998, Appendix A: f(a) = A tanh(S a) with A = 1.7159, S = 2/3.
+
+  Chosen so that f(±1) = ±1 and the second derivative is largest at a = ±1.
+  """
+  return 1.7159 * jnp.tanh(2.0 / 3.0 * x)
+
+
+ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
+    "relu": nn.relu,
+    "tanh": jnp.tanh,
+    "scaled_tanh": scaled_tanh,
+    "sigmoid": nn.sigmoid,
+    "leaky_relu": nn.leaky_relu,
+    "elu": nn.elu,
+    "gelu": nn.gelu,
+}
+
+
+def lookup(table: dict, kind: str, name: str):
+  """`table[name]`, or a UserError naming the `kind` of option and its choices."""
+  if name not in table:
+    raise UserError(f"unknown {kind} {name!r}; choose one of: {', '.join(sorted(table))}")
+  return table[name]
+
+
+def activation(name: str) -> Callable[[jax.Array], jax.Array]:
+  return lookup(ACTIVATIONS, "activation", name)
+
+
+def lecun98_uniform(dtype=jnp.float32) -> jax.nn.initializers.Initializer:
+  """LeCun et al. 1998, Appendix C: weights uniform in ±2.4 / F_in.
+
+  F_in is the number of inputs of the unit (receptive field size times input
+  maps), so the weighted sums start in the range where scaled tanh is steep.
+  """
+
+  def init(key, shape, dtype=dtype):
+    fan_in = 1
+    for size in shape[:-1]:
+      fan_in *= size
+    limit = 2.4 / fan_in
+    return jax.random.uniform(key, shape, dtype, -limit, limit)
+
+  return init
+
+
+def pytorch_default_kernel() -> jax.nn.initializers.Initializer:
+  """PyTorch's default for Conv2d and Linear: kaiming_uniform(a=√5), i.e.
+  uniform in ±1/√fan_in (what torchvision's AlexNet is trained from)."""
+  return nn.initializers.variance_scaling(1 / 3, "fan_in", "uniform")
+
+
+def pytorch_default_bias(fan_in: int) -> jax.nn.initializers.Initializer:
+  """PyTorch's default bias: uniform in ±1/√fan_in of the layer's kernel."""
+  limit = fan_in ** -0.5
+  return lambda key, shape, dtype=jnp.float32: jax.random.uniform(key, shape, dtype, -limit, limit)
+
+
+# Local response normalisation (Krizhevsky et al. 2012, §3.3). The paper
+# writes b_i = a_i / (k + α Σ_j a_j²)^β, j over the n maps centred on i, and
+# its α multiplies the plain sum. Caffe's LRN layer (ACROSS_CHANNELS) and
+# PyTorch's nn.LocalResponseNorm multiply the *mean*: α/n Σ a_j², so the same
+# constants normalise n times more weakly there (and their prototxts use k=1).
+LRN_CONVENTIONS = {"paper": False, "caffe": True}  # Whether α is divided by n.
+
+
+def local_response_norm(x: jax.Array, *, size: int = 5, k: float = 2.0, alpha: float = 1e-4,
+                        beta: float = 0.75, alpha_over_size: bool = False) -> jax.Array:
+  """b = a / (k + α Σ a²)^β over `size` adjacent channels of NHWC `x`.
+
+  Defaults are AlexNet §3.3 (k=2, n=5, α=1e-4, β=0.75, α not divided by n);
+  `alpha_over_size=True` gives Caffe's and PyTorch's α/n. Maps past either end
+  of the channel axis count as zero, as in the paper's max(0, ·)/min(N-1, ·)
+  bounds; an even `size` takes one more map below than above, as PyTorch does.
+  The window sum is one reduce_window over the channel axis. Computed in
+  float32 and cast back, so bfloat16 sums of squares don't lose the small α.
+  """
+  squares = jnp.square(x.astype(jnp.float32))
+  window = (1,) * (x.ndim - 1) + (size,)
+  padding = ((0, 0),) * (x.ndim - 1) + ((size // 2, (size - 1) // 2),)
+  sums = jax.lax.reduce_window(squares, 0.0, jax.lax.add, window, (1,) * x.ndim, padding)
+  scale = alpha / size if alpha_over_size else alpha
+  return (x.astype(jnp.float32) / (k + scale * sums) ** beta).astype(x.dtype)
+
+
+def lrn(convention: str) -> Callable[[jax.Array], jax.Array]:
+  """AlexNet §3.3's LRN with α as the paper (`"paper"`) or Caffe (`"caffe"`) applies it."""
+  alpha_over_size = lookup(LRN_CONVENTIONS, "lrn_convention", convention)
+  return lambda x: local_response_norm(x, alpha_over_size=alpha_over_size)
+
+
+def batch_norm(*, train: bool, axis_name: str | None, dtype: Any, **kwargs) -> nn.BatchNorm:
+  """BatchNorm as every cnnjax model uses it: PyTorch's momentum and epsilon
+  (so torchvision's statistics carry over) and, under pmap, batch statistics
+  averaged over `axis_name`."""
+  return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
+                      axis_name=axis_name, dtype=dtype, **kwargs)
+
+
+class ConvNormAct(nn.Module):
+  """A square convolution, BatchNorm if asked, then the activation: the unit
+  AlexNet, VGG and GoogLeNet are built from. `padding=None` pads kernel_size//2
+  on every side, as Caffe and PyTorch do (Flax's "SAME" pads stride-2 layers
+  asymmetrically, which would shift every map against published weights)."""
+
+  features: int
+  kernel_size: int
+  strides: int = 1
+  padding: int | None = None
+  groups: int = 1
+  batch_norm: bool = False
+  use_bias: bool = True
+  act: Callable[[jax.Array], jax.Array] = nn.relu
+  kernel_init: Callable = nn.initializers.lecun_normal()
+  bias_init: Callable = nn.initializers.zeros
+  axis_name: str | None = None
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
+    padding = self.kernel_size // 2 if self.padding is None else self.padding
+    x = nn.Conv(self.features, (self.kernel_size, self.kernel_size), self.strides, padding,
+                feature_group_count=self.groups, use_bias=self.use_bias, dtype=self.dtype,
+                kernel_init=self.kernel_init, bias_init=self.bias_init, name="conv")(x)
+    if self.batch_norm:
+      x = batch_norm(train=train, axis_name=self.axis_name, dtype=self.dtype, name="bn")(x)
+    return self.act(x)
+
+
+POOLINGS = ("max", "avg", "conv")
+
+
+class Pool(nn.Module):
+  """Downsampling by name, floor mode (no padding): "max", "avg", or "conv" —
+  a learned convolution with the pooling's window and stride, then the
+  activation, in place of the pooling (Springenberg et al. 2015, "Striving for
+  simplicity: the all convolutional net", §3.1)."""
+
+  kind: str
+  window: int
+  strides: int
+  act: Callable[[jax.Array], jax.Array] = nn.relu
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    lookup({kind: kind for kind in POOLINGS}, "pooling", self.kind)
+    window, strides = (self.window, self.window), (self.strides, self.strides)
+    if self.kind == "conv":
+      return self.act(nn.Conv(x.shape[-1], window, strides, "VALID", dtype=self.dtype, name="conv")(x))
+    return (nn.max_pool if self.kind == "max" else nn.avg_pool)(x, window, strides)
+
+
+def max_pool_ceil(x: jax.Array, window: int, strides: int, padding: int = 0) -> jax.Array:
+  """Max pooling in Caffe's rounding (PyTorch's ceil_mode=True): the output
+  side is ceil((n + 2p - window) / strides) + 1, the last window overhanging
+  the bottom/right edge, as long as it starts inside the image or its top/left
+  padding. GoogLeNet's pools are specified this way (112 → 56 → 28 → 14 → 7)."""
+  pads = []
+  for size in x.shape[1:3]:
+    out = -(-(size + 2 * padding - window) // strides) + 1
+    if (out - 1) * strides >= size + padding:
+      out -= 1
+    pads.append((padding, max((out - 1) * strides + window - size - padding, 0)))
+  return nn.max_pool(x, (window, window), (strides, strides), pads)
+
+
+def _adaptive_pool_matrix(size_in: int, size_out: int) -> np.ndarray:
+  """Row i averages inputs floor(i n/m) .. ceil((i+1) n/m) - 1, as PyTorch does."""
+  matrix = np.zeros((size_out, size_in), np.float32)
+  for i in range(size_out):
+    start, end = i * size_in // size_out, -(-(i + 1) * size_in // size_out)
+    matrix[i, start:end] = 1 / (end - start)
+  return matrix
+
+
+def adaptive_avg_pool(x: jax.Array, size: int) -> jax.Array:
+  """PyTorch's AdaptiveAvgPool2d((size, size)) on NHWC `x`: the identity when
+  the maps are already size x size, bins of unequal width otherwise (each
+  output repeats the input where the maps are smaller than `size`)."""
+  height, width = x.shape[1:3]
+  if (height, width) == (size, size):
+    return x
+  rows = jnp.asarray(_adaptive_pool_matrix(height, size), x.dtype)
+  columns = jnp.asarray(_adaptive_pool_matrix(width, size), x.dtype)
+  return jnp.einsum("ih,jw,nhwc->nijc", rows, columns, x)
+
+
+def min_input_size(path: Sequence[tuple[int, ...]]) -> int:
+  """The smallest input side for which every layer of `path` — (window,
+  stride, padding per side[, ceil_mode]) from input to output — yields at
+  least one output pixel. Floor mode: n ≥ (m-1)s + w - 2p; ceil mode (see
+  max_pool_ceil): n ≥ (m-2)s + w + 1 - 2p for m ≥ 2."""
+  size = 1
+  for window, stride, padding, *ceil_mode in reversed(path):
+    if ceil_mode and ceil_mode[0] and size > 1:
+      size = (size - 2) * stride + window + 1 - 2 * padding
+    else:
+      size = (size - 1) * stride + window - 2 * padding
+    size = max(size, 1)
+  return size
+
+
+def check_input_size(images: jax.Array, minimum: int, model: str) -> None:
+  """A UserError naming the minimum when `images` are too small for `model`."""
+  height, width = images.shape[1:3]
+  if min(height, width) < minimum:
+    raise UserError(f"{model} needs inputs of at least {minimum}x{minimum}, got {height}x{width}; "
+                    f"set dataset.image_size to {minimum} or more")

@@ -1,0 +1,131 @@
+"""The train state and the per-device train and eval steps.
+
+Both steps are pure functions written for one device; cross-device reductions
+are named-axis collectives over `AXIS`, so `cnnjax.parallel` can map them over
+devices (today with pmap) without the steps knowing how.
+"""
+
+import functools
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+import optax
+from flax import linen as nn
+from jax import lax
+
+from cnnjax import optim
+
+AXIS = "batch"  # The device axis the steps reduce over.
+
+
+@flax.struct.dataclass
+class TrainState:
+  step: jax.Array
+  params: Any
+  batch_stats: Any
+  opt_state: Any
+
+
+def create_train_state(rng: jax.Array, model: nn.Module, tx: optax.GradientTransformation,
+                       image_shape: tuple[int, ...]) -> TrainState:
+  """A fresh state for images of `image_shape` (H, W, C), on the default device."""
+
+  @jax.jit
+  def init(rng):
+    variables = model.init({"params": rng}, jnp.zeros((1, *image_shape)), train=False)
+    params = variables["params"]
+    return TrainState(step=jnp.zeros((), jnp.int32), params=params,
+                      batch_stats=variables.get("batch_stats", {}), opt_state=tx.init(params))
+
+  return init(rng)
+
+
+def cross_entropy(logits: jax.Array, labels: jax.Array, num_classes: int,
+                  label_smoothing: float = 0.0) -> jax.Array:
+  """Per-example softmax cross-entropy, optionally against smoothed labels."""
+  targets = jax.nn.one_hot(labels, num_classes)
+  if label_smoothing:
+    targets = optax.smooth_labels(targets, label_smoothing)
+  return optax.softmax_cross_entropy(logits.astype(jnp.float32), targets)
+
+
+def top_k_errors(logits: jax.Array, labels: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """Per-example top-1 and top-5 errors (1.0 = wrong); top-5 is top-k for k < 5 classes."""
+  k = min(5, logits.shape[-1])
+  _, top = lax.top_k(logits.astype(jnp.float32), k)
+  hits = top == labels[:, None]
+  return 1.0 - hits[:, 0].astype(jnp.float32), 1.0 - hits.any(-1).astype(jnp.float32)
+
+
+def train_step(state: TrainState, batch: dict[str, jax.Array], rng: jax.Array, *,
+               model: nn.Module, tx: optax.GradientTransformationExtraArgs,
+               schedule: optax.Schedule, label_smoothing: float = 0.0,
+               aux_loss_weight: float = 0.0) -> tuple[TrainState, dict[str, jax.Array]]:
+  """One SGD step on this device's share of the global batch.
+
+  Gradients, BatchNorm statistics and metrics are averaged over all devices,
+  so the result depends on the global batch only, not on how it is split.
+  Auxiliary classifiers (GoogLeNet §5) sow `aux_logits`; their losses are
+  added with `aux_loss_weight`.
+  """
+  rng = jax.random.fold_in(jax.random.fold_in(rng, state.step), lax.axis_index(AXIS))
+  num_classes = model.num_classes
+
+  def loss_fn(params):
+    variables = {"params": params, "batch_stats": state.batch_stats}
+    logits, updates = model.apply(variables, batch["image"], train=True, rngs={"dropout": rng},
+                                  mutable=["batch_stats", "intermediates"])
+    loss = cross_entropy(logits, batch["label"], num_classes, label_smoothing).mean()
+    aux_logits = updates.get("intermediates", {})
+    for aux in jax.tree.leaves(aux_logits):
+      loss += aux_loss_weight * cross_entropy(aux, batch["label"], num_classes,
+                                              label_smoothing).mean()
+    return loss, (logits, updates.get("batch_stats", {}))
+
+  (loss, (logits, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+  grads = lax.pmean(grads, AXIS)
+  # Identical already when BatchNorm syncs over AXIS; otherwise the running
+  # statistics of the per-device batches are averaged.
+  batch_stats = lax.pmean(batch_stats, AXIS)
+  loss = lax.pmean(loss, AXIS)
+  updates, opt_state = tx.update(grads, state.opt_state, state.params, value=loss)
+  params = optax.apply_updates(state.params, updates)
+
+  top1, top5 = top_k_errors(logits, batch["label"])
+  metrics = {
+      "loss": loss,
+      "top1_error": top1.mean(),
+      "top5_error": top5.mean(),
+      "learning_rate": schedule(state.step) * optim.plateau_scale(opt_state),
+      "grad_norm": optax.global_norm(grads),
+      "param_norm": optax.global_norm(params),
+  }
+  metrics = lax.pmean(metrics, AXIS)
+  new_state = state.replace(step=state.step + 1, params=params, batch_stats=batch_stats,
+                            opt_state=opt_state)
+  return new_state, metrics
+
+
+def eval_step(state: TrainState, batch: dict[str, jax.Array], *,
+              model: nn.Module) -> dict[str, jax.Array]:
+  """Sums of loss and errors over the real (`mask`ed) examples of all devices."""
+  variables = {"params": state.params, "batch_stats": state.batch_stats}
+  logits = model.apply(variables, batch["image"], train=False)
+  mask = batch["mask"]
+  top1, top5 = top_k_errors(logits, batch["label"])
+  sums = {
+      "loss": (cross_entropy(logits, batch["label"], model.num_classes) * mask).sum(),
+      "top1_error": (top1 * mask).sum(),
+      "top5_error": (top5 * mask).sum(),
+      "count": mask.sum(),
+  }
+  return lax.psum(sums, AXIS)
+
+
+def bind_train_step(config, model, tx, schedule):
+  """The train step with its dependencies bound, as `parallel` maps it."""
+  return functools.partial(train_step, model=model, tx=tx, schedule=schedule,
+                           label_smoothing=config.label_smoothing,
+                           aux_loss_weight=config.aux_loss_weight)

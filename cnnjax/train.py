@@ -1,0 +1,193 @@
+"""Training and evaluation: the loop that ties model, data, step, checkpoints
+and metrics together. Resumes from the workdir's latest checkpoint.
+
+Everything a user can get wrong is checked by `plan` before any compilation.
+"""
+
+import dataclasses
+import functools
+import json
+import math
+import pathlib
+import time
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from flax import linen as nn
+
+from cnnjax import metrics as metrics_lib
+from cnnjax import optim, parallel, steps
+from cnnjax.checkpoint import Checkpointer
+from cnnjax.data import InputPipeline, dataset_spec, open_builder
+from cnnjax.errors import UserError
+from cnnjax.models import create_model, model_options
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+  """A run, fully derived from its config and the devices, before any compiling."""
+
+  config: ml_collections.ConfigDict
+  model: nn.Module
+  pipeline: InputPipeline
+  train_batch: parallel.BatchSplit
+  eval_batch: parallel.BatchSplit
+  steps_per_epoch: int
+  total_steps: int
+  eval_every: int
+  checkpoint_every: int
+
+  @property
+  def image_shape(self) -> tuple[int, int, int]:
+    size = self.pipeline.image_size
+    return (size, size, self.pipeline.spec.channels)
+
+
+def build_model(config: ml_collections.ConfigDict) -> nn.Module:
+  spec = dataset_spec(config.dataset.name)
+  overrides = {key: value for key, value in config.model.items() if key != "name"}
+  model = create_model(config.model.name, num_classes=spec.num_classes,
+                       dtype=jnp.bfloat16 if config.half_precision else jnp.float32, **overrides)
+  if config.sync_batch_norm and "axis_name" in model_options(config.model.name):
+    model = model.clone(axis_name=steps.AXIS)
+  return model
+
+
+def plan(config: ml_collections.ConfigDict) -> Plan:
+  """Checks the config against the model, data and devices; compiles nothing."""
+  model = build_model(config)
+  train_batch = parallel.split_batch(config.batch_size)
+  eval_batch = parallel.split_batch(config.eval_batch_size or config.batch_size,
+                                    "eval_batch_size" if config.eval_batch_size else "batch_size")
+  pipeline = InputPipeline(
+      open_builder(config.dataset), config.dataset, seed=config.seed,
+      process_index=jax.process_index(), process_count=jax.process_count(),
+      local_devices=jax.local_device_count())
+  size = pipeline.image_size
+  # Traces the model abstractly: too small an input or a bad switch fails here.
+  jax.eval_shape(functools.partial(model.init, train=False), jax.random.key(0),
+                 jnp.zeros((1, size, size, pipeline.spec.channels)))
+  pipeline.eval_steps(eval_batch.process_batch)  # A missing eval split fails here.
+  steps_per_epoch = pipeline.steps_per_epoch(train_batch.process_batch)
+  total_steps = (config.num_train_steps if config.num_train_steps > 0
+                 else math.ceil(config.num_epochs * steps_per_epoch))
+  per_epoch = lambda every: steps_per_epoch if every == -1 else every
+  return Plan(config, model, pipeline, train_batch, eval_batch, steps_per_epoch, total_steps,
+              per_epoch(config.eval_every_steps), per_epoch(config.checkpoint_every_steps))
+
+
+def _optimizer(plan: Plan):
+  config = plan.config
+  schedule = optim.create_schedule(config.schedule, config.optimizer.learning_rate,
+                                   plan.steps_per_epoch, plan.total_steps)
+  return schedule, optim.create_optimizer(config, schedule, plan.steps_per_epoch)
+
+
+def _initial_state(plan: Plan, tx, checkpointer: Checkpointer) -> steps.TrainState:
+  """The latest checkpoint's state if there is one, else a fresh one (on the host)."""
+  state = steps.create_train_state(jax.random.key(plan.config.seed), plan.model, tx,
+                                   plan.image_shape)
+  state = jax.device_get(state)
+  latest = checkpointer.latest_step()
+  return state if latest is None else checkpointer.restore(latest, state)
+
+
+def evaluate(plan: Plan, eval_fn, state) -> dict[str, float]:
+  """Loss and top-1/top-5 error over the whole eval split."""
+  totals = None
+  batches = parallel.to_devices(plan.pipeline.eval_batches(plan.eval_batch.process_batch))
+  for batch in batches:
+    sums = eval_fn(state, batch)
+    totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
+  totals = parallel.unreplicate(totals)
+  count = totals.pop("count")
+  return {f"eval/{key}": float(value / count) for key, value in totals.items()}
+
+
+def write_config(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> None:
+  if jax.process_index() == 0:
+    (workdir / "config.json").write_text(config.to_json_best_effort(indent=2, sort_keys=True) + "\n")
+
+
+def train_and_evaluate(plan: Plan, workdir: pathlib.Path) -> dict[str, float]:
+  """Trains to `plan.total_steps`, resuming from the workdir; returns the last eval."""
+  config = plan.config
+  workdir.mkdir(parents=True, exist_ok=True)
+  write_config(config, workdir)
+  is_writer = jax.process_index() == 0
+  checkpointer = Checkpointer(workdir / "checkpoints", config.keep_checkpoints)
+  schedule, tx = _optimizer(plan)
+  state = _initial_state(plan, tx, checkpointer)
+  start_step = int(state.step)
+  writer = metrics_lib.MetricWriter(workdir, enabled=is_writer)
+  if start_step >= plan.total_steps:
+    print(f"training is complete: step {start_step} of {plan.total_steps} in {workdir}")
+    checkpointer.close()
+    return {}
+  if start_step:
+    print(f"resuming from the checkpoint at step {start_step} of {plan.total_steps}")
+  writer.forget_after(start_step)
+
+  train_fn = parallel.map_train_step(steps.bind_train_step(config, plan.model, tx, schedule))
+  eval_fn = parallel.map_eval_step(functools.partial(steps.eval_step, model=plan.model))
+  state = parallel.replicate(state)
+  rng = parallel.replicate(jax.random.PRNGKey(config.seed))
+  batches = parallel.to_devices(plan.pipeline.train_batches(plan.train_batch.process_batch,
+                                                            start_step))
+  progress = metrics_lib.Progress(plan.total_steps, start_step, enabled=is_writer)
+  pending, eval_metrics = [], {}
+  timer = time.perf_counter()
+  timed_steps = 0
+  for step in range(start_step + 1, plan.total_steps + 1):
+    state, step_metrics = train_fn(state, next(batches), rng)
+    pending.append(step_metrics)
+    if step == start_step + 1:  # Compilation is not throughput: start the clock after it.
+      jax.block_until_ready(state)
+      timer, timed_steps = time.perf_counter(), 0
+    else:
+      timed_steps += 1
+    last = step == plan.total_steps
+    if step % config.log_every_steps == 0 or last:
+      train_metrics = _average(pending)
+      elapsed = time.perf_counter() - timer
+      train_metrics["train/images_per_sec"] = (
+          timed_steps * plan.train_batch.global_batch / elapsed if timed_steps else 0.0)
+      writer.write(step, train_metrics)
+      progress.update(step, train_metrics)
+      pending, timer, timed_steps = [], time.perf_counter(), 0
+    if step % plan.eval_every == 0 or last:
+      eval_metrics = evaluate(plan, eval_fn, state)
+      writer.write(step, eval_metrics)
+      progress.write(f"step {step}: " + ", ".join(
+          f"{key}={value:.4f}" for key, value in eval_metrics.items()))
+    if step % plan.checkpoint_every == 0 or last:
+      fresh_eval = eval_metrics if step % plan.eval_every == 0 or last else None
+      checkpointer.save(step, parallel.unreplicate(state), fresh_eval)
+  progress.close()
+  checkpointer.wait()
+  checkpointer.close()
+  writer.close()
+  return eval_metrics
+
+
+def _average(step_metrics: list[dict]) -> dict[str, float]:
+  """The mean over steps of each metric (first device's copy; all are equal)."""
+  fetched = jax.device_get([jax.tree.map(lambda x: x[0], m) for m in step_metrics])
+  return {f"train/{key}": float(np.mean([m[key] for m in fetched])) for key in fetched[0]}
+
+
+def evaluate_latest(plan: Plan, workdir: pathlib.Path) -> tuple[int, dict[str, float]]:
+  """Evaluates the workdir's latest checkpoint; returns its step and the metrics."""
+  checkpointer = Checkpointer(workdir / "checkpoints", plan.config.keep_checkpoints)
+  latest = checkpointer.latest_step()
+  if latest is None:
+    checkpointer.close()
+    raise UserError(f"no checkpoint in {workdir / 'checkpoints'}; run `cnnjax train` with "
+                    "this --workdir first")
+  _, tx = _optimizer(plan)
+  state = _initial_state(plan, tx, checkpointer)
+  checkpointer.close()
+  eval_fn = parallel.map_eval_step(functools.partial(steps.eval_step, model=plan.model))
+  return latest, evaluate(plan, eval_fn, parallel.replicate(state))
