@@ -14,13 +14,14 @@ import pathlib
 
 import ml_collections
 
+from cnnjax import models
 from cnnjax.errors import UserError
 
 
 def base_config() -> ml_collections.ConfigDict:
   """Every key an experiment has, with defaults; experiments override them."""
   config = ml_collections.ConfigDict()
-  # `name` plus any constructor options of the model (see cnnjax.models).
+  # `name`; `load` adds every option of that model (see cnnjax.models).
   config.model = ml_collections.ConfigDict({"name": ""})
   config.dataset = ml_collections.ConfigDict(dict(
       name="",
@@ -69,9 +70,13 @@ def base_config() -> ml_collections.ConfigDict:
   return config
 
 
-def load(spec: str) -> ml_collections.ConfigDict:
+def load(spec: str, model_name: str | None = None) -> ml_collections.ConfigDict:
   """Loads `PATH[:ARG]`: runs the experiment file and calls get_config(ARG).
 
+  The model's every option is added to `config.model` with its registered
+  value unless the experiment set it, so any ablation switch can be
+  overridden and config.json describes the model completely. `model_name`
+  (a command-line `model.name`) replaces the experiment's model first.
   Experiment files are Python and run as code: load only files you trust.
   """
   path, _, arg = spec.partition(":")
@@ -84,6 +89,11 @@ def load(spec: str) -> ml_collections.ConfigDict:
   if not hasattr(module, "get_config"):
     raise UserError(f"config file {path!r} has no get_config(arg=None) function")
   config = module.get_config(arg) if arg else module.get_config()
+  if model_name is not None:
+    config.model = ml_collections.ConfigDict({"name": model_name})
+  for key, value in models.model_defaults(config.model.name).items():
+    if key not in config.model:
+      config.model[key] = value
   config.lock()
   return config
 
@@ -124,9 +134,12 @@ def override(config: ml_collections.ConfigDict, key: str, text: str) -> None:
 
 
 def from_command_line(spec: str, overrides: list[tuple[str, str]]) -> ml_collections.ConfigDict:
-  config = load(spec)
+  """The experiment at `spec` with `--config.KEY=VALUE` overrides, validated."""
+  model_name = dict(overrides).get("model.name")
+  config = load(spec, model_name)
   for key, text in overrides:
-    override(config, key, text)
+    if key != "model.name":
+      override(config, key, text)
   validate(config)
   return config
 

@@ -37,23 +37,34 @@ def split_batch(global_batch: int, key: str = "batch_size") -> BatchSplit:
   return BatchSplit(global_batch, global_batch // jax.process_count(), global_batch // devices)
 
 
-def replicate(tree):
-  """One copy of `tree` on every local device (leading axis = local devices)."""
-  return jax_utils.replicate(tree)
+def replicate(tree, devices=None):
+  """One copy of `tree` on each of `devices` (default: the local devices).
+
+  Placed by a pmapped identity, so the copies are laid out exactly as the
+  mapped steps lay out their outputs: the train step compiles once, not again
+  at its second call.
+  """
+  count = len(devices) if devices else jax.local_device_count()
+  stacked = jax.tree.map(lambda x: np.broadcast_to(x, (count, *np.shape(x))), tree)
+  return jax.pmap(lambda x: x, axis_name=AXIS, devices=devices)(stacked)
 
 
 def unreplicate(tree):
-  """The first device's copy, fetched to host memory as NumPy arrays."""
-  return jax.device_get(jax_utils.unreplicate(tree))
+  """The first local device's copy, fetched to host memory as NumPy arrays.
+
+  Reads the first addressable shard ([1, ...]) rather than indexing the global
+  array, which would gather every device's copy (and, on several hosts, fail).
+  """
+  return jax.tree.map(lambda x: np.asarray(x.addressable_shards[0].data)[0], tree)
 
 
-def map_train_step(step: Callable) -> Callable:
-  """`step(state, batch, rng)` over all devices; the state is donated."""
-  return jax.pmap(step, axis_name=AXIS, donate_argnums=(0,))
+def map_train_step(step: Callable, devices=None) -> Callable:
+  """`step(state, batch, rng)` over `devices` (default: all); the state is donated."""
+  return jax.pmap(step, axis_name=AXIS, donate_argnums=(0,), devices=devices)
 
 
-def map_eval_step(step: Callable) -> Callable:
-  return jax.pmap(step, axis_name=AXIS)
+def map_eval_step(step: Callable, devices=None) -> Callable:
+  return jax.pmap(step, axis_name=AXIS, devices=devices)
 
 
 def to_devices(batches: Iterator[dict[str, np.ndarray]], size: int = 2) -> Iterator:

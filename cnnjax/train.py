@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+import optax
 from flax import linen as nn
 
 from cnnjax import metrics as metrics_lib
@@ -38,6 +39,8 @@ class Plan:
   total_steps: int
   eval_every: int
   checkpoint_every: int
+  schedule: optax.Schedule
+  optimizer: optax.GradientTransformationExtraArgs
 
   @property
   def image_shape(self) -> tuple[int, int, int]:
@@ -74,20 +77,17 @@ def plan(config: ml_collections.ConfigDict) -> Plan:
   total_steps = (config.num_train_steps if config.num_train_steps > 0
                  else math.ceil(config.num_epochs * steps_per_epoch))
   per_epoch = lambda every: steps_per_epoch if every == -1 else every
-  return Plan(config, model, pipeline, train_batch, eval_batch, steps_per_epoch, total_steps,
-              per_epoch(config.eval_every_steps), per_epoch(config.checkpoint_every_steps))
-
-
-def _optimizer(plan: Plan):
-  config = plan.config
   schedule = optim.create_schedule(config.schedule, config.optimizer.learning_rate,
-                                   plan.steps_per_epoch, plan.total_steps)
-  return schedule, optim.create_optimizer(config, schedule, plan.steps_per_epoch)
+                                   steps_per_epoch, total_steps)
+  optimizer = optim.create_optimizer(config, schedule, steps_per_epoch)
+  return Plan(config, model, pipeline, train_batch, eval_batch, steps_per_epoch, total_steps,
+              per_epoch(config.eval_every_steps), per_epoch(config.checkpoint_every_steps),
+              schedule, optimizer)
 
 
-def _initial_state(plan: Plan, tx, checkpointer: Checkpointer) -> steps.TrainState:
+def initial_state(plan: Plan, checkpointer: Checkpointer) -> steps.TrainState:
   """The latest checkpoint's state if there is one, else a fresh one (on the host)."""
-  state = steps.create_train_state(jax.random.key(plan.config.seed), plan.model, tx,
+  state = steps.create_train_state(jax.random.key(plan.config.seed), plan.model, plan.optimizer,
                                    plan.image_shape)
   state = jax.device_get(state)
   latest = checkpointer.latest_step()
@@ -118,8 +118,7 @@ def train_and_evaluate(plan: Plan, workdir: pathlib.Path) -> dict[str, float]:
   write_config(config, workdir)
   is_writer = jax.process_index() == 0
   checkpointer = Checkpointer(workdir / "checkpoints", config.keep_checkpoints)
-  schedule, tx = _optimizer(plan)
-  state = _initial_state(plan, tx, checkpointer)
+  state = initial_state(plan, checkpointer)
   start_step = int(state.step)
   writer = metrics_lib.MetricWriter(workdir, enabled=is_writer)
   if start_step >= plan.total_steps:
@@ -130,7 +129,7 @@ def train_and_evaluate(plan: Plan, workdir: pathlib.Path) -> dict[str, float]:
     print(f"resuming from the checkpoint at step {start_step} of {plan.total_steps}")
   writer.forget_after(start_step)
 
-  train_fn = parallel.map_train_step(steps.bind_train_step(config, plan.model, tx, schedule))
+  train_fn = parallel.map_train_step(steps.bind_train_step(config, plan.model, plan.optimizer, plan.schedule))
   eval_fn = parallel.map_eval_step(functools.partial(steps.eval_step, model=plan.model))
   state = parallel.replicate(state)
   rng = parallel.replicate(jax.random.PRNGKey(config.seed))
@@ -186,8 +185,7 @@ def evaluate_latest(plan: Plan, workdir: pathlib.Path) -> tuple[int, dict[str, f
     checkpointer.close()
     raise UserError(f"no checkpoint in {workdir / 'checkpoints'}; run `cnnjax train` with "
                     "this --workdir first")
-  _, tx = _optimizer(plan)
-  state = _initial_state(plan, tx, checkpointer)
+  state = initial_state(plan, checkpointer)
   checkpointer.close()
   eval_fn = parallel.map_eval_step(functools.partial(steps.eval_step, model=plan.model))
   return latest, evaluate(plan, eval_fn, parallel.replicate(state))
