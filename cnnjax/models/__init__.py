@@ -88,3 +88,30 @@ def create_model(name: str, *, num_classes: int, **overrides) -> nn.Module:
     raise UserError(f"model {name!r} has no option {', '.join(map(repr, unknown))}; "
                     f"its options are: {', '.join(o for o in options if o != 'num_classes')}")
   return MODELS[name](num_classes=num_classes, **overrides)
+
+
+# Set by the trainer from the config (`num_classes` from the dataset, `dtype`
+# from `half_precision`, `axis_name` from `sync_batch_norm`), not by the user.
+TRAINER_OPTIONS = ("num_classes", "dtype", "axis_name")
+
+
+def _is_config_value(value) -> bool:
+  if isinstance(value, tuple):
+    return all(map(_is_config_value, value))
+  return isinstance(value, (str, int, float, bool))
+
+
+def model_defaults(name: str) -> dict:
+  """The user-settable options of a registered model with their values as
+  registered, so an experiment's config lists every ablation switch."""
+  if name not in MODELS:
+    raise UserError(f"unknown model {name!r}; registered models: {', '.join(list_models())}")
+  factory, bound = MODELS[name], {}
+  while isinstance(factory, functools.partial):
+    bound = {**factory.keywords, **bound}
+    factory = factory.func
+  values = {field.name: bound.get(field.name, field.default)
+            for field in dataclasses.fields(factory)
+            if field.name not in ("parent", "name", *TRAINER_OPTIONS)}
+  return {key: value for key, value in values.items()
+          if value is not dataclasses.MISSING and _is_config_value(value)}
