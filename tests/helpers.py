@@ -11,7 +11,7 @@ LENET_DIGITS = str(ROOT / "experiments" / "lenet5_digits.py")
 def tiny_config(data_dir: str, **overrides):
   """The digits LeNet-5 experiment shrunk to a few steps; `overrides` use
   dotted keys with `__` for `.` (model__name="resnet20")."""
-  config = config_lib.load(LENET_DIGITS)
+  config = config_lib.load(LENET_DIGITS, overrides.pop("model__name", None))
   config.dataset.data_dir = data_dir
   config.batch_size = 16
   config.num_train_steps = 6

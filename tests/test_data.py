@@ -1,0 +1,88 @@
+"""Input pipelines: the embedded digits builder, and the real TFDS builders of
+mnist, cifar10 and imagenet2012 under `tfds.testing.mock_data`."""
+
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+from helpers import tiny_config
+
+from cnnjax import train
+from cnnjax.data import InputPipeline, open_builder
+
+
+def _pipeline(config, local_devices=4):
+  return InputPipeline(open_builder(config.dataset), config.dataset, seed=config.seed,
+                       process_index=0, process_count=1, local_devices=local_devices)
+
+
+def test_digits_builder_has_the_documented_split(digits_dir):
+  builder = open_builder(tiny_config(digits_dir).dataset)
+  assert builder.info.splits["train"].num_examples == 1497
+  assert builder.info.splits["test"].num_examples == 300
+  example = next(iter(tfds.as_numpy(builder.as_dataset(split="test"))))
+  assert example["image"].shape == (8, 8, 1) and 0 <= example["label"] < 10
+
+
+def test_train_batches_are_shaped_per_device_normalised_and_seeded(digits_dir):
+  pipeline = _pipeline(tiny_config(digits_dir, batch_size=64))
+  batches = pipeline.train_batches(64)
+  first = next(batches)
+  assert first["image"].shape == (4, 16, 32, 32, 1) and first["image"].dtype == np.float32
+  assert first["label"].shape == (4, 16) and first["label"].dtype == np.int32
+  images = np.concatenate([next(batches)["image"] for _ in range(10)])
+  assert abs(images.mean()) < 0.1 and abs(images.std() - 1) < 0.1
+  again = next(_pipeline(tiny_config(digits_dir, batch_size=64)).train_batches(64))
+  np.testing.assert_array_equal(first["image"], again["image"])
+  other_seed = next(_pipeline(tiny_config(digits_dir, seed=1)).train_batches(64))
+  assert not np.array_equal(first["label"], other_seed["label"])
+
+
+def test_starting_at_a_step_continues_the_same_stream_across_epochs(digits_dir):
+  pipeline = _pipeline(tiny_config(digits_dir))
+  steps_per_epoch = pipeline.steps_per_epoch(128)
+  assert steps_per_epoch == 1497 // 128
+  stream = pipeline.train_batches(128)
+  straight = [next(stream) for _ in range(steps_per_epoch + 3)]
+  for start in (1, steps_per_epoch, steps_per_epoch + 2):
+    resumed = next(pipeline.train_batches(128, start_step=start))
+    np.testing.assert_array_equal(resumed["image"], straight[start]["image"])
+    np.testing.assert_array_equal(resumed["label"], straight[start]["label"])
+  # Each epoch is reshuffled: epoch 2 does not repeat epoch 1's order.
+  assert not np.array_equal(straight[0]["label"], straight[steps_per_epoch]["label"])
+
+
+def test_eval_batches_count_every_example_once(digits_dir):
+  pipeline = _pipeline(tiny_config(digits_dir))
+  batches = list(pipeline.eval_batches(128))
+  assert len(batches) == 3 == pipeline.eval_steps(128)
+  assert sum(batch["mask"].sum() for batch in batches) == 300
+  assert batches[-1]["mask"].shape == (4, 32)
+  labels = np.concatenate([b["label"].ravel()[b["mask"].ravel() > 0] for b in batches])
+  expected = [example["label"] for example in tfds.as_numpy(
+      open_builder(tiny_config(digits_dir).dataset).as_dataset(split="test"))]
+  np.testing.assert_array_equal(labels, expected)
+
+
+MOCKED = {
+    "mnist": dict(dataset__eval_split="test", dataset__image_size=32,
+                  dataset__train_preprocess="pad", dataset__eval_preprocess="pad"),
+    "cifar10": dict(model__name="resnet20", dataset__train_preprocess="pad_crop_flip"),
+    "imagenet2012": dict(model__name="resnet20", dataset__eval_split="validation",
+                         dataset__image_size=32, dataset__train_preprocess="random_area_crop_flip",
+                         dataset__eval_preprocess="resize_center_crop"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(MOCKED))
+def test_real_builders_train_and_evaluate_under_mock_data(name, tmp_path):
+  config = tiny_config("", dataset__name=name, batch_size=8, num_train_steps=2,
+                       eval_every_steps=2, checkpoint_every_steps=2, **MOCKED[name])
+  with tfds.testing.mock_data(num_examples=20):
+    pipeline = _pipeline(config)
+    batch = next(pipeline.train_batches(8))
+    channels = pipeline.spec.channels
+    assert batch["image"].shape == (4, 2, 32, 32, channels)
+    assert np.isfinite(batch["image"]).all()
+    assert (0 <= batch["label"]).all() and (batch["label"] < pipeline.spec.num_classes).all()
+    final = train.train_and_evaluate(train.plan(config), tmp_path)
+  assert np.isfinite(final["eval/loss"]) and 0 <= final["eval/top1_error"] <= 1
