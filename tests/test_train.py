@@ -72,3 +72,13 @@ def test_evaluate_latest_matches_the_final_eval(digits_dir, tmp_path):
   step, metrics = train.evaluate_latest(plan, tmp_path)
   assert step == 6
   assert metrics == pytest.approx(final)
+
+
+def test_half_precision_computes_in_bfloat16_and_keeps_float32_parameters(digits_dir, tmp_path):
+  plan = train.plan(tiny_config(digits_dir, half_precision=True, num_train_steps=2,
+                                eval_every_steps=2, checkpoint_every_steps=2))
+  assert plan.model.dtype == jax.numpy.bfloat16
+  final = train.train_and_evaluate(plan, tmp_path)
+  assert np.isfinite(final["eval/loss"])
+  state = _params_at(tmp_path, 2, plan)
+  assert {leaf.dtype for leaf in jax.tree.leaves(state.params)} == {np.dtype("float32")}
