@@ -1,0 +1,26 @@
+"""Every experiment file loads, validates and plans (model traced abstractly,
+data opened) without compiling anything, so none rots unnoticed."""
+
+import pytest
+import tensorflow_datasets as tfds
+from helpers import ROOT
+
+from cnnjax import config as config_lib
+from cnnjax import train
+
+EXPERIMENTS = sorted((ROOT / "experiments").glob("*.py"))
+
+
+@pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda path: path.stem)
+def test_experiment_plans(path, digits_dir):
+  config = config_lib.load(str(path))
+  assert path.read_text().startswith('"""'), "an experiment opens with its paper and command"
+  assert f"cnnjax train --config experiments/{path.name}" in path.read_text()
+  config_lib.validate(config)
+  if config.dataset.name == "digits":
+    config.dataset.data_dir = digits_dir
+    plan = train.plan(config)
+  else:
+    with tfds.testing.mock_data(num_examples=config.batch_size):
+      plan = train.plan(config)
+  assert plan.total_steps > 0
