@@ -3,9 +3,9 @@
 `create_model(name, num_classes=..., **overrides)` returns a Flax Linen module
 called as `model.apply(variables, images, train=...)` with NHWC images; it
 returns logits. The registry is a plain dict, and the tests iterate it, so a
-model is tested the moment it is registered here. `NATIVE_INPUT_SIZE` gives
-the side of the square input each network was designed for; every model also
-has `min_input_size()`, below which it raises a UserError.
+model is tested the moment it is registered here. `NATIVE_INPUT_SIZE` and
+`NATIVE_INPUT_CHANNELS` give the square input each network was designed for;
+every model also has `min_input_size()`, below which it raises a UserError.
 """
 
 import dataclasses
@@ -64,6 +64,10 @@ NATIVE_INPUT_SIZE: dict[str, int] = {name: 224 for name in MODELS} | {
     "lenet5": 32, "lenet5_modern": 32, "alexnet": 227,
     "resnet20": 32, "resnet32": 32, "resnet44": 32, "resnet56": 32, "resnet110": 32,
     "densenet_bc100": 32,
+}
+# LeNet-5 reads grey digits (§II.B); every other network RGB.
+NATIVE_INPUT_CHANNELS: dict[str, int] = {name: 3 for name in MODELS} | {
+    "lenet5": 1, "lenet5_modern": 1,
 }
 
 

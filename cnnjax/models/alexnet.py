@@ -38,7 +38,8 @@ between every conv and its ReLU, conv biases dropped), `lrn_convention`
 ("paper" or "caffe": α/n), `pooling` ("max", "avg", "conv": a strided
 convolution, see layers.Pool), `overlapping_pooling` (False: 2x2/2, the
 paper's s = z = 2 comparison in §3.4, same output sizes), `groups`,
-`dropout_rate`, `initialization` ("paper" or "pytorch").
+`dropout_rate`, `initialization` ("paper" or "pytorch"); widths: `features`
+(conv1..conv5), `dense_features` (FC6, FC7).
 """
 
 import functools

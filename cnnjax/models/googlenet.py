@@ -75,7 +75,10 @@ class Inception(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
     n1x1, n3x3_reduce, n3x3, n5x5_reduce, n5x5, pool_proj = self.widths
-    branch = lambda y, features, kernel, name: self.conv(features, kernel, name=name)(y, train=train)
+
+    def branch(y, features, kernel, name):
+      return self.conv(features, kernel, name=name)(y, train=train)
+
     return jnp.concatenate([
         branch(x, n1x1, 1, "1x1"),
         branch(branch(x, n3x3_reduce, 1, "3x3_reduce"), n3x3, 3, "3x3"),
@@ -127,8 +130,8 @@ class GoogLeNet(nn.Module):
     layers.check_input_size(images, self.min_input_size(), "googlenet")
     layers.lookup({n: n for n in NORMS}, "norm", self.norm)
     act = layers.activation(self.activation)
-    paper_lrn = layers.lrn(self.lrn_convention)
-    lrn = paper_lrn if self.norm == "lrn" else lambda x: x
+    local_response_norm = layers.lrn(self.lrn_convention)
+    lrn = local_response_norm if self.norm == "lrn" else lambda x: x
     batch_norm = self.norm == "batchnorm"
     conv = functools.partial(
         layers.ConvNormAct, batch_norm=batch_norm, use_bias=not batch_norm, act=act,

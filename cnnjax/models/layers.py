@@ -165,7 +165,8 @@ class Pool(nn.Module):
     lookup({kind: kind for kind in POOLINGS}, "pooling", self.kind)
     window, strides = (self.window, self.window), (self.strides, self.strides)
     if self.kind == "conv":
-      return self.act(nn.Conv(x.shape[-1], window, strides, "VALID", dtype=self.dtype, name="conv")(x))
+      conv = nn.Conv(x.shape[-1], window, strides, "VALID", dtype=self.dtype, name="conv")
+      return self.act(conv(x))
     return (nn.max_pool if self.kind == "max" else nn.avg_pool)(x, window, strides)
 
 

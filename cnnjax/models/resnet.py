@@ -100,7 +100,8 @@ class BottleneckBlock(Block):
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
-    y = self.act(self.norm(name="bn1")(self.conv(self.features, (1, 1), padding=0, name="conv1")(x)))
+    y = self.conv(self.features, (1, 1), padding=0, name="conv1")(x)
+    y = self.act(self.norm(name="bn1")(y))
     y = self.conv(self.features, (3, 3), self.strides, padding=1, name="conv2")(y)
     y = self.act(self.norm(name="bn2")(y))
     y = self.conv(self.features * self.expansion, (1, 1), padding=0, name="conv3")(y)

@@ -6,7 +6,7 @@ by a 2x2/2 max pool, then FC 4096, FC 4096 and the classifier, with ReLU after
 every layer but the last and dropout 0.5 after the first two FC layers (§3.1).
 Configurations A–E differ only in the stages (`CONFIGS`); C's third layer in
 stages 3–5 is a 1x1 convolution. A-LRN adds local response normalisation
-after the first convolution, with AlexNet's constants (§2.2). Parameters at
+after the first convolution, with AlexNet's constants (§2.1). Parameters at
 1000 classes: A 132,863,336; B 133,047,848; C 133,638,952; D 138,357,544;
 E 143,667,240 (the paper's 133, 133, 134, 138, 144 million; A, B, D, E equal
 torchvision's vgg11, vgg13, vgg16, vgg19).
@@ -16,10 +16,10 @@ its ReLU, the convolution keeping its (redundant) bias so torchvision's
 weights load one to one.
 
 Differences from the paper:
-- Initialisation: the paper trains A from N(0, 10⁻²) and initialises the
-  deeper nets from A's layers, then notes that Glorot & Bengio's
-  initialisation works without pre-training (§3.1); we use that (uniform),
-  biases zero, for every configuration.
+- Initialisation: the paper trains A from a zero-mean normal of variance
+  10⁻² and initialises the deeper nets from A's layers, then notes that
+  Glorot & Bengio's initialisation works without pre-training (§3.1); we use
+  that (uniform), biases zero, for every configuration.
 - Before FC6 the maps are average-pooled to 7x7 as torchvision does
   (AdaptiveAvgPool2d), so inputs of any size ≥ 32 work with the same FC
   layers; at 224 this is the identity. The paper instead evaluates densely
@@ -28,7 +28,7 @@ Differences from the paper:
 
 Ablations: `activation`, `norm` ("none", "lrn" after the first convolution,
 "batchnorm"), `lrn_convention`, `pooling` ("max", "avg", "conv"),
-`dropout_rate`.
+`dropout_rate`, `dense_features` (the width of FC6 and FC7).
 """
 
 import functools
@@ -64,6 +64,7 @@ class VGG(nn.Module):
 
   stages: Sequence[tuple[int, Sequence[int]]]
   num_classes: int = 1000
+  dense_features: int = 4096
   activation: str = "relu"
   norm: str = "none"
   lrn_convention: str = "paper"
@@ -95,7 +96,7 @@ class VGG(nn.Module):
     x = layers.adaptive_avg_pool(x, 7)
     x = x.reshape((x.shape[0], -1))
     for name in ("fc6", "fc7"):
-      x = act(nn.Dense(4096, name=name, **init)(x))
+      x = act(nn.Dense(self.dense_features, name=name, **init)(x))
       x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
     return nn.Dense(self.num_classes, name="fc8", **init)(x)
 
