@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from flax import linen as nn
 
 from cnnjax.errors import UserError
 from cnnjax.models import (MODELS, NATIVE_INPUT_CHANNELS, NATIVE_INPUT_SIZE, create_model,
@@ -406,6 +407,24 @@ def test_googlenet_bn_matches_torchvision_without_aux_heads():
   bn = params_of(no_aux("googlenet_bn"), 224)
   conv = bn["params"]["inception3a"]["5x5"]["conv"]
   assert conv["kernel"].shape[:2] == (3, 3) and "bias" not in conv and "batch_stats" in bn
+
+
+@pytest.mark.parametrize("name, epsilon", [("googlenet_bn", 1e-3), ("resnet18", 1e-5)])
+def test_batch_norm_epsilon_is_the_reference_implementations(name, epsilon):
+  """TF-slim's 1e-3 for torchvision's googlenet, PyTorch's 1e-5 elsewhere, so
+  published running statistics give the published outputs."""
+  model = create_model(name, num_classes=10)
+  epsilons = set()
+
+  def record(next_fun, args, kwargs, context):
+    if isinstance(context.module, nn.BatchNorm):
+      epsilons.add(context.module.epsilon)
+    return next_fun(*args, **kwargs)
+
+  with nn.intercept_methods(record):
+    jax.eval_shape(functools.partial(model.init, train=False), jax.random.key(0),
+                   jnp.zeros((1, 224, 224, 3)))
+  assert epsilons == {epsilon}
 
 
 def test_resnet_shortcut_options():

@@ -107,11 +107,12 @@ def lrn(convention: str) -> Callable[[jax.Array], jax.Array]:
   return lambda x: local_response_norm(x, alpha_over_size=alpha_over_size)
 
 
-def batch_norm(*, train: bool, axis_name: str | None, dtype: Any, **kwargs) -> nn.BatchNorm:
+def batch_norm(*, train: bool, axis_name: str | None, dtype: Any, epsilon: float = 1e-5,
+               **kwargs) -> nn.BatchNorm:
   """BatchNorm as every cnnjax model uses it: PyTorch's momentum and epsilon
   (so torchvision's statistics carry over) and, under pmap, batch statistics
   averaged over `axis_name`."""
-  return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
+  return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=epsilon,
                       axis_name=axis_name, dtype=dtype, **kwargs)
 
 
@@ -131,6 +132,7 @@ class ConvNormAct(nn.Module):
   act: Callable[[jax.Array], jax.Array] = nn.relu
   kernel_init: Callable = nn.initializers.lecun_normal()
   bias_init: Callable = nn.initializers.zeros
+  bn_epsilon: float = 1e-5
   axis_name: str | None = None
   dtype: Any = jnp.float32
 
@@ -141,7 +143,8 @@ class ConvNormAct(nn.Module):
                 feature_group_count=self.groups, use_bias=self.use_bias, dtype=self.dtype,
                 kernel_init=self.kernel_init, bias_init=self.bias_init, name="conv")(x)
     if self.batch_norm:
-      x = batch_norm(train=train, axis_name=self.axis_name, dtype=self.dtype, name="bn")(x)
+      x = batch_norm(train=train, axis_name=self.axis_name, dtype=self.dtype,
+                     epsilon=self.bn_epsilon, name="bn")(x)
     return self.act(x)
 
 
