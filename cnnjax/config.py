@@ -31,6 +31,7 @@ def base_config() -> ml_collections.ConfigDict:
       image_size=0,  # Side of the square model input; 0 → the dataset's own.
       train_preprocess="resize",  # A recipe from cnnjax.data.preprocess.RECIPES.
       eval_preprocess="resize",
+      normalization="standardize",  # Or "subtract_mean" (0-255 scale; AlexNet §2, VGG §2.1).
       shuffle_buffer=10_000,
   ))
   config.batch_size = 128  # Global: across all devices and processes.

@@ -36,6 +36,8 @@ def _train(workdir, *overrides, data_dir):
     ("--config.dataset.image_size=16", "lenet5 needs inputs of at least 32x32"),
     ("--config.dataset.eval_split=validation", "has no split 'validation'"),
     ("--config.optimizer.name=sgdx", "config.optimizer.name"),
+    ("--config.dataset.train_preprocess=crop", "config.dataset.train_preprocess='crop'"),
+    ("--config.dataset.normalization=none", "config.dataset.normalization='none'"),
 ])
 def test_bad_input_is_one_line_and_exit_2(override, names, workdir, digits_dir, capsys):
   before = {path.name: path.read_text() for path in workdir.iterdir()}

@@ -37,6 +37,17 @@ def test_train_batches_are_shaped_per_device_normalised_and_seeded(digits_dir):
   assert not np.array_equal(first["label"], other_seed["label"])
 
 
+def test_subtract_mean_keeps_the_pixel_scale(digits_dir):
+  """AlexNet §2 / VGG §2.1: the mean is subtracted from 0-255 pixels, nothing is divided."""
+  config = tiny_config(digits_dir, batch_size=64)
+  standardized = next(_pipeline(config).train_batches(64))["image"]
+  config.dataset.normalization = "subtract_mean"
+  pixels = next(_pipeline(config).train_batches(64))["image"]
+  spec = _pipeline(config).spec
+  np.testing.assert_allclose(pixels, standardized * np.float32(spec.std[0] * 255), atol=1e-3)
+  assert pixels.std() > 50
+
+
 def test_starting_at_a_step_continues_the_same_stream_across_epochs(digits_dir):
   pipeline = _pipeline(tiny_config(digits_dir))
   steps_per_epoch = pipeline.steps_per_epoch(128)

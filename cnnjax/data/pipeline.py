@@ -49,6 +49,12 @@ class InputPipeline:
   process_count: int
   local_devices: int
 
+  def __post_init__(self):
+    for key, table in (("train_preprocess", preprocess.RECIPES),
+                       ("eval_preprocess", preprocess.RECIPES),
+                       ("normalization", preprocess.NORMALIZATIONS)):
+      preprocess.lookup(table, key, self.dataset[key])
+
   @property
   def spec(self) -> DatasetSpec:
     return dataset_spec(self.dataset.name)
@@ -101,6 +107,7 @@ class InputPipeline:
     examples_per_epoch = steps_per_epoch * process_batch
     base = self._maybe_cache(self.read(self.dataset.train_split))
     recipe = preprocess.RECIPES[self.dataset.train_preprocess]
+    normalize = preprocess.NORMALIZATIONS[self.dataset.normalization]
 
     def epoch(index):
       shuffle_seed = (self.seed * 1_000_003 + index) * 1009 + self.process_index
@@ -112,7 +119,7 @@ class InputPipeline:
       seed = tf.stack([tf.cast(self.seed, tf.int64), epoch_index])
       seed = tf.random.experimental.stateless_fold_in(seed, self.process_index)
       seed = tf.random.experimental.stateless_fold_in(seed, position)
-      example = recipe(example, seed, self.image_size, self.spec)
+      example = normalize(recipe(example, seed, self.image_size, self.spec), self.spec)
       return {"image": example["image"], "label": tf.cast(example["label"], tf.int32)}
 
     first_epoch, offset = divmod(start_step, steps_per_epoch)
@@ -129,10 +136,11 @@ class InputPipeline:
     Every process yields the same number of batches (collectives stay in step).
     """
     recipe = preprocess.RECIPES[self.dataset.eval_preprocess]
+    normalize = preprocess.NORMALIZATIONS[self.dataset.normalization]
     no_seed = tf.zeros((2,), tf.int64)
 
     def prepare(example):
-      example = recipe(example, no_seed, self.image_size, self.spec)
+      example = normalize(recipe(example, no_seed, self.image_size, self.spec), self.spec)
       return {"image": example["image"], "label": tf.cast(example["label"], tf.int32)}
 
     ds = self.read(self.dataset.eval_split).map(

@@ -4,7 +4,8 @@ recipes that chain them.
 Every op takes and returns the example dict; random ops take a stateless seed,
 so an example's augmentation depends only on (run seed, epoch, position in the
 epoch) and is the same after a resume. Recipes are looked up by name from the
-config (`dataset.train_preprocess`, `dataset.eval_preprocess`).
+config (`dataset.train_preprocess`, `dataset.eval_preprocess`) and leave
+pixels in [0, 1]; a normalisation (`dataset.normalization`) follows them.
 """
 
 import functools
@@ -13,6 +14,7 @@ from typing import Callable
 import tensorflow as tf
 
 from cnnjax.data.datasets import DatasetSpec
+from cnnjax.errors import UserError
 
 Example = dict[str, tf.Tensor]
 
@@ -69,23 +71,34 @@ def random_area_crop(example: Example, size: int, seed: tf.Tensor) -> Example:
   return {**example, "image": tf.image.resize(crop, (size, size), antialias=True)}
 
 
-def normalize(example: Example, mean, std) -> Example:
-  return {**example, "image": (example["image"] - mean) / std}
+def standardize(example: Example, spec: DatasetSpec) -> Example:
+  """Zero mean and unit variance per channel, with the training set's statistics."""
+  return {**example, "image": (example["image"] - spec.mean) / spec.std}
 
 
-# A recipe: (example, seed, size, spec) -> example, ready for the model.
+def subtract_mean(example: Example, spec: DatasetSpec) -> Example:
+  """Pixel values (0-255) minus the training set's mean per channel, and no
+  scaling: AlexNet's only preprocessing (§2) and VGG's (§2.1). AlexNet's
+  initialisation, N(0, 0.01) with biases of 1 (§5), assumes inputs this large;
+  on standardised inputs its signal dies out within a few layers."""
+  return {**example, "image": (example["image"] - spec.mean) * 255.0}
+
+
+NORMALIZATIONS = {"standardize": standardize, "subtract_mean": subtract_mean}
+
+# A recipe: (example, seed, size, spec) -> example with pixels in [0, 1].
 Recipe = Callable[[Example, tf.Tensor, int, DatasetSpec], Example]
 
 
 def _chain(*ops) -> Recipe:
-  """Decode, the ops in order, normalise; each random op gets its own seed."""
+  """Decode, then the ops in order; each random op gets its own seed."""
 
   def recipe(example, seed, size, spec):
     example = decode(example, spec.channels)
     for index, op in enumerate(ops):
       op_seed = tf.random.experimental.stateless_fold_in(seed, index)
       example = op(example, size=size, seed=op_seed)
-    return normalize(example, spec.mean, spec.std)
+    return example
 
   return recipe
 
@@ -117,3 +130,10 @@ RECIPES: dict[str, Recipe] = {
     "random_area_crop_flip": _chain(random_area_crop, _random_flip),
     "resize_center_crop": _chain(_resize_then_center_crop),
 }
+
+
+def lookup(table: dict, key: str, name: str):
+  """`table[name]`, or a UserError naming the config key and the choices."""
+  if name not in table:
+    raise UserError(f"config.dataset.{key}={name!r} is not one of {', '.join(sorted(table))}")
+  return table[name]
