@@ -31,7 +31,7 @@ def base_config() -> ml_collections.ConfigDict:
       image_size=0,  # Side of the square model input; 0 → the dataset's own.
       train_preprocess="resize",  # A recipe from cnnjax.data.preprocess.RECIPES.
       eval_preprocess="resize",
-      shuffle_buffer=10_000,
+      shuffle_buffer=10_000,  # Per device shard of the train split (cnnjax.data.pipeline).
   ))
   config.batch_size = 128  # Global: across all devices and processes.
   config.eval_batch_size = 0  # 0 → batch_size.
