@@ -11,7 +11,7 @@ TPU pod slices they are found automatically.
 A user error (bad key, type or value, unknown model or dataset, missing data)
 prints one line on stderr and exits with status 2, before any compilation and
 without touching what the workdir already holds. A process of a multi-process
-run that fails exits at once, so that its peers fail too instead of waiting.
+run that crashes exits at once, so that its peers fail too instead of waiting.
 """
 
 import argparse
@@ -88,20 +88,19 @@ def run(argv: list[str]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
   try:
-    code = run(sys.argv[1:] if argv is None else argv)
+    return run(sys.argv[1:] if argv is None else argv)
   except UserError as error:
+    # With several processes all make the same mistake and leave together, at
+    # JAX's shutdown barrier (bounded by parallel.SHUTDOWN_TIMEOUT_SECONDS).
     print(f"cnnjax: error: {error}", file=sys.stderr)
-    code = USAGE_ERROR
+    return USAGE_ERROR
   except Exception:
     if not _distributed():
       raise
     traceback.print_exc()
-    code = 1
-  if code and _distributed():
     from cnnjax import parallel
 
-    parallel.exit_now(code)
-  return code
+    parallel.exit_now(1)
 
 
 def _distributed() -> bool:
