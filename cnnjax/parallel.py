@@ -106,9 +106,7 @@ def initialize(cluster: Cluster | None) -> None:
   processes. Otherwise (one process) nothing happens. Must run before
   anything asks JAX about devices.
   """
-  if cluster is None and _detected_process_count() < 2:
-    return
-  if cluster is not None and cluster.num_processes == 1:
+  if (cluster.num_processes if cluster else _detected_process_count()) < 2:
     return
   # CPU devices of different processes talk through gloo (tests, CPU clusters);
   # GPUs and TPUs use their own collectives and ignore this.

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from helpers import LENET_DIGITS, ROOT, tiny_config
 
-from cnnjax import cli, train
+from cnnjax import cli, parallel, train
 from cnnjax.checkpoint import Checkpointer
 
 STEPS = 24
@@ -175,3 +175,16 @@ def test_process_variables_are_read_and_checked(monkeypatch, tmp_path, capsys):
   code = cli.main(["train", "--config", LENET_DIGITS, "--workdir", str(tmp_path / "w")])
   assert code == 2
   assert "CNNJAX_NUM_PROCESSES='two' is not an integer" in capsys.readouterr().err
+
+
+def test_slurm_jobs_are_detected_and_plain_runs_are_not(monkeypatch):
+  """JAX's own detection decides; a job of one task stays single-process."""
+  for variable in ("SLURM_JOB_ID", "SLURM_STEP_NODELIST", "SLURM_NTASKS", "SLURM_PROCID",
+                   "SLURM_LOCALID", "OMPI_MCA_orte_hnp_uri"):
+    monkeypatch.delenv(variable, raising=False)
+  assert parallel._detected_process_count() == 0
+  slurm = dict(SLURM_JOB_ID="7", SLURM_STEP_NODELIST="node[1-2]", SLURM_NTASKS="4",
+               SLURM_PROCID="1", SLURM_LOCALID="1")
+  for variable, value in slurm.items():
+    monkeypatch.setenv(variable, value)
+  assert parallel._detected_process_count() == 4
