@@ -6,6 +6,13 @@ devices and the files are written in the background; the step directory
 appears under its final name only when complete (orbax writes to a temporary
 directory and renames), so an interrupted save never looks like a checkpoint.
 Restoring reads arrays into a template of the state; nothing is unpickled.
+
+With several processes, every process saves, waits and restores at the same
+steps (orbax keeps them in step with barriers over `jax.distributed`). The
+state saved is the host copy that every process holds identically (the
+devices' replicas after `lax.pmean`): orbax's NumPy handler treats such arrays
+as replicated, process 0 alone writes them, and every process reads them back
+whole, with no gathering across hosts.
 """
 
 import pathlib

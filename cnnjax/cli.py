@@ -3,14 +3,21 @@
   cnnjax train --config PATH[:ARG] --workdir DIR [--config.KEY=VALUE ...]
   cnnjax eval  --config PATH[:ARG] --workdir DIR [--config.KEY=VALUE ...]
 
+One of several processes adds `--coordinator_address HOST:PORT
+--num_processes N --process_id I` (or sets CNNJAX_COORDINATOR_ADDRESS,
+CNNJAX_NUM_PROCESSES, CNNJAX_PROCESS_ID); under SLURM, Open MPI and on Cloud
+TPU pod slices they are found automatically.
+
 A user error (bad key, type or value, unknown model or dataset, missing data)
 prints one line on stderr and exits with status 2, before any compilation and
-without touching what the workdir already holds.
+without touching what the workdir already holds. A process of a multi-process
+run that crashes exits at once, so that its peers fail too instead of waiting.
 """
 
 import argparse
 import pathlib
 import sys
+import traceback
 
 from cnnjax.errors import UserError
 
@@ -31,6 +38,13 @@ def _parser() -> argparse.ArgumentParser:
                          help="experiment file, e.g. experiments/lenet5_digits.py")
     command.add_argument("--workdir", required=True, type=pathlib.Path,
                          help="where config.json, metrics.jsonl, tensorboard/ and checkpoints/ go")
+    processes = command.add_argument_group(
+        "several processes", "one of several processes (not needed under SLURM, Open MPI or on a "
+        "Cloud TPU pod slice); each defaults to its CNNJAX_* environment variable")
+    processes.add_argument("--coordinator_address", metavar="HOST:PORT",
+                           help="process 0's address and a free port on it")
+    processes.add_argument("--num_processes", type=int, metavar="N")
+    processes.add_argument("--process_id", type=int, metavar="I", help="0 .. N-1")
   return parser
 
 
@@ -56,15 +70,19 @@ def run(argv: list[str]) -> int:
   args = _parser().parse_args(rest)
   # Imported here so `cnnjax --help` and config errors are instant.
   from cnnjax import config as config_lib
-  from cnnjax import train
+  from cnnjax import parallel, train
 
+  cluster = parallel.explicit_cluster(args.coordinator_address, args.num_processes,
+                                      args.process_id)
   config = config_lib.from_command_line(args.config, overrides)
+  parallel.initialize(cluster)  # Before `plan`, which counts the devices of all processes.
   plan = train.plan(config)
   if args.command == "train":
     train.train_and_evaluate(plan, args.workdir)
   else:
     step, metrics = train.evaluate_latest(plan, args.workdir)
-    print(f"step {step}: " + ", ".join(f"{key}={value:.4f}" for key, value in metrics.items()))
+    if parallel.is_primary():
+      print(f"step {step}: " + ", ".join(f"{key}={value:.4f}" for key, value in metrics.items()))
   return 0
 
 
@@ -72,5 +90,19 @@ def main(argv: list[str] | None = None) -> int:
   try:
     return run(sys.argv[1:] if argv is None else argv)
   except UserError as error:
+    # With several processes all make the same mistake and leave together, at
+    # JAX's shutdown barrier (bounded by parallel.SHUTDOWN_TIMEOUT_SECONDS).
     print(f"cnnjax: error: {error}", file=sys.stderr)
     return USAGE_ERROR
+  except Exception:
+    if not _distributed():
+      raise
+    traceback.print_exc()
+    from cnnjax import parallel
+
+    parallel.exit_now(1)
+
+
+def _distributed() -> bool:
+  """Whether this process joined others (never imports JAX just to ask)."""
+  return "cnnjax.parallel" in sys.modules and sys.modules["cnnjax.parallel"].is_distributed()

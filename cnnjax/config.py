@@ -32,7 +32,7 @@ def base_config() -> ml_collections.ConfigDict:
       train_preprocess="resize",  # A recipe from cnnjax.data.preprocess.RECIPES.
       eval_preprocess="resize",
       normalization="standardize",  # Or "subtract_mean" (0-255 scale; AlexNet §2, VGG §2.1).
-      shuffle_buffer=10_000,
+      shuffle_buffer=10_000,  # Per device shard of the train split (cnnjax.data.pipeline).
   ))
   config.batch_size = 128  # Global: across all devices and processes.
   config.eval_batch_size = 0  # 0 → batch_size.

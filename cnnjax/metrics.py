@@ -67,6 +67,7 @@ class Progress:
   """A progress bar over training steps: step count, ETA, loss and images/s."""
 
   def __init__(self, total: int, initial: int, enabled: bool):
+    self._enabled = enabled
     self._bar = tqdm.tqdm(total=total, initial=initial, disable=not enabled, unit="step",
                           dynamic_ncols=True, mininterval=1.0, desc="train")
 
@@ -76,7 +77,8 @@ class Progress:
                           images_per_sec=f"{metrics['train/images_per_sec']:.0f}", refresh=False)
 
   def write(self, text: str) -> None:
-    self._bar.write(text)
+    if self._enabled:  # tqdm.write prints even when the bar is disabled.
+      self._bar.write(text)
 
   def close(self) -> None:
     self._bar.close()

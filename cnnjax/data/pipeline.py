@@ -1,11 +1,22 @@
-"""The tf.data input pipeline: TFDS split per process, seeded per-epoch
-shuffle, preprocessing recipes, batches shaped [local_devices, per_device, ...].
+"""The tf.data input pipeline: TFDS split per device and per process, seeded
+per-epoch shuffle, preprocessing recipes, batches shaped
+[local_devices, per_device, ...].
 
-Training is exactly resumable: epoch e is the process's split shuffled with a
-seed derived from (seed, e, process), cut to a whole number of batches, and
-every example's augmentation is seeded by its position in the epoch. Starting
-at step s rebuilds that stream and skips the examples of the steps already
-taken, before they are decoded.
+Training data is split per device, not just per process: the train split is
+cut into one even shard per device of the whole run (`tfds.even_splits`), and
+each process reads only the shards of its own devices. A device's stream
+(shuffle, augmentation) depends on the seed and its global index alone, so
+the global batch at every step is the same however the devices are grouped
+into processes: 2 processes x 2 devices train exactly like 1 process x 4
+devices. (A per-process split shuffled per process would tie the data order
+to the process count.) The shuffle buffer is per device shard.
+
+Training is exactly resumable: epoch e of device d is its shard shuffled with
+a seed derived from (seed, e, d), cut to a whole number of batches, and every
+example's augmentation is seeded by its position in the epoch. Starting at
+step s rebuilds that stream and skips the examples of the steps already
+taken, before they are decoded. Evaluation reads a per-process split: its
+sums do not depend on the order.
 """
 
 import dataclasses
@@ -63,14 +74,25 @@ class InputPipeline:
   def image_size(self) -> int:
     return self.dataset.image_size or self.spec.image_size
 
+  @property
+  def device_count(self) -> int:
+    """Devices of all processes (pmap gives every process as many)."""
+    return self.process_count * self.local_devices
+
   def read(self, split: str, process_index: int | None = None) -> tf.data.Dataset:
     """One process's share of `split`, images still encoded."""
     process_index = self.process_index if process_index is None else process_index
-    process_split = tfds.split_for_jax_process(
-        split, process_index=process_index, process_count=self.process_count)
+    return self._open(split, tfds.split_for_jax_process(
+        split, process_index=process_index, process_count=self.process_count))
+
+  def read_device_shard(self, split: str, device: int) -> tf.data.Dataset:
+    """Global device `device`'s share of `split`, images still encoded."""
+    return self._open(split, tfds.even_splits(split, n=self.device_count)[device])
+
+  def _open(self, split: str, part) -> tf.data.Dataset:
     try:
       return self.builder.as_dataset(
-          split=process_split, shuffle_files=False,
+          split=part, shuffle_files=False,
           decoders={"image": tfds.decode.SkipDecoding()})
     except AssertionError:  # TFDS's way of saying the data is not prepared.
       raise UserError(
@@ -82,18 +104,24 @@ class InputPipeline:
       raise UserError(f"dataset {self.dataset.name!r} has no split {split!r} "
                       f"(config.dataset.*_split): {error}") from None
 
-  def _smallest_share(self, split: str) -> int:
-    """The fewest examples any process gets, so all processes take the same steps."""
-    return min(int(self.read(split, index).cardinality())
-               for index in range(self.process_count))
+  def _local_device_indices(self) -> range:
+    """This process's devices in the order of pmap's axis: processes in turn."""
+    return range(self.process_index * self.local_devices,
+                 (self.process_index + 1) * self.local_devices)
+
+  def _smallest_shard(self, split: str) -> int:
+    """The fewest examples any device gets, so all devices take the same steps."""
+    return min(int(self.read_device_shard(split, device).cardinality())
+               for device in range(self.device_count))
 
   def steps_per_epoch(self, process_batch: int) -> int:
-    steps = self._smallest_share(self.dataset.train_split) // process_batch
+    smallest = self._smallest_shard(self.dataset.train_split)
+    steps = smallest // (process_batch // self.local_devices)
     if steps == 0:
       raise UserError(
           f"batch_size is larger than the {self.dataset.train_split!r} split of "
-          f"{self.dataset.name!r} ({self._smallest_share(self.dataset.train_split)} examples "
-          f"per process); lower config.batch_size")
+          f"{self.dataset.name!r} ({smallest} examples per device, "
+          f"{smallest * self.device_count} in all); lower config.batch_size")
     return steps
 
   def eval_steps(self, process_batch: int) -> int:
@@ -102,33 +130,40 @@ class InputPipeline:
     return -(-largest // process_batch)
 
   def train_batches(self, process_batch: int, start_step: int = 0) -> Iterator[Batch]:
-    """Training batches from `start_step` on, forever."""
+    """Training batches from `start_step` on, forever: each local device's stream, stacked."""
+    device_batch = process_batch // self.local_devices
     steps_per_epoch = self.steps_per_epoch(process_batch)
-    examples_per_epoch = steps_per_epoch * process_batch
-    base = self._maybe_cache(self.read(self.dataset.train_split))
+    streams = tuple(self._device_stream(device, device_batch, steps_per_epoch, start_step)
+                    for device in self._local_device_indices())
+    ds = tf.data.Dataset.zip(streams).map(
+        lambda *batches: {key: tf.stack([batch[key] for batch in batches]) for key in batches[0]})
+    yield from tfds.as_numpy(ds.prefetch(tf.data.AUTOTUNE))
+
+  def _device_stream(self, device: int, device_batch: int, steps_per_epoch: int,
+                     start_step: int) -> tf.data.Dataset:
+    """Global device `device`'s batches from `start_step` on."""
+    base = self._maybe_cache(self.read_device_shard(self.dataset.train_split, device))
     recipe = preprocess.RECIPES[self.dataset.train_preprocess]
     normalize = preprocess.NORMALIZATIONS[self.dataset.normalization]
 
     def epoch(index):
-      shuffle_seed = (self.seed * 1_000_003 + index) * 1009 + self.process_index
+      shuffle_seed = (self.seed * 1_000_003 + index) * 1009 + device
       shuffled = base.shuffle(self.dataset.shuffle_buffer, seed=shuffle_seed)
-      examples = shuffled.take(examples_per_epoch).enumerate()
+      examples = shuffled.take(steps_per_epoch * device_batch).enumerate()
       return examples.map(lambda position, example: (index, position, example))
 
     def prepare(epoch_index, position, example):
       seed = tf.stack([tf.cast(self.seed, tf.int64), epoch_index])
-      seed = tf.random.experimental.stateless_fold_in(seed, self.process_index)
+      seed = tf.random.experimental.stateless_fold_in(seed, device)
       seed = tf.random.experimental.stateless_fold_in(seed, position)
       example = normalize(recipe(example, seed, self.image_size, self.spec), self.spec)
       return {"image": example["image"], "label": tf.cast(example["label"], tf.int32)}
 
     first_epoch, offset = divmod(start_step, steps_per_epoch)
     ds = tf.data.Dataset.range(first_epoch, np.iinfo(np.int64).max).flat_map(epoch)
-    ds = ds.skip(offset * process_batch)
+    ds = ds.skip(offset * device_batch)
     ds = ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    ds = ds.batch(process_batch, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
-    for batch in tfds.as_numpy(ds):
-      yield self._per_device(batch)
+    return ds.batch(device_batch, drop_remainder=True)
 
   def eval_batches(self, process_batch: int) -> Iterator[Batch]:
     """The whole eval split once, padded to full batches; `mask` marks real examples.
