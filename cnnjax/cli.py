@@ -31,6 +31,9 @@ def _parser() -> argparse.ArgumentParser:
                          help="experiment file, e.g. experiments/lenet5_digits.py")
     command.add_argument("--workdir", required=True, type=pathlib.Path,
                          help="where config.json, metrics.jsonl, tensorboard/ and checkpoints/ go")
+    command.add_argument("--allow_config_change", action="store_true",
+                         help="use this workdir although its config.json is another experiment "
+                              "(the old config is kept as config.STEP.json)")
   return parser
 
 
@@ -61,9 +64,10 @@ def run(argv: list[str]) -> int:
   config = config_lib.from_command_line(args.config, overrides)
   plan = train.plan(config)
   if args.command == "train":
-    train.train_and_evaluate(plan, args.workdir)
+    train.train_and_evaluate(plan, args.workdir, allow_config_change=args.allow_config_change)
   else:
-    step, metrics = train.evaluate_latest(plan, args.workdir)
+    step, metrics = train.evaluate_latest(plan, args.workdir,
+                                          allow_config_change=args.allow_config_change)
     print(f"step {step}: " + ", ".join(f"{key}={value:.4f}" for key, value in metrics.items()))
   return 0
 
