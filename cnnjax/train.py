@@ -116,8 +116,18 @@ def train_and_evaluate(plan: Plan, workdir: pathlib.Path, *,
   config = plan.config
   changes = workdir_lib.check_config(config, workdir, allow_change=allow_config_change)
   workdir.mkdir(parents=True, exist_ok=True)
-  is_writer = jax.process_index() == 0
   checkpointer = Checkpointer(workdir / "checkpoints", config.keep_checkpoints)
+  try:
+    return _train(plan, workdir, checkpointer, changes)
+  except BaseException:  # E.g. a damaged record mid-run: saves already started complete first.
+    checkpointer.close()
+    raise
+
+
+def _train(plan: Plan, workdir: pathlib.Path, checkpointer: Checkpointer,
+           changes: dict | None) -> dict[str, float]:
+  config = plan.config
+  is_writer = jax.process_index() == 0
   state = initial_state(plan, checkpointer)
   start_step = int(state.step)
   if is_writer:

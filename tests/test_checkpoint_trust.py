@@ -9,7 +9,9 @@ import shutil
 
 import numpy as np
 import pytest
+from helpers import LENET_DIGITS
 
+from cnnjax import cli
 from cnnjax.checkpoint import Checkpointer
 from cnnjax.errors import UserError
 
@@ -149,3 +151,16 @@ def test_a_symlinked_workdir_is_the_users_choice(saved, tmp_path):
   link.symlink_to(directory.parent)
   restored = _restore(pathlib.Path(link, "checkpoints"))
   np.testing.assert_array_equal(restored["params"]["kernel"], np.full((2, 3), 3.0))
+
+
+def test_cli_eval_refuses_a_symlinked_step(saved, tmp_path, digits_dir, capsys):
+  outside = _outside(tmp_path)
+  directory = _copy(saved, tmp_path)
+  (directory / "9").symlink_to(outside)
+  code = cli.main(["eval", "--config", LENET_DIGITS, "--workdir", str(directory.parent),
+                   f"--config.dataset.data_dir={digits_dir}"])
+  error = capsys.readouterr().err.strip()
+  assert code == 2 and error == (f"cnnjax: error: {directory / '9'} is a symlink (to {outside}); "
+                                 "a checkpoint directory holds only real files, so it is "
+                                 "refused; remove the link")
+  assert (outside / "precious").read_text() == "keep me"
