@@ -38,6 +38,9 @@ def _parser() -> argparse.ArgumentParser:
                          help="experiment file, e.g. experiments/lenet5_digits.py")
     command.add_argument("--workdir", required=True, type=pathlib.Path,
                          help="where config.json, metrics.jsonl, tensorboard/ and checkpoints/ go")
+    command.add_argument("--allow_config_change", action="store_true",
+                         help="use this workdir although its config.json is another experiment "
+                              "(the old config is kept as config.STEP.json)")
     processes = command.add_argument_group(
         "several processes", "one of several processes (not needed under SLURM, Open MPI or on a "
         "Cloud TPU pod slice); each defaults to its CNNJAX_* environment variable")
@@ -78,9 +81,10 @@ def run(argv: list[str]) -> int:
   parallel.initialize(cluster)  # Before `plan`, which counts the devices of all processes.
   plan = train.plan(config)
   if args.command == "train":
-    train.train_and_evaluate(plan, args.workdir)
+    train.train_and_evaluate(plan, args.workdir, allow_config_change=args.allow_config_change)
   else:
-    step, metrics = train.evaluate_latest(plan, args.workdir)
+    step, metrics = train.evaluate_latest(plan, args.workdir,
+                                          allow_config_change=args.allow_config_change)
     if parallel.is_primary():
       print(f"step {step}: " + ", ".join(f"{key}={value:.4f}" for key, value in metrics.items()))
   return 0

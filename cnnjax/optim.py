@@ -46,6 +46,10 @@ def _direction(config: ml_collections.ConfigDict) -> optax.GradientTransformatio
   return directions[config.name]()
 
 
+# Schedules laid over the run's total steps: a longer run stretches them.
+SCHEDULES_OVER_TOTAL_STEPS = frozenset({"cosine"})
+
+
 def create_schedule(config: ml_collections.ConfigDict, learning_rate: float,
                     steps_per_epoch: int, total_steps: int) -> optax.Schedule:
   """The learning rate at each step: linear warmup, then the named schedule.

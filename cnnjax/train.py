@@ -6,7 +6,6 @@ Everything a user can get wrong is checked by `plan` before any compilation.
 
 import dataclasses
 import functools
-import json
 import math
 import pathlib
 import time
@@ -20,6 +19,7 @@ from flax import linen as nn
 
 from cnnjax import metrics as metrics_lib
 from cnnjax import optim, parallel, steps
+from cnnjax import workdir as workdir_lib
 from cnnjax.checkpoint import Checkpointer
 from cnnjax.data import InputPipeline, dataset_spec, open_builder
 from cnnjax.errors import UserError
@@ -106,20 +106,32 @@ def evaluate(plan: Plan, eval_fn, state) -> dict[str, float]:
   return {f"eval/{key}": float(value / count) for key, value in totals.items()}
 
 
-def write_config(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> None:
-  if jax.process_index() == 0:
-    (workdir / "config.json").write_text(config.to_json_best_effort(indent=2, sort_keys=True) + "\n")
+def train_and_evaluate(plan: Plan, workdir: pathlib.Path, *,
+                       allow_config_change: bool = False) -> dict[str, float]:
+  """Trains to `plan.total_steps`, resuming from the workdir; returns the last eval.
 
-
-def train_and_evaluate(plan: Plan, workdir: pathlib.Path) -> dict[str, float]:
-  """Trains to `plan.total_steps`, resuming from the workdir; returns the last eval."""
+  A workdir whose config.json is another experiment is refused (see
+  cnnjax.workdir) unless `allow_config_change`.
+  """
   config = plan.config
+  changes = workdir_lib.check_config(config, workdir, allow_change=allow_config_change)
   workdir.mkdir(parents=True, exist_ok=True)
-  write_config(config, workdir)
-  is_writer = jax.process_index() == 0
   checkpointer = Checkpointer(workdir / "checkpoints", config.keep_checkpoints)
+  try:
+    return _train(plan, workdir, checkpointer, changes)
+  except BaseException:  # E.g. a damaged record mid-run: saves already started complete first.
+    checkpointer.close()
+    raise
+
+
+def _train(plan: Plan, workdir: pathlib.Path, checkpointer: Checkpointer,
+           changes: dict | None) -> dict[str, float]:
+  config = plan.config
+  is_writer = jax.process_index() == 0
   state = initial_state(plan, checkpointer)
   start_step = int(state.step)
+  if is_writer:
+    workdir_lib.write_config(config, workdir, start_step, changes)
   writer = metrics_lib.MetricWriter(workdir, enabled=is_writer)
   if start_step >= plan.total_steps:
     print(f"training is complete: step {start_step} of {plan.total_steps} in {workdir}")
@@ -177,8 +189,10 @@ def _average(step_metrics: list[dict]) -> dict[str, float]:
   return {f"train/{key}": float(np.mean([m[key] for m in fetched])) for key in fetched[0]}
 
 
-def evaluate_latest(plan: Plan, workdir: pathlib.Path) -> tuple[int, dict[str, float]]:
+def evaluate_latest(plan: Plan, workdir: pathlib.Path, *,
+                    allow_config_change: bool = False) -> tuple[int, dict[str, float]]:
   """Evaluates the workdir's latest checkpoint; returns its step and the metrics."""
+  workdir_lib.check_config(plan.config, workdir, command="eval", allow_change=allow_config_change)
   checkpointer = Checkpointer(workdir / "checkpoints", plan.config.keep_checkpoints)
   latest = checkpointer.latest_step()
   if latest is None:

@@ -26,27 +26,38 @@ def _train(workdir, *overrides, data_dir):
 @pytest.mark.parametrize("override, names", [
     ("--config.no_such_key=1", "config.no_such_key"),
     ("--config.optimizer.no_such_key=1", "config.optimizer.no_such_key"),
-    ("--config.batch_size=lots", "config.batch_size"),
+    ("--config.batch_size=lots", "config.batch_size must be int, got 'lots'"),
     ("--config.half_precision=maybe", "config.half_precision"),
-    ("--config.optimizer.learning_rate=-0.1", "config.optimizer.learning_rate"),
+    ("--config.optimizer.learning_rate=-0.1", "config.optimizer.learning_rate=-0.1 is impossible"),
+    ("--config.optimizer.learning_rate=nan", "config.optimizer.learning_rate"),
     ("--config.batch_size=30", "config.batch_size=30 does not divide evenly over 4 devices"),
-    ("--config.dataset.name=no_such_dataset", "unknown dataset 'no_such_dataset'"),
-    ("--config.model.name=no_such_model", "unknown model 'no_such_model'"),
-    ("--config.model.activation=swish", "unknown activation 'swish'"),
-    ("--config.dataset.image_size=16", "lenet5 needs inputs of at least 32x32"),
-    ("--config.dataset.eval_split=validation", "has no split 'validation'"),
+    ("--config.eval_batch_size=6", "config.eval_batch_size=6 does not divide evenly"),
+    ("--config.num_train_steps=-5", "config.num_train_steps=-5 is impossible"),
+    ("--config.dataset.shuffle_buffer=0", "config.dataset.shuffle_buffer=0 is impossible"),
+    ("--config.optimizer.b2=1.5", "config.optimizer.b2=1.5 is impossible"),
+    ("--config.schedule.decay_every_epochs=0", "config.schedule.decay_every_epochs=0.0"),
+    ("--config.dataset.name=no_such_dataset", "unknown dataset 'no_such_dataset' "
+                                              "(config.dataset.name)"),
+    ("--config.model.name=no_such_model", "unknown model 'no_such_model' (config.model.name)"),
+    ("--config.model.activation=swish", "(config.model.activation)"),
+    ("--config.dataset.image_size=16", "lenet5 needs inputs of at least 32x32, got 16x16; "
+                                       "set config.dataset.image_size"),
+    ("--config.dataset.eval_split=validation", "has no split 'validation' "
+                                               "(config.dataset.eval_split)"),
+    ("--config.dataset.train_preprocess=warp", "config.dataset.train_preprocess='warp'"),
     ("--config.optimizer.name=sgdx", "config.optimizer.name"),
-    ("--config.dataset.train_preprocess=crop", "config.dataset.train_preprocess='crop'"),
+    ("--config.schedule.name=linear", "config.schedule.name"),
     ("--config.dataset.normalization=none", "config.dataset.normalization='none'"),
 ])
 def test_bad_input_is_one_line_and_exit_2(override, names, workdir, digits_dir, capsys):
+  """Each message names the config key to fix."""
   before = {path.name: path.read_text() for path in workdir.iterdir()}
 
   assert _train(workdir, override, data_dir=digits_dir) == 2
 
   error = capsys.readouterr().err.strip()
   assert len(error.splitlines()) == 1
-  assert error.startswith("cnnjax: error: ") and names in error
+  assert error.startswith("cnnjax: error: ") and names in error and "config." in error
   assert {path.name: path.read_text() for path in workdir.iterdir()} == before
 
 

@@ -18,10 +18,11 @@ class DatasetSpec:
   channels: int
   mean: tuple[float, ...]  # Per channel, of pixels scaled to [0, 1].
   std: tuple[float, ...]
-  how_to_get: str  # What a user does when TFDS has no prepared copy.
+  how_to_get: str  # What a user does when TFDS has no prepared copy; {name}, {dir} filled in.
 
 
-_TFDS_BUILD = "run `tfds build {name} --data_dir DIR` on a machine with internet and copy DIR here"
+_TFDS_BUILD = ("run `tfds build {name} --data_dir {dir}` (it downloads; or build it on a machine "
+               "with internet and copy its {name}/ directory into {dir})")
 
 DATASETS: dict[str, DatasetSpec] = {
     # Embedded: built offline from the digits bundled with scikit-learn
@@ -36,12 +37,14 @@ DATASETS: dict[str, DatasetSpec] = {
                             _TFDS_BUILD),
     "imagenet2012": DatasetSpec(
         1000, 224, 3, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225),
-        "download ILSVRC2012_img_train.tar and ILSVRC2012_img_val.tar from image-net.org into "
-        "DIR/downloads/manual, then run `tfds build imagenet2012 --data_dir DIR`"),
+        "ImageNet needs a manual download: put ILSVRC2012_img_train.tar and "
+        "ILSVRC2012_img_val.tar (from image-net.org) in {dir}/downloads/manual, then run "
+        "`tfds build imagenet2012 --data_dir {dir}`"),
 }
 
 
 def dataset_spec(name: str) -> DatasetSpec:
   if name not in DATASETS:
-    raise UserError(f"unknown dataset {name!r}; supported: {', '.join(sorted(DATASETS))}")
+    raise UserError(f"unknown dataset {name!r} (config.dataset.name); supported: "
+                    f"{', '.join(sorted(DATASETS))}")
   return DATASETS[name]

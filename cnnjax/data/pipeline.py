@@ -20,12 +20,14 @@ sums do not depend on the order.
 """
 
 import dataclasses
+import pathlib
 from typing import Iterator
 
 import ml_collections
 import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
+from google.protobuf import json_format
 
 from cnnjax.data import preprocess
 from cnnjax.data.datasets import DatasetSpec, dataset_spec
@@ -38,15 +40,21 @@ CACHE_LIMIT_BYTES = 2**30  # Splits smaller than this are kept in memory (still 
 
 def open_builder(dataset: ml_collections.ConfigDict) -> tfds.core.DatasetBuilder:
   """The TFDS builder for `dataset.name`; the embedded `digits` is built on first use."""
-  dataset_spec(dataset.name)
+  spec = dataset_spec(dataset.name)
   data_dir = dataset.data_dir or None
-  if dataset.name == "digits":
-    from cnnjax.data import digits  # Defining the builder class registers it with TFDS.
+  try:
+    if dataset.name == "digits":
+      from cnnjax.data import digits  # Defining the builder class registers it with TFDS.
 
-    builder = digits.Digits(data_dir=data_dir)
-    builder.download_and_prepare()  # Offline; a no-op once prepared.
-    return builder
-  return tfds.builder(dataset.name, data_dir=data_dir)
+      builder = digits.Digits(data_dir=data_dir)
+      builder.download_and_prepare()  # Offline; a no-op once prepared.
+      return builder
+    return tfds.builder(dataset.name, data_dir=data_dir)
+  except json_format.ParseError as error:  # A damaged dataset_info.json.
+    where = pathlib.Path(data_dir or tfds.core.constants.DATA_DIR, dataset.name)
+    raise UserError(f"the metadata of dataset {dataset.name!r} in {where} is damaged ({error}); "
+                    f"delete {where} and prepare it again: " + spec.how_to_get.format(
+                        name=dataset.name, dir=where.parent)) from None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,14 +103,16 @@ class InputPipeline:
           split=part, shuffle_files=False,
           decoders={"image": tfds.decode.SkipDecoding()})
     except AssertionError:  # TFDS's way of saying the data is not prepared.
-      raise UserError(
-          f"dataset {self.dataset.name!r} is not prepared in {self.builder.data_dir_root} "
-          f"(config.dataset.data_dir); {self.spec.how_to_get}") from None
+      data_dir = self.builder.data_dir_root
+      how_to_get = self.spec.how_to_get.format(name=self.dataset.name, dir=data_dir)
+      raise UserError(f"dataset {self.dataset.name!r} is not prepared in {data_dir} "
+                      f"(config.dataset.data_dir); {how_to_get}") from None
     except ValueError as error:
       if "split" not in str(error).lower():
         raise
+      key = "eval_split" if split == self.dataset.eval_split else "train_split"
       raise UserError(f"dataset {self.dataset.name!r} has no split {split!r} "
-                      f"(config.dataset.*_split): {error}") from None
+                      f"(config.dataset.{key}): {error}") from None
 
   def _local_device_indices(self) -> range:
     """This process's devices in the order of pmap's axis: processes in turn."""
@@ -137,7 +147,7 @@ class InputPipeline:
                     for device in self._local_device_indices())
     ds = tf.data.Dataset.zip(streams).map(
         lambda *batches: {key: tf.stack([batch[key] for batch in batches]) for key in batches[0]})
-    yield from tfds.as_numpy(ds.prefetch(tf.data.AUTOTUNE))
+    yield from self._as_numpy(ds.prefetch(tf.data.AUTOTUNE), self.dataset.train_split)
 
   def _device_stream(self, device: int, device_batch: int, steps_per_epoch: int,
                      start_step: int) -> tf.data.Dataset:
@@ -182,13 +192,46 @@ class InputPipeline:
         prepare, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     ds = ds.batch(process_batch).prefetch(tf.data.AUTOTUNE)
     steps = 0
-    for batch in tfds.as_numpy(ds):
+    for batch in self._as_numpy(ds, self.dataset.eval_split):
       steps += 1
       yield self._per_device(_pad(batch, process_batch))
     empty = {"image": np.zeros((0, self.image_size, self.image_size, self.spec.channels),
                                np.float32), "label": np.zeros((0,), np.int32)}
     for _ in range(self.eval_steps(process_batch) - steps):
       yield self._per_device(_pad(empty, process_batch))
+
+  def _as_numpy(self, ds: tf.data.Dataset, split: str) -> Iterator[Batch]:
+    """`ds` as NumPy; a damaged or missing file of `split` is a UserError naming it.
+
+    tf.data finds a damaged record only when it reads it, which may be
+    mid-training: the checkpoints already written stay, and the run can
+    resume once the dataset is prepared again.
+    """
+    batches = iter(tfds.as_numpy(ds))
+    while True:
+      try:
+        batch = next(batches)
+      except StopIteration:
+        return
+      except (tf.errors.DataLossError, tf.errors.NotFoundError) as error:
+        raise UserError(self._damaged(split, error)) from None
+      yield batch
+
+  def _damaged(self, split: str, error: tf.errors.OpError) -> str:
+    files = [instruction.filename
+             for instruction in self.builder.info.splits[split].file_instructions]
+    reason = error.message.split("}} ")[-1].split(" [Op:")[0].strip()  # Without TF's op names.
+    if isinstance(error, tf.errors.NotFoundError):
+      problem = f"is missing a file ({reason})"
+    else:  # TF does not say which file; find it when that means reading little.
+      small = sum(tf.io.gfile.stat(str(file)).length for file in files) <= CACHE_LIMIT_BYTES
+      damaged = [str(file) for file in files if small and _unreadable(file)]
+      where = ", ".join(damaged) or f"one of the {len(files)} files of split {split!r}"
+      problem = f"has a damaged record in {where} ({reason})"
+    how_to_get = self.spec.how_to_get.format(name=self.dataset.name,
+                                             dir=self.builder.data_dir_root)
+    return (f"dataset {self.dataset.name!r} in {self.builder.data_dir} {problem}; delete "
+            f"{self.builder.data_dir} and prepare it again: {how_to_get}")
 
   def _maybe_cache(self, ds: tf.data.Dataset) -> tf.data.Dataset:
     return ds.cache() if self.builder.info.dataset_size < CACHE_LIMIT_BYTES else ds
@@ -205,3 +248,12 @@ def _pad(batch: Batch, size: int) -> Batch:
             for key, value in batch.items()}
   padded["mask"] = (np.arange(size) < count).astype(np.float32)
   return padded
+
+
+def _unreadable(file) -> bool:
+  """Whether reading every record of a TFRecord file fails its checksums."""
+  try:
+    tf.data.TFRecordDataset(str(file)).reduce(0, lambda count, _: count + 1)
+    return False
+  except tf.errors.OpError:
+    return True

@@ -85,7 +85,8 @@ def model_options(name: str) -> list[str]:
 
 def create_model(name: str, *, num_classes: int, **overrides) -> nn.Module:
   if name not in MODELS:
-    raise UserError(f"unknown model {name!r}; registered models: {', '.join(list_models())}")
+    raise UserError(f"unknown model {name!r} (config.model.name); registered models: "
+                    f"{', '.join(list_models())}")
   options = model_options(name)
   unknown = sorted(set(overrides) - set(options))
   if unknown:
@@ -109,7 +110,8 @@ def model_defaults(name: str) -> dict:
   """The user-settable options of a registered model with their values as
   registered, so an experiment's config lists every ablation switch."""
   if name not in MODELS:
-    raise UserError(f"unknown model {name!r}; registered models: {', '.join(list_models())}")
+    raise UserError(f"unknown model {name!r} (config.model.name); registered models: "
+                    f"{', '.join(list_models())}")
   factory, bound = MODELS[name], {}
   while isinstance(factory, functools.partial):
     bound = {**factory.keywords, **bound}

@@ -37,7 +37,8 @@ ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
 def lookup(table: dict, kind: str, name: str):
   """`table[name]`, or a UserError naming the `kind` of option and its choices."""
   if name not in table:
-    raise UserError(f"unknown {kind} {name!r}; choose one of: {', '.join(sorted(table))}")
+    raise UserError(f"unknown {kind} {name!r}; choose one of: {', '.join(sorted(table))} "
+                    f"(config.model.{kind})")
   return table[name]
 
 
@@ -228,4 +229,4 @@ def check_input_size(images: jax.Array, minimum: int, model: str) -> None:
   height, width = images.shape[1:3]
   if min(height, width) < minimum:
     raise UserError(f"{model} needs inputs of at least {minimum}x{minimum}, got {height}x{width}; "
-                    f"set dataset.image_size to {minimum} or more")
+                    f"set config.dataset.image_size to {minimum} or more")

@@ -106,7 +106,7 @@ class LeNet5(nn.Module):
     if min(height, width) < MIN_INPUT_SIZE:
       raise UserError(
           f"lenet5 needs inputs of at least {MIN_INPUT_SIZE}x{MIN_INPUT_SIZE}, got "
-          f"{height}x{width}; set dataset.image_size (the paper pads 28x28 MNIST to 32x32)")
+          f"{height}x{width}; set config.dataset.image_size (the paper pads 28x28 MNIST to 32x32)")
     act = layers.activation(self.activation)
     conv = lambda features, name: nn.Conv(
         features, (5, 5), padding="VALID", dtype=self.dtype,

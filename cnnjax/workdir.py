@@ -1,0 +1,145 @@
+"""The workdir's `config.json`: which experiment a workdir holds.
+
+A workdir accumulates one run: its checkpoints, metrics and TensorBoard
+curves. Resuming it under a config that trains a different model, on
+different data or with a different recipe would silently splice two
+experiments into one curve, so a resumed run must agree with the stored
+config except in the keys of `RESUMABLE_KEYS`: how long it runs, how often
+it logs, evaluates and saves, how many checkpoints it keeps and where its
+data lives. `--allow_config_change` accepts any difference; the old config
+is then kept as `config.<step>.json`, the config in force until that step.
+
+Changing `num_epochs` or `num_train_steps` changes the total, and with it a
+schedule laid over the total (cosine): the learning rate continues from the
+resumed step on the new schedule. That is what a user extending a run wants,
+so it is allowed, with a note.
+"""
+
+import json
+import os
+import pathlib
+import sys
+
+import ml_collections
+
+from cnnjax import optim
+from cnnjax.errors import UserError
+
+CONFIG_FILE = "config.json"
+OVERRIDE_FLAG = "--allow_config_change"
+
+# Keys a resumed training run may change without the flag.
+RESUMABLE_KEYS = frozenset({
+    "num_train_steps", "num_epochs", "log_every_steps", "eval_every_steps",
+    "checkpoint_every_steps", "keep_checkpoints", "dataset.data_dir",
+    "eval_batch_size",  # How the eval split is cut into batches, not what is computed.
+})
+# `cnnjax eval` may also evaluate on another split, recipe or precision; the
+# model, its input and the optimizer state it restores must stay the same.
+EVAL_KEYS = RESUMABLE_KEYS | {"dataset.eval_split", "dataset.eval_preprocess", "half_precision"}
+_TOTAL_STEP_KEYS = ("num_train_steps", "num_epochs")
+_ABSENT = "<absent>"
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict:
+  flat = {}
+  for key, value in tree.items():
+    if isinstance(value, dict):
+      flat.update(_flatten(value, f"{prefix}{key}."))
+    else:
+      flat[f"{prefix}{key}"] = value
+  return flat
+
+
+def as_json(config: ml_collections.ConfigDict) -> str:
+  return config.to_json_best_effort(indent=2, sort_keys=True) + "\n"
+
+
+def read_config(workdir: pathlib.Path) -> dict | None:
+  """The stored config as a dict, None if there is none, or a UserError if unreadable."""
+  path = workdir / CONFIG_FILE
+  if not path.exists():
+    return None
+  try:
+    stored = json.loads(path.read_text())
+  except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+    raise UserError(f"{path} is unreadable ({error}); restore it, or pass {OVERRIDE_FLAG} to "
+                    "replace it with the requested config (the old file is kept aside)") from None
+  if not isinstance(stored, dict):
+    raise UserError(f"{path} is not a JSON object; restore it, or pass {OVERRIDE_FLAG} to "
+                    "replace it with the requested config (the old file is kept aside)")
+  return stored
+
+
+def differences(stored: dict, config: ml_collections.ConfigDict) -> dict[str, tuple]:
+  """`{key: (stored value, requested value)}` for every dotted key that differs."""
+  old, new = _flatten(stored), _flatten(json.loads(as_json(config)))
+  return {key: (old.get(key, _ABSENT), new.get(key, _ABSENT))
+          for key in sorted(old.keys() | new.keys()) if old.get(key, _ABSENT) != new.get(key, _ABSENT)}
+
+
+def _describe(changes: dict[str, tuple]) -> str:
+  return ", ".join(f"{key} {old!r} -> {new!r}" for key, (old, new) in changes.items())
+
+
+def check_config(config: ml_collections.ConfigDict, workdir: pathlib.Path, *, command: str = "train",
+                 allow_change: bool = False) -> dict[str, tuple] | None:
+  """Refuses a config that disagrees with the workdir's, before anything is touched.
+
+  Returns the differences from the stored config (None when there is no
+  stored config, or it is unreadable and `allow_change` replaces it).
+  """
+  if workdir.exists() and not workdir.is_dir():
+    raise UserError(f"--workdir {workdir} is a file, not a directory")
+  try:
+    stored = read_config(workdir)
+  except UserError:
+    if allow_change:
+      return None
+    raise
+  if stored is None:
+    return None
+  changes = differences(stored, config)
+  allowed = RESUMABLE_KEYS if command == "train" else EVAL_KEYS
+  refused = {key: change for key, change in changes.items() if key not in allowed}
+  if refused and not allow_change:
+    raise UserError(
+        f"{workdir / CONFIG_FILE} holds another experiment: {_describe(refused)}; use a new "
+        f"--workdir, or pass {OVERRIDE_FLAG} to {command} this one with the new values")
+  return changes
+
+
+def write_config(config: ml_collections.ConfigDict, workdir: pathlib.Path, step: int,
+                 changes: dict[str, tuple] | None) -> None:
+  """Writes `config.json` for a run starting at `step`; `changes` is what
+  `check_config` returned. A change it accepted only with `allow_change` (or
+  an unreadable old file) keeps the old file as `config.<step>.json`, and
+  says so on stderr.
+  """
+  path = workdir / CONFIG_FILE
+  text = as_json(config)
+  if path.exists() and changes == {}:
+    return
+  if changes and any(key in changes for key in _TOTAL_STEP_KEYS) and (
+      config.schedule.name in optim.SCHEDULES_OVER_TOTAL_STEPS):
+    print(f"cnnjax: note: {_describe({k: changes[k] for k in _TOTAL_STEP_KEYS if k in changes})} "
+          f"changes the length of the {config.schedule.name} schedule; the learning rate "
+          f"continues from step {step} on the new schedule", file=sys.stderr)
+  refused = {key: change for key, change in (changes or {}).items() if key not in RESUMABLE_KEYS}
+  if path.exists() and (changes is None or refused):
+    kept = _free_name(workdir, step)
+    os.replace(path, kept)
+    what = _describe(refused) if refused else "the old config.json was unreadable"
+    print(f"cnnjax: note: config changed at step {step} ({what}); the previous config is kept "
+          f"as {kept}", file=sys.stderr)
+  temporary = path.with_suffix(".json.tmp")
+  temporary.write_text(text)
+  os.replace(temporary, path)
+
+
+def _free_name(workdir: pathlib.Path, step: int) -> pathlib.Path:
+  """`config.<step>.json`, or `config.<step>-<n>.json` if the config changed twice at `step`."""
+  candidate, copy = workdir / f"config.{step}.json", 1
+  while candidate.exists():
+    candidate, copy = workdir / f"config.{step}-{copy}.json", copy + 1
+  return candidate
