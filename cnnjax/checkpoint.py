@@ -3,23 +3,55 @@ kept plus the best by eval top-1 error, and restore of the latest.
 
 Saving is asynchronous: `save` returns once the arrays are copied off the
 devices and the files are written in the background; the step directory
-appears under its final name only when complete (orbax writes to a temporary
-directory and renames), so an interrupted save never looks like a checkpoint.
+appears under its final name only when complete (orbax writes to
+`<step>.orbax-checkpoint-tmp`, then writes `commit_success.txt` and renames),
+so an interrupted save never looks like a checkpoint. The temporary
+directories a killed process leaves are removed, with a log line, when the
+next one opens the directory. A background save that fails raises
+`CheckpointFailed` from the next `save` or `wait`, never silently.
 Restoring reads arrays into a template of the state; nothing is unpickled.
 """
 
+import contextlib
 import pathlib
+import shutil
 
+import jax
 import orbax.checkpoint as ocp
 from orbax.checkpoint.checkpoint_managers import preservation_policy
 
+from cnnjax.stopping import StopRun
+
 BEST_METRIC = "eval/top1_error"
+TEMPORARY_SUFFIX = ".orbax-checkpoint-tmp"  # What orbax appends to a step being written.
+
+
+class CheckpointFailed(StopRun):
+  """A save did not reach the disk; the run must not go on as if it had."""
+
+  exit_status = 1
+
+
+def remove_incomplete(directory: pathlib.Path) -> list[pathlib.Path]:
+  """Deletes the temporary step directories of interrupted saves; returns them.
+
+  Only process 0 deletes (the directory is shared by all processes); each
+  removal is printed, so a user sees that a save was lost and which.
+  """
+  if jax.process_index() != 0 or not directory.is_dir():
+    return []
+  removed = sorted(path for path in directory.iterdir() if TEMPORARY_SUFFIX in path.name)
+  for path in removed:
+    shutil.rmtree(path)
+    print(f"removed incomplete checkpoint {path} (a save was interrupted)", flush=True)
+  return removed
 
 
 class Checkpointer:
   """The checkpoints under `directory` (a workdir's `checkpoints/`)."""
 
   def __init__(self, directory: pathlib.Path, keep: int):
+    remove_incomplete(directory)
     policy = preservation_policy.AnyPreservationPolicy([
         preservation_policy.LatestN(n=keep),
         preservation_policy.BestN(get_metric_fn=lambda metrics: metrics[BEST_METRIC],
@@ -29,6 +61,7 @@ class Checkpointer:
         preservation_policy=policy, enable_async_checkpointing=True,
         cleanup_tmp_directories=True)
     self._manager = ocp.CheckpointManager(directory.absolute(), options=options)
+    self._saving = None  # The step of the last save started.
 
   def latest_step(self) -> int | None:
     return self._manager.latest_step()
@@ -36,18 +69,48 @@ class Checkpointer:
   def all_steps(self) -> list[int]:
     return list(self._manager.all_steps())
 
-  def save(self, step: int, state, metrics: dict[str, float] | None = None) -> None:
-    """Starts saving `state` (host or device arrays) in the background."""
+  def save(self, step: int, state, metrics: dict[str, float] | None = None,
+           extra: dict | None = None) -> None:
+    """Starts saving `state` (host or device arrays) in the background.
+
+    `extra` (JSON) is kept beside it and returned by `extra(step)`. Raises
+    CheckpointFailed if the previous background save failed.
+    """
     metrics = metrics if metrics and BEST_METRIC in metrics else None
-    self._manager.save(step, args=ocp.args.StandardSave(state), metrics=metrics, force=True)
+    with self._failures():
+      self._manager.save(step, args=ocp.args.StandardSave(state), metrics=metrics, force=True,
+                         custom_metadata=extra)
+    self._saving = step
 
   def restore(self, step: int, template):
     """The state saved at `step`, with the structure and dtypes of `template`."""
     return self._manager.restore(step, args=ocp.args.StandardRestore(template))
 
+  def extra(self, step: int) -> dict:
+    """What was saved as `extra` with the checkpoint at `step` ({} if nothing)."""
+    return dict(self._manager.metadata(step).custom_metadata or {})
+
+  def reached_preemption(self, step: int) -> bool:
+    """Whether all processes have reached the step agreed on after a preemption
+    notice (SIGTERM to any of them); needs jax.distributed's coordination service."""
+    return self._manager.reached_preemption(step)
+
   def wait(self) -> None:
-    """Blocks until background saves are on disk."""
-    self._manager.wait_until_finished()
+    """Blocks until background saves are on disk; raises CheckpointFailed if one failed."""
+    with self._failures():
+      self._manager.wait_until_finished()
 
   def close(self) -> None:
+    """Waits for pending saves (raising CheckpointFailed if one failed) and closes."""
+    self.wait()
     self._manager.close()
+
+  @contextlib.contextmanager
+  def _failures(self):
+    """Reports an error of an earlier background save as CheckpointFailed."""
+    try:
+      yield
+    except Exception as error:
+      raise CheckpointFailed(
+          f"saving a checkpoint failed (the last save started at step {self._saving}): "
+          f"{type(error).__name__}: {error}") from error

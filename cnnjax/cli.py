@@ -5,7 +5,9 @@
 
 A user error (bad key, type or value, unknown model or dataset, missing data)
 prints one line on stderr and exits with status 2, before any compilation and
-without touching what the workdir already holds.
+without touching what the workdir already holds. A run that stops early
+(preempted: 75, diverged: 3, a failed checkpoint save: 1) prints why on one
+line; see cnnjax.stopping.
 """
 
 import argparse
@@ -13,6 +15,7 @@ import pathlib
 import sys
 
 from cnnjax.errors import UserError
+from cnnjax.stopping import StopRun
 
 USAGE_ERROR = 2
 OVERRIDE_PREFIX = "--config."
@@ -74,3 +77,6 @@ def main(argv: list[str] | None = None) -> int:
   except UserError as error:
     print(f"cnnjax: error: {error}", file=sys.stderr)
     return USAGE_ERROR
+  except StopRun as stop:
+    print(f"cnnjax: {stop}", file=sys.stderr)
+    return stop.exit_status

@@ -65,7 +65,8 @@ class InputPipeline:
     try:
       return self.builder.as_dataset(
           split=process_split, shuffle_files=False,
-          decoders={"image": tfds.decode.SkipDecoding()})
+          decoders={"image": tfds.decode.SkipDecoding()},
+          read_config=tfds.ReadConfig(add_tfds_id=True))
     except AssertionError:  # TFDS's way of saying the data is not prepared.
       raise UserError(
           f"dataset {self.dataset.name!r} is not prepared in {self.builder.data_dir_root} "
@@ -96,7 +97,11 @@ class InputPipeline:
     return -(-largest // process_batch)
 
   def train_batches(self, process_batch: int, start_step: int = 0) -> Iterator[Batch]:
-    """Training batches from `start_step` on, forever."""
+    """Training batches from `start_step` on, forever.
+
+    `id` holds each example's TFDS id (bytes, e.g. b"digits-train.tfrecord-00000-of-00001__42"),
+    for the host only: take it out before the batch goes to the devices.
+    """
     steps_per_epoch = self.steps_per_epoch(process_batch)
     examples_per_epoch = steps_per_epoch * process_batch
     base = self._maybe_cache(self.read(self.dataset.train_split))
@@ -112,8 +117,10 @@ class InputPipeline:
       seed = tf.stack([tf.cast(self.seed, tf.int64), epoch_index])
       seed = tf.random.experimental.stateless_fold_in(seed, self.process_index)
       seed = tf.random.experimental.stateless_fold_in(seed, position)
+      example_id = example["tfds_id"]
       example = recipe(example, seed, self.image_size, self.spec)
-      return {"image": example["image"], "label": tf.cast(example["label"], tf.int32)}
+      return {"image": example["image"], "label": tf.cast(example["label"], tf.int32),
+              "id": example_id}
 
     first_epoch, offset = divmod(start_step, steps_per_epoch)
     ds = tf.data.Dataset.range(first_epoch, np.iinfo(np.int64).max).flat_map(epoch)
