@@ -5,9 +5,11 @@ Saving is asynchronous: `save` returns once the arrays are copied off the
 devices and the files are written in the background; the step directory
 appears under its final name only when complete (orbax writes to
 `<step>.orbax-checkpoint-tmp`, then writes `commit_success.txt` and renames),
-so an interrupted save never looks like a checkpoint. The temporary
-directories a killed process leaves are removed, with a log line, when the
-next one opens the directory. A background save that fails raises
+so an interrupted save never looks like a checkpoint. Old checkpoints are
+deleted the same way round: renamed into `deleted/` first (atomic), then
+removed, so a half-deleted step never looks complete either. What a killed
+process leaves in either state is removed, with a log line, when the next one
+opens the directory. A background save that fails raises
 `CheckpointFailed` from the next `save` or `wait`, never silently.
 Restoring reads arrays into a template of the state; nothing is unpickled.
 """
@@ -24,6 +26,7 @@ from cnnjax.stopping import StopRun
 
 BEST_METRIC = "eval/top1_error"
 TEMPORARY_SUFFIX = ".orbax-checkpoint-tmp"  # What orbax appends to a step being written.
+DELETED = "deleted"  # Where orbax moves the steps it no longer keeps, for us to remove.
 
 
 class CheckpointFailed(StopRun):
@@ -32,19 +35,27 @@ class CheckpointFailed(StopRun):
   exit_status = 1
 
 
-def remove_incomplete(directory: pathlib.Path) -> list[pathlib.Path]:
-  """Deletes the temporary step directories of interrupted saves; returns them.
+def remove_incomplete(directory: pathlib.Path) -> None:
+  """Removes, with a log line each, what interrupted saves and deletions left.
 
-  Only process 0 deletes (the directory is shared by all processes); each
-  removal is printed, so a user sees that a save was lost and which.
+  Only process 0 removes anything (the directory is shared by all processes).
   """
   if jax.process_index() != 0 or not directory.is_dir():
-    return []
-  removed = sorted(path for path in directory.iterdir() if TEMPORARY_SUFFIX in path.name)
-  for path in removed:
+    return
+  for path in sorted(path for path in directory.iterdir() if TEMPORARY_SUFFIX in path.name):
     shutil.rmtree(path)
-    print(f"removed incomplete checkpoint {path} (a save was interrupted)", flush=True)
-  return removed
+    print(f"removed incomplete checkpoint {path} (its save was interrupted)", flush=True)
+  _remove_deleted(directory, announce=True)
+
+
+def _remove_deleted(directory: pathlib.Path, announce: bool = False) -> None:
+  """Removes the steps orbax has moved to `deleted/` (the rename made them invisible)."""
+  if jax.process_index() != 0 or not (directory / DELETED).is_dir():
+    return
+  for path in sorted((directory / DELETED).iterdir()):
+    shutil.rmtree(path, ignore_errors=True)
+    if announce:
+      print(f"removed {path} (its deletion was interrupted)", flush=True)
 
 
 class Checkpointer:
@@ -59,7 +70,8 @@ class Checkpointer:
     ])
     options = ocp.CheckpointManagerOptions(
         preservation_policy=policy, enable_async_checkpointing=True,
-        cleanup_tmp_directories=True)
+        cleanup_tmp_directories=True, todelete_subdir=DELETED)
+    self._directory = directory
     self._manager = ocp.CheckpointManager(directory.absolute(), options=options)
     self._saving = None  # The step of the last save started.
 
@@ -77,6 +89,7 @@ class Checkpointer:
     CheckpointFailed if the previous background save failed.
     """
     metrics = metrics if metrics and BEST_METRIC in metrics else None
+    _remove_deleted(self._directory)
     with self._failures():
       self._manager.save(step, args=ocp.args.StandardSave(state), metrics=metrics, force=True,
                          custom_metadata=extra)
@@ -104,6 +117,7 @@ class Checkpointer:
     """Waits for pending saves (raising CheckpointFailed if one failed) and closes."""
     self.wait()
     self._manager.close()
+    _remove_deleted(self._directory)
 
   @contextlib.contextmanager
   def _failures(self):

@@ -75,7 +75,7 @@ class NonfiniteGuard:
       quantities = [name for bit, name in enumerate(NONFINITE_QUANTITIES) if code >> bit & 1]
       if self._policy == "stop":
         raise Diverged(
-            f"training diverged at step {step}: non-finite (NaN or Inf) {' and '.join(quantities)}; "
+            f"training diverged at step {step}: non-finite (NaN or Inf) {_and(quantities)}; "
             f"nothing from that step on was saved. Lower config.optimizer.learning_rate, set "
             f"config.optimizer.grad_clip_norm, or set config.nonfinite.policy=skip")
       skipped += 1
@@ -83,7 +83,11 @@ class NonfiniteGuard:
       if self._streak > self._max_skips:
         raise Diverged(
             f"training diverged at step {step}: {self._streak} updates in a row skipped for "
-            f"non-finite {' and '.join(quantities)} (config.nonfinite.max_consecutive_skips="
+            f"non-finite {_and(quantities)} (config.nonfinite.max_consecutive_skips="
             f"{self._max_skips}). Lower config.optimizer.learning_rate or set "
             f"config.optimizer.grad_clip_norm")
     return skipped
+
+
+def _and(names: list[str]) -> str:
+  return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]

@@ -85,7 +85,10 @@ def _json_number(value) -> float | str:
 
 def read(workdir: pathlib.Path) -> list[dict]:
   """The records of a workdir's `metrics.jsonl`, in order."""
-  path = pathlib.Path(workdir) / "metrics.jsonl"
+  return read_jsonl(pathlib.Path(workdir) / "metrics.jsonl")
+
+
+def read_jsonl(path: pathlib.Path) -> list[dict]:
   return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
