@@ -125,28 +125,24 @@ def train_and_evaluate(plan: Plan, workdir: pathlib.Path) -> dict[str, float]:
   workdir.mkdir(parents=True, exist_ok=True)
   write_config(config, workdir)
   checkpointer = Checkpointer(workdir / "checkpoints", config.keep_checkpoints)
+  preemption = guards.PreemptionWatch(checkpointer)  # From here on SIGTERM saves a step.
   try:
-    final_eval = _train(plan, workdir, checkpointer)
+    final_eval = _train(plan, workdir, checkpointer, preemption)
   except BaseException:
     try:  # Saves already started still complete; their failure is secondary here.
       checkpointer.close()
     except CheckpointFailed as error:
       print(f"cnnjax: also: {error}", file=sys.stderr)
     raise
-  checkpointer.close()
+  else:
+    checkpointer.close()
+  finally:
+    preemption.close()
   return final_eval
 
 
-def _train(plan: Plan, workdir: pathlib.Path, checkpointer: Checkpointer) -> dict[str, float]:
-  config = plan.config
-  preemption = guards.PreemptionWatch(checkpointer)  # From here on SIGTERM saves a step.
-  try:
-    return _train_steps(plan, workdir, checkpointer, preemption)
-  finally:
-    preemption.close()
-
-
-def _train_steps(plan, workdir, checkpointer, preemption) -> dict[str, float]:
+def _train(plan: Plan, workdir: pathlib.Path, checkpointer: Checkpointer,
+           preemption: guards.PreemptionWatch) -> dict[str, float]:
   config = plan.config
   is_writer = jax.process_index() == 0
   state = initial_state(plan, checkpointer)
@@ -175,7 +171,7 @@ def _train_steps(plan, workdir, checkpointer, preemption) -> dict[str, float]:
   guard = guards.NonfiniteGuard(config.nonfinite.policy, config.nonfinite.max_consecutive_skips)
   eval_metrics = {}
   timer = time.perf_counter()
-  timed_steps = 0
+  timed_steps = skipped = 0
   try:
     for step in range(start_step + 1, plan.total_steps + 1):
       state, step_metrics = train_fn(state, next(batches), rng)
@@ -196,7 +192,7 @@ def _train_steps(plan, workdir, checkpointer, preemption) -> dict[str, float]:
       preempted = preemption.reached(step)
       if not (log or fresh_eval or save or preempted):
         continue
-      skipped = guard.check()  # Before anything of this state is logged or saved.
+      skipped += guard.check()  # Before anything of this state is logged or saved.
       if log:
         train_metrics = _average(pending)
         if config.nonfinite.policy == "skip":
@@ -206,7 +202,7 @@ def _train_steps(plan, workdir, checkpointer, preemption) -> dict[str, float]:
             timed_steps * plan.train_batch.global_batch / elapsed if timed_steps else 0.0)
         writer.write(step, train_metrics)
         progress.update(step, train_metrics)
-        pending, timer, timed_steps = [], time.perf_counter(), 0
+        pending, timer, timed_steps, skipped = [], time.perf_counter(), 0, 0
       if fresh_eval:
         eval_metrics = evaluate(plan, eval_fn, state)
         writer.write(step, eval_metrics)

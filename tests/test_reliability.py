@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from helpers import LENET_DIGITS, ROOT
 
-from cnnjax import cli, steps, train
+from cnnjax import cli, parallel, steps, train
 from cnnjax import config as config_lib
 from cnnjax import metrics as metrics_lib
 from cnnjax.checkpoint import Checkpointer
@@ -194,6 +194,26 @@ def test_the_skip_policy_drops_the_bad_update_and_stops_after_too_many(
       "nonfinite.policy": "skip", "nonfinite.max_consecutive_skips": 0}))
   with pytest.raises(Diverged, match="at step 3: 1 updates in a row skipped"):
     train.train_and_evaluate(plan, tmp_path / "none_allowed")
+
+
+def test_a_skipped_update_leaves_the_state_as_it_was_but_the_step(digits_dir):
+  plan = train.plan(_config(digits_dir, **{"nonfinite.policy": "skip"}))
+  step_fn = parallel.map_train_step(steps.bind_train_step(
+      plan.config, plan.model, plan.optimizer, plan.schedule))
+  state = jax.device_get(steps.create_train_state(
+      jax.random.key(0), plan.model, plan.optimizer, plan.image_shape))
+  batch = next(plan.pipeline.train_batches(plan.train_batch.process_batch))
+  batch = {"image": batch["image"].copy(), "label": batch["label"]}
+  batch["image"][1, 2] = np.inf
+  new_state, metrics = step_fn(parallel.replicate(state), batch,
+                               parallel.replicate(jax.random.PRNGKey(0)))
+  new_state = parallel.unreplicate(new_state)
+  assert int(new_state.step) == 1
+  assert int(parallel.unreplicate(metrics)["nonfinite"]) == 0b111  # Loss, gradients, parameters.
+  for x, y in zip(jax.tree.leaves((state.params, state.batch_stats, state.opt_state)),
+                  jax.tree.leaves((new_state.params, new_state.batch_stats, new_state.opt_state)),
+                  strict=True):
+    np.testing.assert_array_equal(x, y)
 
 
 def test_the_same_config_and_seed_give_the_same_run(digits_dir, tmp_path, straight):
