@@ -61,8 +61,11 @@ def _remove_deleted(directory: pathlib.Path, announce: bool = False) -> None:
 class Checkpointer:
   """The checkpoints under `directory` (a workdir's `checkpoints/`)."""
 
-  def __init__(self, directory: pathlib.Path, keep: int):
-    remove_incomplete(directory)
+  def __init__(self, directory: pathlib.Path, keep: int, read_only: bool = False):
+    """`read_only` (evaluation) neither saves nor removes anything, so it can
+    look at the checkpoints of a run that is still training."""
+    if not read_only:
+      remove_incomplete(directory)
     policy = preservation_policy.AnyPreservationPolicy([
         preservation_policy.LatestN(n=keep),
         preservation_policy.BestN(get_metric_fn=lambda metrics: metrics[BEST_METRIC],
@@ -70,8 +73,9 @@ class Checkpointer:
     ])
     options = ocp.CheckpointManagerOptions(
         preservation_policy=policy, enable_async_checkpointing=True,
-        cleanup_tmp_directories=True, todelete_subdir=DELETED)
-    self._directory = directory
+        cleanup_tmp_directories=not read_only, todelete_subdir=None if read_only else DELETED,
+        read_only=read_only)
+    self._directory, self._read_only = directory, read_only
     self._manager = ocp.CheckpointManager(directory.absolute(), options=options)
     self._saving = None  # The step of the last save started.
 
@@ -117,7 +121,8 @@ class Checkpointer:
     """Waits for pending saves (raising CheckpointFailed if one failed) and closes."""
     self.wait()
     self._manager.close()
-    _remove_deleted(self._directory)
+    if not self._read_only:
+      _remove_deleted(self._directory)
 
   @contextlib.contextmanager
   def _failures(self):

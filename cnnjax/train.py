@@ -250,7 +250,8 @@ def _average(step_metrics: list[dict]) -> dict[str, float]:
 
 def evaluate_latest(plan: Plan, workdir: pathlib.Path) -> tuple[int, dict[str, float]]:
   """Evaluates the workdir's latest checkpoint; returns its step and the metrics."""
-  checkpointer = Checkpointer(workdir / "checkpoints", plan.config.keep_checkpoints)
+  checkpointer = Checkpointer(workdir / "checkpoints", plan.config.keep_checkpoints,
+                              read_only=True)
   latest = checkpointer.latest_step()
   if latest is None:
     checkpointer.close()

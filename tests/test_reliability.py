@@ -227,3 +227,18 @@ def test_a_torn_last_line_is_dropped_on_resume(tmp_path):
   path.write_text('{"step": 2, "train/loss": 1.0}\n{"step": 4, "train/loss": 0.5}\n{"step": 6, "tr')
   metrics_lib.truncate_after(path, 6)
   assert [json.loads(line)["step"] for line in path.read_text().splitlines()] == [2, 4]
+
+
+def test_only_a_training_checkpointer_removes_what_a_killed_save_left(tmp_path, capsys):
+  state = {"kernel": np.ones((2, 3), np.float32)}
+  checkpointer = Checkpointer(tmp_path, keep=2)
+  checkpointer.save(1, state)
+  checkpointer.close()
+  leftover = tmp_path / "2.orbax-checkpoint-tmp"
+  (leftover / "default").mkdir(parents=True)
+  evaluator = Checkpointer(tmp_path, keep=2, read_only=True)  # As `cnnjax eval` opens it.
+  assert leftover.exists() and evaluator.latest_step() == 1
+  evaluator.close()
+  Checkpointer(tmp_path, keep=2).close()
+  assert not leftover.exists()
+  assert f"removed incomplete checkpoint {leftover}" in capsys.readouterr().out
