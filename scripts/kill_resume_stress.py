@@ -95,7 +95,7 @@ def main() -> int:
     counts["finished runs compared"] += 1
     if problem:
       mismatches.append(f"cycle {cycle}: {problem}")
-    print(f"cycle {cycle}: {dict(counts)}", flush=True)
+    print(f"cycle {cycle}: {dict(counts)}; mismatches so far: {mismatches}", flush=True)
   print(json.dumps({"kills_and_terms": counts["interruptions"], **counts,
                     "mismatches": mismatches, "seconds": round(time.time() - started)}, indent=2))
   if not args.keep:
@@ -152,7 +152,7 @@ def _inspect(workdir) -> collections.Counter:
     if ".orbax-checkpoint-tmp" in path.name:
       found["left an incomplete save"] += 1
     elif path.name == "deleted":
-      found["left an interrupted deletion"] += any(path.iterdir())
+      found["left a removed step in deleted/"] += any(path.iterdir())
     elif not (path / "commit_success.txt").exists():
       raise SystemExit(f"{path} looks like a checkpoint but has no commit_success.txt")
   return found
