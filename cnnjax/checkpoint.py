@@ -3,8 +3,14 @@ kept plus the best by eval top-1 error, and restore of the latest.
 
 Saving is asynchronous: `save` returns once the arrays are copied off the
 devices and the files are written in the background; the step directory
-appears under its final name only when complete (orbax writes to a temporary
-directory and renames), so an interrupted save never looks like a checkpoint.
+appears under its final name only when complete (orbax writes to
+`<step>.orbax-checkpoint-tmp`, then writes `commit_success.txt` and renames),
+so an interrupted save never looks like a checkpoint. Old checkpoints are
+deleted the same way round: renamed into `deleted/` first (atomic), then
+removed, so a half-deleted step never looks complete either. What a killed
+process leaves in either state is removed, with a log line, when the next one
+opens the directory. A background save that fails raises
+`CheckpointFailed` from the next `save` or `wait`, never silently.
 Restoring reads arrays into a template of the state; nothing is unpickled.
 
 With several processes, every process saves, waits and restores at the same
@@ -23,8 +29,10 @@ arrays are rebuilt with `np.frombuffer`, which refuses object dtypes) and
 tensorstore's OCDBT/zarr array files; no pickle anywhere.
 """
 
+import contextlib
 import os
 import pathlib
+import shutil
 
 import jax
 import numpy as np
@@ -32,16 +40,51 @@ import orbax.checkpoint as ocp
 from orbax.checkpoint.checkpoint_managers import preservation_policy
 
 from cnnjax.errors import UserError
+from cnnjax.stopping import StopRun
 
 BEST_METRIC = "eval/top1_error"
+TEMPORARY_SUFFIX = ".orbax-checkpoint-tmp"  # What orbax appends to a step being written.
+DELETED = "deleted"  # Where orbax moves the steps it no longer keeps, for us to remove.
+
+
+class CheckpointFailed(StopRun):
+  """A save did not reach the disk; the run must not go on as if it had."""
+
+  exit_status = 1
+
+
+def remove_incomplete(directory: pathlib.Path) -> None:
+  """Removes, with a log line each, what interrupted saves and deletions left.
+
+  Only process 0 removes anything (the directory is shared by all processes).
+  """
+  if jax.process_index() != 0 or not directory.is_dir():
+    return
+  for path in sorted(path for path in directory.iterdir() if TEMPORARY_SUFFIX in path.name):
+    shutil.rmtree(path)
+    print(f"removed incomplete checkpoint {path} (its save was interrupted)", flush=True)
+  _remove_deleted(directory, announce=True)
+
+
+def _remove_deleted(directory: pathlib.Path, announce: bool = False) -> None:
+  """Removes the steps orbax has moved to `deleted/` (the rename made them invisible)."""
+  if jax.process_index() != 0 or not (directory / DELETED).is_dir():
+    return
+  for path in sorted((directory / DELETED).iterdir()):
+    shutil.rmtree(path, ignore_errors=True)
+    if announce:
+      print(f"removed {path} (its deletion was interrupted)", flush=True)
 
 
 class Checkpointer:
   """The checkpoints under `directory` (a workdir's `checkpoints/`)."""
 
-  def __init__(self, directory: pathlib.Path, keep: int):
-    refuse_untrusted(directory)
-    self._directory = directory
+  def __init__(self, directory: pathlib.Path, keep: int, read_only: bool = False):
+    """`read_only` (evaluation) neither saves nor removes anything, so it can
+    look at the checkpoints of a run that is still training."""
+    refuse_untrusted(directory)  # Before anything is removed from it.
+    if not read_only:
+      remove_incomplete(directory)
     policy = preservation_policy.AnyPreservationPolicy([
         preservation_policy.LatestN(n=keep),
         preservation_policy.BestN(get_metric_fn=lambda metrics: metrics[BEST_METRIC],
@@ -49,8 +92,11 @@ class Checkpointer:
     ])
     options = ocp.CheckpointManagerOptions(
         preservation_policy=policy, enable_async_checkpointing=True,
-        cleanup_tmp_directories=True)
+        cleanup_tmp_directories=not read_only, todelete_subdir=None if read_only else DELETED,
+        read_only=read_only)
+    self._directory, self._read_only = directory, read_only
     self._manager = ocp.CheckpointManager(directory.absolute(), options=options)
+    self._saving = None  # The step of the last save started.
 
   def latest_step(self) -> int | None:
     return self._manager.latest_step()
@@ -58,10 +104,19 @@ class Checkpointer:
   def all_steps(self) -> list[int]:
     return list(self._manager.all_steps())
 
-  def save(self, step: int, state, metrics: dict[str, float] | None = None) -> None:
-    """Starts saving `state` (host or device arrays) in the background."""
+  def save(self, step: int, state, metrics: dict[str, float] | None = None,
+           extra: dict | None = None) -> None:
+    """Starts saving `state` (host or device arrays) in the background.
+
+    `extra` (JSON) is kept beside it and returned by `extra(step)`. Raises
+    CheckpointFailed if the previous background save failed.
+    """
     metrics = metrics if metrics and BEST_METRIC in metrics else None
-    self._manager.save(step, args=ocp.args.StandardSave(state), metrics=metrics, force=True)
+    _remove_deleted(self._directory)
+    with self._failures():
+      self._manager.save(step, args=ocp.args.StandardSave(state), metrics=metrics, force=True,
+                         custom_metadata=extra)
+    self._saving = step
 
   def restore(self, step: int, template):
     """The state saved at `step`, with the structure and dtypes of `template`.
@@ -84,12 +139,36 @@ class Checkpointer:
                       "workdir's config.json, or a new --workdir")
     return restored
 
+  def extra(self, step: int) -> dict:
+    """What was saved as `extra` with the checkpoint at `step` ({} if nothing)."""
+    return dict(self._manager.metadata(step).custom_metadata or {})
+
+  def reached_preemption(self, step: int) -> bool:
+    """Whether all processes have reached the step agreed on after a preemption
+    notice (SIGTERM to any of them); needs jax.distributed's coordination service."""
+    return self._manager.reached_preemption(step)
+
   def wait(self) -> None:
-    """Blocks until background saves are on disk."""
-    self._manager.wait_until_finished()
+    """Blocks until background saves are on disk; raises CheckpointFailed if one failed."""
+    with self._failures():
+      self._manager.wait_until_finished()
 
   def close(self) -> None:
+    """Waits for pending saves (raising CheckpointFailed if one failed) and closes."""
+    self.wait()
     self._manager.close()
+    if not self._read_only:
+      _remove_deleted(self._directory)
+
+  @contextlib.contextmanager
+  def _failures(self):
+    """Reports an error of an earlier background save as CheckpointFailed."""
+    try:
+      yield
+    except Exception as error:
+      raise CheckpointFailed(
+          f"saving a checkpoint failed (the last save started at step {self._saving}): "
+          f"{type(error).__name__}: {error}") from error
 
 
 def refuse_untrusted(directory: pathlib.Path) -> None:

@@ -10,8 +10,10 @@ TPU pod slices they are found automatically.
 
 A user error (bad key, type or value, unknown model or dataset, missing data)
 prints one line on stderr and exits with status 2, before any compilation and
-without touching what the workdir already holds. A process of a multi-process
-run that crashes exits at once, so that its peers fail too instead of waiting.
+without touching what the workdir already holds. A run that stops early
+(preempted: 75, diverged: 3, a failed checkpoint save: 1) prints why on one
+line; see cnnjax.stopping. A process of a multi-process run that crashes
+exits at once, so that its peers fail too instead of waiting.
 """
 
 import argparse
@@ -20,6 +22,7 @@ import sys
 import traceback
 
 from cnnjax.errors import UserError
+from cnnjax.stopping import StopRun
 
 USAGE_ERROR = 2
 OVERRIDE_PREFIX = "--config."
@@ -98,6 +101,9 @@ def main(argv: list[str] | None = None) -> int:
     # JAX's shutdown barrier (bounded by parallel.SHUTDOWN_TIMEOUT_SECONDS).
     print(f"cnnjax: error: {error}", file=sys.stderr)
     return USAGE_ERROR
+  except StopRun as stop:
+    print(f"cnnjax: {stop}", file=sys.stderr)
+    return stop.exit_status
   except Exception:
     if not _distributed():
       raise

@@ -68,6 +68,13 @@ def base_config() -> ml_collections.ConfigDict:
   config.aux_loss_weight = 0.3  # Auxiliary classifiers (GoogLeNet §5); 0 disables them.
   config.half_precision = False  # bfloat16 compute; parameters stay float32.
   config.sync_batch_norm = True  # BatchNorm statistics over the global batch.
+  # A NaN or Inf in the loss, gradients or updated parameters: "stop" the run
+  # (exit status 3), or "skip" that update and stop after more than
+  # max_consecutive_skips skipped in a row.
+  config.nonfinite = ml_collections.ConfigDict(dict(policy="stop", max_consecutive_skips=10))
+  # Append each step's example ids (TFDS `tfds_id`) to
+  # example_ids/process_<index>.jsonl in the workdir, to audit the data order.
+  config.log_example_ids = False
   return config
 
 
@@ -189,6 +196,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
        config.schedule.decay_every_epochs > 0, "positive"),
       ("schedule.plateau_patience_epochs", config.schedule.plateau_patience_epochs,
        config.schedule.plateau_patience_epochs >= 0, "0 or positive"),
+      ("nonfinite.policy", config.nonfinite.policy, config.nonfinite.policy in ("stop", "skip"),
+       "'stop' or 'skip'"),
+      ("nonfinite.max_consecutive_skips", config.nonfinite.max_consecutive_skips,
+       config.nonfinite.max_consecutive_skips >= 0, "0 or positive"),
   ]
   for key, value, ok, expected in checks:
     if not ok:

@@ -31,24 +31,50 @@ class MetricWriter:
     self._tensorboard.flush()
 
   def forget_after(self, step: int) -> None:
-    """Drops records of steps after `step`: a resumed run replays those steps.
-
-    The file is rewritten beside the old one and renamed over it, so an
-    interruption leaves either the old or the new file, never half of one.
-    """
-    if not self.enabled or not self.path.exists():
-      return
-    lines = self.path.read_text().splitlines(keepends=True)
-    kept = [line for line in lines if line.strip() and json.loads(line)["step"] <= step]
-    if len(kept) == len(lines):
-      return
-    temporary = self.path.with_suffix(".jsonl.tmp")
-    temporary.write_text("".join(kept))
-    os.replace(temporary, self.path)
+    """Drops records of steps after `step`: a resumed run replays those steps."""
+    if self.enabled:
+      truncate_after(self.path, step)
 
   def close(self) -> None:
     if self._tensorboard:
       self._tensorboard.close()
+
+
+def truncate_after(path: pathlib.Path, step: int) -> None:
+  """Keeps the complete records of `path` (JSON lines) whose `step` is at most `step`.
+
+  A killed process can leave a torn last line (no newline); it is dropped.
+  The file is rewritten beside the old one and renamed over it, so an
+  interruption leaves either the old or the new file, never half of one.
+  """
+  if not path.exists():
+    return
+  lines = path.read_text().splitlines(keepends=True)
+  kept = [line for line in lines
+          if line.endswith("\n") and line.strip() and json.loads(line)["step"] <= step]
+  if len(kept) == len(lines):
+    return
+  temporary = path.with_suffix(".jsonl.tmp")
+  temporary.write_text("".join(kept))
+  os.replace(temporary, path)
+
+
+class ExampleIdLog:
+  """`example_ids/process_<index>.jsonl`: which examples each step trained on.
+
+  One line per step, `{"step": s, "ids": [...]}` in batch order, so a user can
+  audit the data order: across a resume no example is skipped or seen twice.
+  """
+
+  def __init__(self, workdir: pathlib.Path, process_index: int, start_step: int):
+    self.path = workdir / "example_ids" / f"process_{process_index}.jsonl"
+    self.path.parent.mkdir(exist_ok=True)
+    truncate_after(self.path, start_step)
+
+  def write(self, step: int, ids) -> None:
+    record = {"step": int(step), "ids": [value.decode() for value in ids.reshape(-1)]}
+    with self.path.open("a") as file:
+      file.write(json.dumps(record) + "\n")
 
 
 def _json_number(value) -> float | str:
@@ -59,7 +85,10 @@ def _json_number(value) -> float | str:
 
 def read(workdir: pathlib.Path) -> list[dict]:
   """The records of a workdir's `metrics.jsonl`, in order."""
-  path = pathlib.Path(workdir) / "metrics.jsonl"
+  return read_jsonl(pathlib.Path(workdir) / "metrics.jsonl")
+
+
+def read_jsonl(path: pathlib.Path) -> list[dict]:
   return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 

@@ -62,13 +62,21 @@ def top_k_errors(logits: jax.Array, labels: jax.Array) -> tuple[jax.Array, jax.A
 def train_step(state: TrainState, batch: dict[str, jax.Array], rng: jax.Array, *,
                model: nn.Module, tx: optax.GradientTransformationExtraArgs,
                schedule: optax.Schedule, label_smoothing: float = 0.0,
-               aux_loss_weight: float = 0.0) -> tuple[TrainState, dict[str, jax.Array]]:
+               aux_loss_weight: float = 0.0,
+               skip_nonfinite: bool = False) -> tuple[TrainState, dict[str, jax.Array]]:
   """One SGD step on this device's share of the global batch.
 
   Gradients, BatchNorm statistics and metrics are averaged over all devices,
   so the result depends on the global batch only, not on how it is split.
   Auxiliary classifiers (GoogLeNet §5) sow `aux_logits`; their losses are
   added with `aux_loss_weight`.
+
+  The metric `nonfinite` has bit i set when `guards.NONFINITE_QUANTITIES[i]`
+  (loss, gradients, updated parameters) holds a NaN or Inf; it is computed
+  after the cross-device means, so every device agrees. With
+  `skip_nonfinite`, such a step keeps the old parameters, BatchNorm
+  statistics and optimizer state; the step count still advances, since the
+  batch was consumed (the input pipeline's position is the step).
   """
   rng = jax.random.fold_in(jax.random.fold_in(rng, state.step), lax.axis_index(AXIS))
   num_classes = model.num_classes
@@ -103,9 +111,21 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], rng: jax.Array, *
       "param_norm": optax.global_norm(params),
   }
   metrics = lax.pmean(metrics, AXIS)
+  nonfinite = [~jnp.isfinite(loss), ~_all_finite(grads), ~_all_finite(params)]
+  metrics["nonfinite"] = sum(flag.astype(jnp.int32) << bit for bit, flag in enumerate(nonfinite))
+  if skip_nonfinite:
+    keep_old = metrics["nonfinite"] != 0
+    params, batch_stats, opt_state = jax.tree.map(
+        lambda old, new: jnp.where(keep_old, old, new),
+        (state.params, state.batch_stats, state.opt_state), (params, batch_stats, opt_state))
   new_state = state.replace(step=state.step + 1, params=params, batch_stats=batch_stats,
                             opt_state=opt_state)
   return new_state, metrics
+
+
+def _all_finite(tree) -> jax.Array:
+  """Whether every element of every leaf is finite (a norm could overflow instead)."""
+  return jnp.all(jnp.stack([jnp.isfinite(leaf).all() for leaf in jax.tree.leaves(tree)]))
 
 
 def eval_step(state: TrainState, batch: dict[str, jax.Array], *,
@@ -128,4 +148,5 @@ def bind_train_step(config, model, tx, schedule):
   """The train step with its dependencies bound, as `parallel` maps it."""
   return functools.partial(train_step, model=model, tx=tx, schedule=schedule,
                            label_smoothing=config.label_smoothing,
-                           aux_loss_weight=config.aux_loss_weight)
+                           aux_loss_weight=config.aux_loss_weight,
+                           skip_nonfinite=config.nonfinite.policy == "skip")

@@ -4,10 +4,12 @@ and metrics together. Resumes from the workdir's latest checkpoint.
 Everything a user can get wrong is checked by `plan` before any compilation.
 """
 
+import collections
 import dataclasses
 import functools
 import math
 import pathlib
+import sys
 import time
 
 import jax
@@ -18,9 +20,9 @@ import optax
 from flax import linen as nn
 
 from cnnjax import metrics as metrics_lib
-from cnnjax import optim, parallel, steps
+from cnnjax import guards, optim, parallel, steps, stopping
 from cnnjax import workdir as workdir_lib
-from cnnjax.checkpoint import Checkpointer
+from cnnjax.checkpoint import CheckpointFailed, Checkpointer
 from cnnjax.data import InputPipeline, dataset_spec, open_builder
 from cnnjax.errors import UserError
 from cnnjax.models import create_model, model_options
@@ -111,21 +113,33 @@ def train_and_evaluate(plan: Plan, workdir: pathlib.Path, *,
   """Trains to `plan.total_steps`, resuming from the workdir; returns the last eval.
 
   A workdir whose config.json is another experiment is refused (see
-  cnnjax.workdir) unless `allow_config_change`.
+  cnnjax.workdir) unless `allow_config_change`. Raises `stopping.Preempted`
+  after saving the current step on SIGTERM, `stopping.Diverged` on a NaN or
+  Inf (nothing of the bad state saved) and `CheckpointFailed` when a
+  background save fails. Pending saves are waited for on every way out.
   """
   config = plan.config
   changes = workdir_lib.check_config(config, workdir, allow_change=allow_config_change)
   workdir.mkdir(parents=True, exist_ok=True)
   checkpointer = Checkpointer(workdir / "checkpoints", config.keep_checkpoints)
+  preemption = guards.PreemptionWatch(checkpointer)  # From here on SIGTERM saves a step.
   try:
-    return _train(plan, workdir, checkpointer, changes)
-  except BaseException:  # E.g. a damaged record mid-run: saves already started complete first.
-    checkpointer.close()
+    final_eval = _train(plan, workdir, checkpointer, preemption, changes)
+  except BaseException:
+    try:  # Saves already started still complete; their failure is secondary here.
+      checkpointer.close()
+    except CheckpointFailed as error:
+      print(f"cnnjax: also: {error}", file=sys.stderr)
     raise
+  else:
+    checkpointer.close()
+  finally:
+    preemption.close()
+  return final_eval
 
 
 def _train(plan: Plan, workdir: pathlib.Path, checkpointer: Checkpointer,
-           changes: dict | None) -> dict[str, float]:
+           preemption: guards.PreemptionWatch, changes: dict | None) -> dict[str, float]:
   config = plan.config
   is_writer = jax.process_index() == 0
   state = initial_state(plan, checkpointer)
@@ -135,52 +149,96 @@ def _train(plan: Plan, workdir: pathlib.Path, checkpointer: Checkpointer,
   writer = metrics_lib.MetricWriter(workdir, enabled=is_writer)
   if start_step >= plan.total_steps:
     print(f"training is complete: step {start_step} of {plan.total_steps} in {workdir}")
-    checkpointer.close()
     return {}
   if start_step:
-    print(f"resuming from the checkpoint at step {start_step} of {plan.total_steps}")
+    print(f"resuming from the checkpoint at step {start_step} of {plan.total_steps}", flush=True)
   writer.forget_after(start_step)
+  example_ids = (metrics_lib.ExampleIdLog(workdir, jax.process_index(), start_step)
+                 if config.log_example_ids else None)
+  # Per-step train metrics of the log interval the checkpoint cut, so the
+  # first record after a resume averages the same steps as an uninterrupted run's.
+  pending = _pending_from_json(checkpointer.extra(start_step)) if start_step else []
 
   train_fn = parallel.map_train_step(steps.bind_train_step(config, plan.model, plan.optimizer, plan.schedule))
   eval_fn = parallel.map_eval_step(functools.partial(steps.eval_step, model=plan.model))
   state = parallel.replicate(state)
   rng = parallel.replicate(jax.random.PRNGKey(config.seed))
-  batches = parallel.to_devices(plan.pipeline.train_batches(plan.train_batch.process_batch,
-                                                            start_step))
+  batch_ids = collections.deque()  # Ids of the batches prefetched, in order.
+  batches = parallel.to_devices(_without_ids(
+      plan.pipeline.train_batches(plan.train_batch.process_batch, start_step), batch_ids))
   progress = metrics_lib.Progress(plan.total_steps, start_step, enabled=is_writer)
-  pending, eval_metrics = [], {}
+  guard = guards.NonfiniteGuard(config.nonfinite.policy, config.nonfinite.max_consecutive_skips)
+  eval_metrics = {}
   timer = time.perf_counter()
-  timed_steps = 0
-  for step in range(start_step + 1, plan.total_steps + 1):
-    state, step_metrics = train_fn(state, next(batches), rng)
-    pending.append(step_metrics)
-    if step == start_step + 1:  # Compilation is not throughput: start the clock after it.
-      jax.block_until_ready(state)
-      timer, timed_steps = time.perf_counter(), 0
-    else:
-      timed_steps += 1
-    last = step == plan.total_steps
-    if step % config.log_every_steps == 0 or last:
-      train_metrics = _average(pending)
-      elapsed = time.perf_counter() - timer
-      train_metrics["train/images_per_sec"] = (
-          timed_steps * plan.train_batch.global_batch / elapsed if timed_steps else 0.0)
-      writer.write(step, train_metrics)
-      progress.update(step, train_metrics)
-      pending, timer, timed_steps = [], time.perf_counter(), 0
-    if step % plan.eval_every == 0 or last:
-      eval_metrics = evaluate(plan, eval_fn, state)
-      writer.write(step, eval_metrics)
-      progress.write(f"step {step}: " + ", ".join(
-          f"{key}={value:.4f}" for key, value in eval_metrics.items()))
-    if step % plan.checkpoint_every == 0 or last:
-      fresh_eval = eval_metrics if step % plan.eval_every == 0 or last else None
-      checkpointer.save(step, parallel.unreplicate(state), fresh_eval)
-  progress.close()
-  checkpointer.wait()
-  checkpointer.close()
-  writer.close()
+  timed_steps = skipped = 0
+  try:
+    for step in range(start_step + 1, plan.total_steps + 1):
+      state, step_metrics = train_fn(state, next(batches), rng)
+      guard.add(step, step_metrics.pop("nonfinite"))
+      pending.append(step_metrics)
+      ids = batch_ids.popleft()
+      if example_ids:
+        example_ids.write(step, ids)
+      if step == start_step + 1:  # Compilation is not throughput: start the clock after it.
+        jax.block_until_ready(state)
+        timer, timed_steps = time.perf_counter(), 0
+      else:
+        timed_steps += 1
+      last = step == plan.total_steps
+      log = step % config.log_every_steps == 0 or last
+      fresh_eval = step % plan.eval_every == 0 or last
+      save = step % plan.checkpoint_every == 0 or last
+      preempted = preemption.reached(step)
+      if not (log or fresh_eval or save or preempted):
+        continue
+      skipped += guard.check()  # Before anything of this state is logged or saved.
+      if log:
+        train_metrics = _average(pending)
+        if config.nonfinite.policy == "skip":
+          train_metrics["train/skipped_updates"] = float(skipped)
+        elapsed = time.perf_counter() - timer
+        train_metrics["train/images_per_sec"] = (
+            timed_steps * plan.train_batch.global_batch / elapsed if timed_steps else 0.0)
+        writer.write(step, train_metrics)
+        progress.update(step, train_metrics)
+        pending, timer, timed_steps, skipped = [], time.perf_counter(), 0, 0
+      if fresh_eval:
+        eval_metrics = evaluate(plan, eval_fn, state)
+        writer.write(step, eval_metrics)
+        progress.write(f"step {step}: " + ", ".join(
+            f"{key}={value:.4f}" for key, value in eval_metrics.items()))
+      if save or preempted:
+        checkpointer.save(step, parallel.unreplicate(state), eval_metrics if fresh_eval else None,
+                          extra=_pending_to_json(pending))
+      if preempted and not last:
+        checkpointer.wait()
+        raise stopping.Preempted(
+            f"preempted: saved the checkpoint of step {step} of {plan.total_steps} in "
+            f"{workdir / 'checkpoints'}; run the same command to resume")
+    checkpointer.wait()
+  finally:
+    progress.close()
+    writer.close()
   return eval_metrics
+
+
+def _without_ids(batches, ids: collections.deque):
+  """The batches without their `id`s, which go to `ids` (strings stay on the host)."""
+  for batch in batches:
+    ids.append(batch.pop("id"))
+    yield batch
+
+
+def _pending_to_json(pending: list[dict]) -> dict:
+  fetched = jax.device_get([jax.tree.map(lambda x: x[0], m) for m in pending])
+  return {"pending_train_metrics": [{key: float(value) for key, value in m.items()}
+                                    for m in fetched]}
+
+
+def _pending_from_json(extra: dict) -> list[dict]:
+  """Per-step metrics as the train step returns them: float32, one copy per local device."""
+  return [{key: np.full((jax.local_device_count(),), value, np.float32)
+           for key, value in m.items()} for m in extra.get("pending_train_metrics", [])]
 
 
 def _average(step_metrics: list[dict]) -> dict[str, float]:
@@ -193,7 +251,8 @@ def evaluate_latest(plan: Plan, workdir: pathlib.Path, *,
                     allow_config_change: bool = False) -> tuple[int, dict[str, float]]:
   """Evaluates the workdir's latest checkpoint; returns its step and the metrics."""
   workdir_lib.check_config(plan.config, workdir, command="eval", allow_change=allow_config_change)
-  checkpointer = Checkpointer(workdir / "checkpoints", plan.config.keep_checkpoints)
+  checkpointer = Checkpointer(workdir / "checkpoints", plan.config.keep_checkpoints,
+                              read_only=True)
   latest = checkpointer.latest_step()
   if latest is None:
     checkpointer.close()

@@ -101,7 +101,8 @@ class InputPipeline:
     try:
       return self.builder.as_dataset(
           split=part, shuffle_files=False,
-          decoders={"image": tfds.decode.SkipDecoding()})
+          decoders={"image": tfds.decode.SkipDecoding()},
+          read_config=tfds.ReadConfig(add_tfds_id=True))
     except AssertionError:  # TFDS's way of saying the data is not prepared.
       data_dir = self.builder.data_dir_root
       how_to_get = self.spec.how_to_get.format(name=self.dataset.name, dir=data_dir)
@@ -140,7 +141,11 @@ class InputPipeline:
     return -(-largest // process_batch)
 
   def train_batches(self, process_batch: int, start_step: int = 0) -> Iterator[Batch]:
-    """Training batches from `start_step` on, forever: each local device's stream, stacked."""
+    """Training batches from `start_step` on, forever: each local device's stream, stacked.
+
+    `id` holds each example's TFDS id (bytes, e.g. b"digits-train.tfrecord-00000-of-00001__42"),
+    for the host only: take it out before the batch goes to the devices.
+    """
     device_batch = process_batch // self.local_devices
     steps_per_epoch = self.steps_per_epoch(process_batch)
     streams = tuple(self._device_stream(device, device_batch, steps_per_epoch, start_step)
@@ -166,8 +171,10 @@ class InputPipeline:
       seed = tf.stack([tf.cast(self.seed, tf.int64), epoch_index])
       seed = tf.random.experimental.stateless_fold_in(seed, device)
       seed = tf.random.experimental.stateless_fold_in(seed, position)
+      example_id = example["tfds_id"]
       example = normalize(recipe(example, seed, self.image_size, self.spec), self.spec)
-      return {"image": example["image"], "label": tf.cast(example["label"], tf.int32)}
+      return {"image": example["image"], "label": tf.cast(example["label"], tf.int32),
+              "id": example_id}
 
     first_epoch, offset = divmod(start_step, steps_per_epoch)
     ds = tf.data.Dataset.range(first_epoch, np.iinfo(np.int64).max).flat_map(epoch)
