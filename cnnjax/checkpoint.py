@@ -93,7 +93,8 @@ class Checkpointer:
     options = ocp.CheckpointManagerOptions(
         preservation_policy=policy, enable_async_checkpointing=True,
         cleanup_tmp_directories=not read_only, todelete_subdir=None if read_only else DELETED,
-        read_only=read_only)
+        read_only=read_only, create=not read_only,
+        save_interval_steps=0 if read_only else 1)  # Said, not left to orbax to warn about.
     self._directory, self._read_only = directory, read_only
     self._manager = ocp.CheckpointManager(directory.absolute(), options=options)
     self._saving = None  # The step of the last save started.

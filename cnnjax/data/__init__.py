@@ -11,6 +11,9 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 import tensorflow as tf  # noqa: E402
 
 tf.config.set_visible_devices([], "GPU")
+# TFDS calls deprecated tf.data APIs (e.g. CounterV2 for `tfds_id`); their
+# warnings are TensorFlow's business, not the user's.
+tf.get_logger().setLevel("ERROR")
 
 from cnnjax.data.datasets import DATASETS, DatasetSpec, dataset_spec  # noqa: E402
 from cnnjax.data.pipeline import InputPipeline, open_builder  # noqa: E402
