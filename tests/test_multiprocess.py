@@ -188,3 +188,26 @@ def test_slurm_jobs_are_detected_and_plain_runs_are_not(monkeypatch):
   for variable, value in slurm.items():
     monkeypatch.setenv(variable, value)
   assert parallel._detected_process_count() == 4
+
+
+def test_sigterm_to_one_process_saves_one_step_and_stops_both(digits_dir, tmp_path):
+  """A preemption notice reaches one host; JAX's coordination service agrees a
+  step with the other, both save it and exit with the preempted status."""
+  workdir = tmp_path / "preempted"
+  processes = _launch(workdir, digits_dir, num_train_steps=100_000, log_every_steps=1,
+                      eval_every_steps=100_000, checkpoint_every_steps=100_000)
+  try:
+    deadline = time.monotonic() + RUN_TIMEOUT_S
+    metrics = workdir / "metrics.jsonl"
+    while not (metrics.exists() and len(metrics.read_text().splitlines()) >= 3):
+      assert time.monotonic() < deadline, pathlib.Path(f"{workdir}.p0.log").read_text()[-3000:]
+      assert all(p.poll() is None for p in processes), "a process ended before the signal"
+      time.sleep(0.2)
+    processes[1].send_signal(signal.SIGTERM)
+    codes = [p.wait(timeout=KILL_DEADLINE_S) for p in processes]
+    logs = [pathlib.Path(f"{workdir}.p{i}.log").read_text() for i in range(2)]
+    assert codes == [75, 75], logs[0][-2000:] + logs[1][-2000:]
+    steps = Checkpointer(workdir / "checkpoints", keep=3, read_only=True).all_steps()
+    assert len(steps) == 1 and all(f"checkpoint of step {steps[0]} " in log for log in logs)
+  finally:
+    _kill(processes)
