@@ -18,11 +18,12 @@ exits at once, so that its peers fail too instead of waiting.
 
 import argparse
 import pathlib
+import signal
 import sys
 import traceback
 
 from cnnjax.errors import UserError
-from cnnjax.stopping import StopRun
+from cnnjax.stopping import Preempted, StopRun
 
 USAGE_ERROR = 2
 OVERRIDE_PREFIX = "--config."
@@ -93,7 +94,17 @@ def run(argv: list[str]) -> int:
   return 0
 
 
+def _preempted_while_starting(signum, frame) -> None:
+  """SIGTERM before training has a step to save (the training loop's own
+  handler replaces this one): still the preempted status, so a scheduler
+  retries it like any other preemption."""
+  del signum, frame
+  raise Preempted("preempted while starting, before any step to save; run the same command "
+                  "again")
+
+
 def main(argv: list[str] | None = None) -> int:
+  signal.signal(signal.SIGTERM, _preempted_while_starting)
   try:
     return run(sys.argv[1:] if argv is None else argv)
   except UserError as error:

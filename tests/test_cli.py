@@ -1,8 +1,10 @@
 """The command line: bad input is one line on stderr, exit status 2, and the
 workdir untouched; good input trains."""
 
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 from helpers import LENET_DIGITS, ROOT
@@ -101,3 +103,19 @@ def test_console_entry_point_trains_and_evaluates(tmp_path, digits_dir):
   assert rejected.stderr.strip() == "cnnjax: error: unknown config key 'config.nope'; keys here: " \
       + rejected.stderr.strip().split("keys here: ")[1]
   assert "Traceback" not in rejected.stderr
+
+
+def test_sigterm_while_starting_is_a_preemption_too(tmp_path, digits_dir):
+  """Before training has a step to save, SIGTERM still exits 75 (retry), not -15."""
+  process = subprocess.Popen(
+      [sys.executable, "-m", "cnnjax", "train", "--config", LENET_DIGITS, "--workdir",
+       str(tmp_path / "run"), f"--config.dataset.data_dir={digits_dir}"],
+      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+  try:
+    time.sleep(2.0)  # Past Python's start-up; importing JAX and TensorFlow takes longer.
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+  finally:
+    process.kill()
+  assert process.returncode == 75, stderr[-2000:]
+  assert "preempted" in stderr.strip().splitlines()[-1]
