@@ -12,7 +12,8 @@ loss only starting to fall. The paper trained for about 250 epochs of
 ImageNet. `--config.model.norm=lrn` restores the paper's layers.
 
 SGD with momentum 0.9 and the paper's schedule shape (lr × 0.96 every 8
-epochs, §6) compressed to 1-epoch steps.
+epochs, §6) compressed to 1-epoch steps. Measured: 2.67% test top-1 error
+after 4 epochs (184 steps, about 8 minutes on 2 busy CPU cores).
 """
 
 from cnnjax.config import base_config
