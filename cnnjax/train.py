@@ -146,10 +146,10 @@ def _train(plan: Plan, workdir: pathlib.Path, checkpointer: Checkpointer,
   start_step = int(state.step)
   if is_writer:
     workdir_lib.write_config(config, workdir, start_step, changes)
-  writer = metrics_lib.MetricWriter(workdir, enabled=is_writer)
   if start_step >= plan.total_steps:
     print(f"training is complete: step {start_step} of {plan.total_steps} in {workdir}")
     return {}
+  writer = metrics_lib.MetricWriter(workdir, enabled=is_writer)
   if start_step:
     print(f"resuming from the checkpoint at step {start_step} of {plan.total_steps}", flush=True)
   writer.forget_after(start_step)

@@ -46,10 +46,10 @@ def _train(workdir, *overrides, data_dir):
                                        "set config.dataset.image_size"),
     ("--config.dataset.eval_split=validation", "has no split 'validation' "
                                                "(config.dataset.eval_split)"),
-    ("--config.dataset.train_preprocess=warp", "config.dataset.train_preprocess='warp'"),
+    ("--config.dataset.train_preprocess=warp", "unknown train_preprocess 'warp'; choose one of"),
     ("--config.optimizer.name=sgdx", "config.optimizer.name"),
     ("--config.schedule.name=linear", "config.schedule.name"),
-    ("--config.dataset.normalization=none", "config.dataset.normalization='none'"),
+    ("--config.dataset.normalization=none", "(config.dataset.normalization)"),
 ])
 def test_bad_input_is_one_line_and_exit_2(override, names, workdir, digits_dir, capsys):
   """Each message names the config key to fix."""

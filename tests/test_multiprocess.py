@@ -27,6 +27,9 @@ OVERRIDES = dict(batch_size=16, num_train_steps=STEPS, checkpoint_every_steps=EV
                  eval_every_steps=EVERY, log_every_steps=6)
 RUN_TIMEOUT_S = 240  # A whole two-process run, startup included, on 2 loaded cores.
 KILL_DEADLINE_S = 60
+# A run that logs every step and would not end (nor save) by itself.
+ENDLESS = dict(num_train_steps=100_000, log_every_steps=1, eval_every_steps=100_000,
+               checkpoint_every_steps=100_000)
 
 
 def _free_port() -> int:
@@ -76,6 +79,16 @@ def _kill(processes) -> None:
     if process.poll() is None:
       process.kill()
       process.wait(timeout=30)
+
+
+def _wait_until_training(processes, workdir: pathlib.Path) -> None:
+  """Waits (bounded) until process 0 has logged three steps, all processes still running."""
+  deadline = time.monotonic() + RUN_TIMEOUT_S
+  metrics = workdir / "metrics.jsonl"
+  while not (metrics.exists() and len(metrics.read_text().splitlines()) >= 3):
+    assert time.monotonic() < deadline, pathlib.Path(f"{workdir}.p0.log").read_text()[-3000:]
+    assert all(p.poll() is None for p in processes), "a process ended before training"
+    time.sleep(0.2)
 
 
 def _final_state(plan, workdir: pathlib.Path):
@@ -135,15 +148,9 @@ def test_two_processes_train_as_one_and_resume_identically(digits_dir, tmp_path)
 
 def test_killing_one_process_stops_the_other(digits_dir, tmp_path):
   workdir = tmp_path / "killed"
-  processes = _launch(workdir, digits_dir, num_train_steps=100_000, log_every_steps=1,
-                      eval_every_steps=100_000, checkpoint_every_steps=100_000)
+  processes = _launch(workdir, digits_dir, **ENDLESS)
   try:
-    deadline = time.monotonic() + RUN_TIMEOUT_S
-    metrics = workdir / "metrics.jsonl"
-    while not (metrics.exists() and len(metrics.read_text().splitlines()) >= 3):
-      assert time.monotonic() < deadline, pathlib.Path(f"{workdir}.p0.log").read_text()[-3000:]
-      assert all(p.poll() is None for p in processes), "a process ended before the kill"
-      time.sleep(0.2)
+    _wait_until_training(processes, workdir)
     processes[1].send_signal(signal.SIGKILL)
     killed = time.monotonic()
     code = processes[0].wait(timeout=KILL_DEADLINE_S)
@@ -194,15 +201,9 @@ def test_sigterm_to_one_process_saves_one_step_and_stops_both(digits_dir, tmp_pa
   """A preemption notice reaches one host; JAX's coordination service agrees a
   step with the other, both save it and exit with the preempted status."""
   workdir = tmp_path / "preempted"
-  processes = _launch(workdir, digits_dir, num_train_steps=100_000, log_every_steps=1,
-                      eval_every_steps=100_000, checkpoint_every_steps=100_000)
+  processes = _launch(workdir, digits_dir, **ENDLESS)
   try:
-    deadline = time.monotonic() + RUN_TIMEOUT_S
-    metrics = workdir / "metrics.jsonl"
-    while not (metrics.exists() and len(metrics.read_text().splitlines()) >= 3):
-      assert time.monotonic() < deadline, pathlib.Path(f"{workdir}.p0.log").read_text()[-3000:]
-      assert all(p.poll() is None for p in processes), "a process ended before the signal"
-      time.sleep(0.2)
+    _wait_until_training(processes, workdir)
     processes[1].send_signal(signal.SIGTERM)
     codes = [p.wait(timeout=KILL_DEADLINE_S) for p in processes]
     logs = [pathlib.Path(f"{workdir}.p{i}.log").read_text() for i in range(2)]

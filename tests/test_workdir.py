@@ -8,7 +8,7 @@ import json
 import pytest
 from helpers import LENET_DIGITS, tiny_config
 
-from cnnjax import cli, train
+from cnnjax import cli
 from cnnjax import workdir as workdir_lib
 from cnnjax.errors import UserError
 

@@ -31,7 +31,7 @@ from google.protobuf import json_format
 
 from cnnjax.data import preprocess
 from cnnjax.data.datasets import DatasetSpec, dataset_spec
-from cnnjax.errors import UserError
+from cnnjax.errors import UserError, choose
 
 Batch = dict[str, np.ndarray]
 
@@ -72,7 +72,7 @@ class InputPipeline:
     for key, table in (("train_preprocess", preprocess.RECIPES),
                        ("eval_preprocess", preprocess.RECIPES),
                        ("normalization", preprocess.NORMALIZATIONS)):
-      preprocess.lookup(table, key, self.dataset[key])
+      choose(table, f"dataset.{key}", self.dataset[key])
 
   @property
   def spec(self) -> DatasetSpec:
@@ -94,15 +94,16 @@ class InputPipeline:
         split, process_index=process_index, process_count=self.process_count))
 
   def read_device_shard(self, split: str, device: int) -> tf.data.Dataset:
-    """Global device `device`'s share of `split`, images still encoded."""
-    return self._open(split, tfds.even_splits(split, n=self.device_count)[device])
+    """Global device `device`'s share of `split`, images still encoded, each
+    with its `tfds_id` (training reports which examples each step saw)."""
+    return self._open(split, tfds.even_splits(split, n=self.device_count)[device], with_ids=True)
 
-  def _open(self, split: str, part) -> tf.data.Dataset:
+  def _open(self, split: str, part, with_ids: bool = False) -> tf.data.Dataset:
     try:
       return self.builder.as_dataset(
           split=part, shuffle_files=False,
           decoders={"image": tfds.decode.SkipDecoding()},
-          read_config=tfds.ReadConfig(add_tfds_id=True))
+          read_config=tfds.ReadConfig(add_tfds_id=with_ids))
     except AssertionError:  # TFDS's way of saying the data is not prepared.
       data_dir = self.builder.data_dir_root
       how_to_get = self.spec.how_to_get.format(name=self.dataset.name, dir=data_dir)

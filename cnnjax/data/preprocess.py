@@ -8,13 +8,11 @@ config (`dataset.train_preprocess`, `dataset.eval_preprocess`) and leave
 pixels in [0, 1]; a normalisation (`dataset.normalization`) follows them.
 """
 
-import functools
 from typing import Callable
 
 import tensorflow as tf
 
 from cnnjax.data.datasets import DatasetSpec
-from cnnjax.errors import UserError
 
 Example = dict[str, tf.Tensor]
 
@@ -130,10 +128,3 @@ RECIPES: dict[str, Recipe] = {
     "random_area_crop_flip": _chain(random_area_crop, _random_flip),
     "resize_center_crop": _chain(_resize_then_center_crop),
 }
-
-
-def lookup(table: dict, key: str, name: str):
-  """`table[name]`, or a UserError naming the config key and the choices."""
-  if name not in table:
-    raise UserError(f"config.dataset.{key}={name!r} is not one of {', '.join(sorted(table))}")
-  return table[name]

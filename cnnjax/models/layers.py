@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import linen as nn
 
-from cnnjax.errors import UserError
+from cnnjax.errors import UserError, choose
 
 
 def scaled_tanh(x: jax.Array) -> jax.Array:
@@ -35,11 +35,8 @@ ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
 
 
 def lookup(table: dict, kind: str, name: str):
-  """`table[name]`, or a UserError naming the `kind` of option and its choices."""
-  if name not in table:
-    raise UserError(f"unknown {kind} {name!r}; choose one of: {', '.join(sorted(table))} "
-                    f"(config.model.{kind})")
-  return table[name]
+  """`table[name]`, or a UserError naming the model option `kind` and its choices."""
+  return choose(table, f"model.{kind}", name)
 
 
 def activation(name: str) -> Callable[[jax.Array], jax.Array]:
