@@ -23,7 +23,8 @@ import sys
 import traceback
 
 from cnnjax.errors import UserError
-from cnnjax.stopping import Preempted, StopRun
+from cnnjax import stopping
+from cnnjax.stopping import StopRun
 
 USAGE_ERROR = 2
 OVERRIDE_PREFIX = "--config."
@@ -94,17 +95,10 @@ def run(argv: list[str]) -> int:
   return 0
 
 
-def _preempted_while_starting(signum, frame) -> None:
-  """SIGTERM before training has a step to save (the training loop's own
-  handler replaces this one): still the preempted status, so a scheduler
-  retries it like any other preemption."""
-  del signum, frame
-  raise Preempted("preempted while starting, before any step to save; run the same command "
-                  "again")
-
-
 def main(argv: list[str] | None = None) -> int:
-  signal.signal(signal.SIGTERM, _preempted_while_starting)
+  # From the start, so that a SIGTERM while starting is a preemption (exit 75)
+  # like any other, not a death by signal.
+  signal.signal(signal.SIGTERM, stopping.request_preemption)
   try:
     return run(sys.argv[1:] if argv is None else argv)
   except UserError as error:

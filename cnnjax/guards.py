@@ -10,6 +10,7 @@ import signal
 
 import jax
 
+from cnnjax import stopping
 from cnnjax.stopping import Diverged
 
 # Bits of the train step's `nonfinite` metric (see cnnjax.steps).
@@ -21,24 +22,21 @@ class PreemptionWatch:
 
   def __init__(self, checkpointer):
     self._checkpointer = checkpointer
-    self._requested = False
     self._previous = None
     if jax.process_count() == 1:  # Several processes: JAX's own SIGTERM handler.
-      self._previous = signal.signal(signal.SIGTERM, self._request)
-
-  def _request(self, signum, frame):
-    del signum, frame
-    self._requested = True
+      # A SIGTERM already noted while starting (see cnnjax.cli) still counts.
+      self._previous = signal.signal(signal.SIGTERM, stopping.request_preemption)
 
   def reached(self, step: int) -> bool:
     if jax.process_count() > 1:
       return self._checkpointer.reached_preemption(step)
-    return self._requested
+    return stopping.preemption_requested()
 
   def close(self) -> None:
     if self._previous is not None:
       signal.signal(signal.SIGTERM, self._previous)
       self._previous = None
+    stopping.clear_preemption_request()
 
 
 class NonfiniteGuard:

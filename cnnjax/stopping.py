@@ -15,6 +15,27 @@ so the CLI can name these exceptions without importing JAX.
 PREEMPTED_STATUS = 75
 DIVERGED_STATUS = 3
 
+_preemption_requested = False
+
+
+def request_preemption(signum=None, frame=None) -> None:
+  """The SIGTERM handler, from the CLI's start on: it only notes the request,
+  which training acts on at a step boundary. (Raising from a handler instead
+  can be swallowed by whatever library code it interrupts, e.g. an import.)"""
+  del signum, frame
+  global _preemption_requested
+  _preemption_requested = True
+
+
+def preemption_requested() -> bool:
+  return _preemption_requested
+
+
+def clear_preemption_request() -> None:
+  """For the next run in this process: a request is answered by the run it reached."""
+  global _preemption_requested
+  _preemption_requested = False
+
 
 class StopRun(Exception):
   """The run stopped early; the CLI prints the message and exits with `exit_status`."""

@@ -149,6 +149,9 @@ def _train(plan: Plan, workdir: pathlib.Path, checkpointer: Checkpointer,
   if start_step >= plan.total_steps:
     print(f"training is complete: step {start_step} of {plan.total_steps} in {workdir}")
     return {}
+  if preemption.reached(start_step):  # SIGTERM while starting: nothing new to save.
+    raise stopping.Preempted(f"preempted while starting, at step {start_step} of "
+                             f"{plan.total_steps}; run the same command to resume")
   writer = metrics_lib.MetricWriter(workdir, enabled=is_writer)
   if start_step:
     print(f"resuming from the checkpoint at step {start_step} of {plan.total_steps}", flush=True)
