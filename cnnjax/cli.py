@@ -23,7 +23,7 @@ import sys
 import traceback
 
 from cnnjax.errors import UserError
-from cnnjax import stopping
+from cnnjax import stopping, sweep
 from cnnjax.stopping import StopRun
 
 USAGE_ERROR = 2
@@ -53,6 +53,8 @@ def _parser() -> argparse.ArgumentParser:
                            help="process 0's address and a free port on it")
     processes.add_argument("--num_processes", type=int, metavar="N")
     processes.add_argument("--process_id", type=int, metavar="I", help="0 .. N-1")
+  sweep.add_arguments(commands.add_parser(
+      "sweep", help="an ablation: variants x seeds of training runs, a table, curves, verdicts"))
   return parser
 
 
@@ -76,6 +78,8 @@ def _split_overrides(argv: list[str]) -> tuple[list[str], list[tuple[str, str]]]
 def run(argv: list[str]) -> int:
   rest, overrides = _split_overrides(argv)
   args = _parser().parse_args(rest)
+  if args.command == "sweep":
+    return sweep.run(args, overrides)
   # Imported here so `cnnjax --help` and config errors are instant.
   from cnnjax import config as config_lib
   from cnnjax import parallel, train

@@ -1,0 +1,249 @@
+"""Running a sweep's trainings: a lock on the sweep's DIR, `cnnjax train`
+subprocesses sharing the CPU cores, resuming, signals and exit statuses.
+
+- **Resumable.** A run already finished (see cnnjax.sweep_summary) is skipped;
+  any other is handed to `cnnjax train` on its workdir, which resumes from its
+  latest checkpoint, or starts.
+- **One sweep per DIR.** An `fcntl.flock` on `DIR/.sweep.lock`, released by
+  the kernel when the sweep's process ends however it ends; a second sweep is
+  refused with the owner's pid, host and start. `--summarize` takes no lock:
+  it trains nothing and replaces the summary files atomically, so it can
+  show a running sweep's progress.
+- **CPU cores.** K jobs split the cores this process may use into K groups
+  (one core each, shared, when K exceeds them), and each training is pinned
+  to its group with sched_setaffinity as soon as it starts, before its
+  runtimes start their threads. XLA's CPU client sizes its thread pools
+  from the affinity mask (tsl::port::MaxParallelism, unless PJRT_NPROC or
+  NPROC is set), and so does TensorFlow for tf.data and its op pools; the
+  XLA flag intra_op_parallelism_threads belongs to the old TF-XLA runtime
+  and is ignored by the PjRt CPU client. The default K: one per core (see
+  the README for the measurement), one on a machine with GPUs or TPUs,
+  where each training uses every local accelerator.
+- **Signals.** Trainings run in their own sessions, so a terminal's Ctrl-C
+  reaches them only through the sweep, once. SIGTERM or SIGINT stops the
+  sweep: no new run starts, the signal is forwarded to the running trainings
+  (which save their step and exit 75 or 130), the sweep waits for them,
+  writes the summary of what exists and exits 75 (SIGTERM) or 130 (SIGINT).
+  Run the same command again to resume.
+- **Exit status**: 0 every run finished; 1 some run failed (each failure is
+  reported with its exit status and the last line it printed, and the others
+  still run); 75 or 130 stopped by a signal; 75 too when a training was
+  preempted by someone else (nothing failed; run again); 2 usage error.
+"""
+
+import contextlib
+import dataclasses
+import datetime
+import fcntl
+import glob
+import os
+import pathlib
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+from cnnjax import stopping, sweep_summary
+from cnnjax.errors import UserError
+from cnnjax.sweep import Run, Sweep, check_models
+
+LOCK_FILE = ".sweep.lock"
+PREEMPTED_STATUS = 75
+INTERRUPTED_STATUS = 130
+_POLL_SECONDS = 0.2
+_EXIT_ON_SIGNAL = {signal.SIGTERM: PREEMPTED_STATUS, signal.SIGINT: INTERRUPTED_STATUS}
+
+
+@contextlib.contextmanager
+def workdir_lock(workdir: pathlib.Path):
+  """Holds `workdir/.sweep.lock` (flock: released when this process ends)."""
+  file = (workdir / LOCK_FILE).open("a+")
+  try:
+    fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+  except BlockingIOError:
+    file.seek(0)
+    owner = file.read().strip() or "another process"
+    file.close()
+    raise UserError(f"--workdir {workdir} is in use by {owner}; wait for that sweep to end, or "
+                    "stop it with SIGTERM (it saves its runs), then run this again") from None
+  file.seek(0)
+  file.truncate()
+  file.write(f"cnnjax sweep pid {os.getpid()} on {socket.gethostname()} since "
+             f"{datetime.datetime.now().isoformat(timespec='seconds')}\n")
+  file.flush()
+  try:
+    yield
+  finally:
+    file.close()
+
+
+def usable_cpus() -> list[int]:
+  return sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(
+      range(os.cpu_count() or 1))
+
+
+def cpu_groups(cpus: list[int], jobs: int) -> list[list[int]]:
+  """`jobs` groups of near-equal size in order; one CPU each, reused, when
+  there are more jobs than CPUs."""
+  if jobs >= len(cpus):
+    return [[cpus[index % len(cpus)]] for index in range(jobs)]
+  size, extra = divmod(len(cpus), jobs)
+  groups, start = [], 0
+  for index in range(jobs):
+    end = start + size + (index < extra)
+    groups.append(cpus[start:end])
+    start = end
+  return groups
+
+
+def has_accelerators() -> bool:
+  """NVIDIA GPUs or TPU chips on this machine, from their device files (no JAX)."""
+  return bool(glob.glob("/dev/nvidia[0-9]*") or glob.glob("/dev/accel[0-9]*"))
+
+
+def default_jobs(runs: int) -> int:
+  return 1 if has_accelerators() else max(1, min(len(usable_cpus()), runs))
+
+
+@dataclasses.dataclass
+class _Attempt:
+  run: Run
+  process: subprocess.Popen
+  log: object  # The open train.log, the child's stdout and stderr.
+  started: float
+  signals: list = dataclasses.field(default_factory=list)  # Forwarded to it, in order.
+
+
+def _start(run: Run, cpus: list[int]) -> _Attempt:
+  run.workdir.mkdir(parents=True, exist_ok=True)
+  log = (run.workdir / sweep_summary.LOG_FILE).open("a")
+  log.write(f"{sweep_summary.LOG_START} {datetime.datetime.now().isoformat(timespec='seconds')}"
+            f" on cpus {','.join(map(str, cpus))}: {shlex.join(run.command)}\n")
+  log.flush()
+  # Unbuffered, so that the last line of the log is the last thing printed.
+  environment = {**os.environ, "PYTHONUNBUFFERED": "1"}
+  process = subprocess.Popen(run.command, stdin=subprocess.DEVNULL, stdout=log,
+                             stderr=subprocess.STDOUT, env=environment, start_new_session=True)
+  if hasattr(os, "sched_setaffinity"):
+    with contextlib.suppress(ProcessLookupError):  # It may already have exited.
+      os.sched_setaffinity(process.pid, cpus)
+  return _Attempt(run, process, log, time.monotonic())
+
+
+def _finish(attempt: _Attempt) -> float:
+  seconds = time.monotonic() - attempt.started
+  stopped = (f", {sweep_summary.STOPPED_BY_SWEEP} on {signal.Signals(attempt.signals[0]).name}"
+             if attempt.signals else "")
+  attempt.log.write(f"{sweep_summary.LOG_EXIT} {attempt.process.returncode} after "
+                    f"{seconds:.1f} s{stopped}\n")
+  attempt.log.close()
+  return seconds
+
+
+class _Progress:
+  """One line per run on stdout, and a bar over runs on stderr."""
+
+  def __init__(self, total: int, done: int):
+    import tqdm
+
+    tqdm.tqdm.monitor_interval = 0  # No monitor thread in a process that forks trainings.
+    self._tqdm = tqdm
+    self._bar = tqdm.tqdm(total=total, initial=done, unit="run", desc="sweep", dynamic_ncols=True)
+
+  def line(self, text: str) -> None:
+    self._tqdm.tqdm.write(text, file=sys.stdout)
+    sys.stdout.flush()
+
+  def advance(self) -> None:
+    self._bar.update(1)
+
+  def close(self) -> None:
+    self._bar.close()
+
+
+def _outcome_line(result: sweep_summary.RunResult, seconds: float) -> str:
+  name = f"{result.variant} seed {result.seed}"
+  if result.status == "finished":
+    error = result.final_eval_top1_error
+    return (f"finished {name} in {seconds:.0f} s: final eval top-1 error "
+            f"{'—' if error is None else f'{100 * error:.2f}%'}")
+  if result.status == "stopped":
+    return f"stopped {name} after {seconds:.0f} s (exit {result.exit_status}); rerun to resume"
+  return (f"failed {name} after {seconds:.0f} s: exit {result.exit_status}: "
+          f"{result.reason or 'no output'}")
+
+
+def train_all(sweep: Sweep, runs: list[Run], spec: str, workdir: pathlib.Path,
+              jobs: int | None) -> int:
+  """Trains every run not finished, K at a time; returns the exit status."""
+  target = sweep.target_train_error
+  unfinished = lambda: [run for run in runs
+                        if sweep_summary.read_run(run, target).status != "finished"]
+  queue = unfinished()
+  if queue:  # Before touching DIR: nothing is created for a sweep that cannot run.
+    check_models(queue)
+  workdir.mkdir(parents=True, exist_ok=True)
+  with workdir_lock(workdir):
+    queue = unfinished()  # Again, now that no other sweep can be writing.
+    finished = {run.name for run in runs} - {run.name for run in queue}
+    jobs = jobs or default_jobs(len(queue))
+    groups = cpu_groups(usable_cpus(), jobs)
+    summarize = lambda running=frozenset(): sweep_summary.write(
+        sweep_summary.summarize(sweep, runs, spec, running), workdir)
+    summarize()
+    progress = _Progress(len(runs), len(finished))
+    if finished:
+      progress.line(f"{len(finished)} of {len(runs)} runs already finished; training "
+                    f"{len(queue)}, {jobs} at a time")
+    try:
+      signals, failed, stopped = _train(queue, groups, progress, summarize, target)
+    finally:
+      progress.close()
+    summarize()
+  print(f"summary: {workdir / 'summary.md'}")
+  if signals:
+    return _EXIT_ON_SIGNAL[signals[0]]
+  return 1 if failed else PREEMPTED_STATUS if stopped else 0
+
+
+def _train(queue: list[Run], groups: list[list[int]], progress: _Progress, summarize,
+           target: float | None) -> tuple[list[int], int, int]:
+  """The launch loop; returns (signals received, runs failed, runs stopped)."""
+  # A SIGTERM while the sweep was starting (noted by the CLI's handler) counts.
+  signals = [signal.SIGTERM] if stopping.preemption_requested() else []
+  handler = lambda signum, frame: signals.append(signum)
+  previous = {signum: signal.signal(signum, handler) for signum in _EXIT_ON_SIGNAL}
+  running: dict[int, _Attempt] = {}  # By CPU group.
+  failed = stopped = 0
+  try:
+    while (queue and not signals) or running:
+      while queue and not signals and len(running) < len(groups):
+        group = min(set(range(len(groups))) - running.keys())
+        run = queue.pop(0)
+        running[group] = _start(run, groups[group])
+        progress.line(f"started {run.name} on cpus {','.join(map(str, groups[group]))}: "
+                      f"{run.workdir / sweep_summary.LOG_FILE}")
+      for group, attempt in list(running.items()):
+        # Forwarded here rather than in the handler, so that no training
+        # started around a signal misses it.
+        for signum in signals[len(attempt.signals):]:
+          with contextlib.suppress(ProcessLookupError):
+            attempt.process.send_signal(signum)
+          attempt.signals.append(signum)
+        if attempt.process.poll() is None:
+          continue
+        del running[group]
+        seconds = _finish(attempt)
+        result = sweep_summary.read_run(attempt.run, target)
+        failed += result.status not in ("finished", "stopped")
+        stopped += result.status == "stopped"
+        progress.line(_outcome_line(result, seconds))
+        progress.advance()
+        summarize(frozenset(other.run.name for other in running.values()))
+      time.sleep(_POLL_SECONDS)
+  finally:
+    for signum, old in previous.items():
+      signal.signal(signum, old)
+  return signals, failed, stopped

@@ -1,0 +1,43 @@
+"""A tiny ablation for the sweep's end-to-end test (tests/test_sweep_end_to_end.py):
+LeNet-5 on the embedded digits, ReLU against tanh, a dozen steps of batch 16.
+
+  cnnjax sweep --config tests/sweep_lenet_digits.py --workdir /tmp/sweep --seeds 2
+
+With ARG `diverge` it has a third variant whose learning rate makes every
+run diverge (exit status 3), to show that a failing run is reported while the
+others finish. Not a measurement: a dozen steps decide nothing.
+"""
+
+import pathlib
+
+from cnnjax import config as config_lib
+from cnnjax.sweep import Claim, Sweep, Variant
+
+LENET_DIGITS = pathlib.Path(__file__).resolve().parents[1] / "experiments" / "lenet5_digits.py"
+
+
+def get_config(arg=None):
+  del arg
+  config = config_lib.load(str(LENET_DIGITS))
+  config.batch_size = 16
+  config.num_train_steps = 12
+  config.log_every_steps = 2
+  config.eval_every_steps = 6
+  config.checkpoint_every_steps = 6
+  config.schedule.name = "constant"
+  return config
+
+
+def get_sweep(arg=None):
+  variants = [Variant("relu", {"model.activation": "relu"}),
+              Variant("tanh", {"model.activation": "tanh"})]
+  if arg == "diverge":
+    variants.append(Variant("diverge", {"optimizer.learning_rate": 1e12}))
+  return Sweep(
+      variants=variants,
+      claims=[Claim("a ReLU network reaches the target training error faster than tanh",
+                    "AlexNet §3.1, Figure 1", metric="epochs_to_target", better="relu",
+                    worse="tanh", ratio=6.0),
+              Claim("ReLU ends with a lower test error", "test claim",
+                    metric="final eval/top1_error", better="relu", worse="tanh")],
+      target_train_error=0.8)

@@ -1,0 +1,414 @@
+"""`cnnjax sweep` without training: the ablation vocabulary, planning and its
+errors, the summary and verdicts read from hand-written run workdirs (the
+documented results.json and metrics.jsonl formats), the plot, the lock and the
+launch loop with stand-in processes. The real trainings are in
+test_sweep_end_to_end.py."""
+
+import csv
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import threading
+
+import pytest
+from helpers import LENET_DIGITS, ROOT
+
+from cnnjax import cli, sweep_runs, sweep_summary
+from cnnjax.errors import UserError
+from cnnjax.sweep import Claim, Run, Sweep, Variant, command_line_text, plan_runs
+
+ABLATION = str(ROOT / "tests" / "sweep_lenet_digits.py")
+
+
+# --- The vocabulary -----------------------------------------------------------
+
+@pytest.mark.parametrize("value, text", [
+    (True, "true"), (False, "false"), (3, "3"), (0.1, "0.1"), (1e-4, "0.0001"),
+    ("relu", "relu"), ("1", "'1'"), ("true", "'true'"), ((1, 2), "(1, 2)"),
+    (("a", "b"), "('a', 'b')"), ((), "()"),
+])
+def test_values_round_trip_through_the_command_line(value, text):
+  from cnnjax.config import parse_value
+
+  assert command_line_text(value, "key") == text
+  assert parse_value(text) == value and type(parse_value(text)) is type(value)
+
+
+@pytest.mark.parametrize("value", [None, {"a": 1}, math.nan, "two\nlines", object()])
+def test_values_that_cannot_be_written_are_refused(value):
+  with pytest.raises(UserError, match="key=.* cannot be given on a command line"):
+    command_line_text(value, "key")
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: Variant("../up"), "cannot be a directory name"),
+    (lambda: Variant("a b"), "cannot be a directory name"),
+    (lambda: Variant(""), "cannot be a directory name"),
+    (lambda: Variant("x" * 65), "cannot be a directory name"),
+    (lambda: Variant("v", {"seed": 1}), "seeds are the sweep's"),
+    (lambda: Variant("v", {"model.activation": {"a": 1}}), "model.activation={'a': 1} cannot be"),
+    (lambda: Sweep([Variant("a")]), "at least two variants"),
+    (lambda: Sweep([Variant("a"), Variant("a")]), "repeated: a"),
+    (lambda: Sweep([Variant("a"), Variant("b")], target_train_error=25),
+     "target_train_error=25 must be in"),
+    (lambda: Claim("t", "c", "speed", "a", "b"), "unknown metric 'speed'"),
+    (lambda: Claim("t", "c", "final eval/top1_error", "a", "a"), "with itself"),
+    (lambda: Claim("t", "c", "final eval/top1_error", "a", "b", ratio=2, difference=0.1),
+     "both a ratio and a difference"),
+    (lambda: Claim("t", "c", "train-test gap", "a", "b", ratio=2), "a ratio must be positive"),
+    (lambda: Sweep([Variant("a"), Variant("b")],
+                   [Claim("t", "c", "final eval/top1_error", "a", "z")]), "no variant 'z'"),
+    (lambda: Sweep([Variant("a"), Variant("b")], [Claim("t", "c", "epochs_to_target", "a", "b")]),
+     "set the sweep's target_train_error"),
+])
+def test_the_vocabulary_refuses_what_cannot_run(make, message):
+  with pytest.raises(UserError, match=message):
+    make()
+
+
+def test_the_sweep_module_imports_neither_jax_nor_tensorflow():
+  """So `cnnjax sweep --help` and argument errors answer at once."""
+  probe = ("import sys, cnnjax.cli, cnnjax.sweep, cnnjax.sweep_summary, cnnjax.sweep_runs; "
+           "print(sorted(m for m in ('jax', 'tensorflow', 'matplotlib') if m in sys.modules))")
+  out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT,
+                       check=True).stdout
+  assert out.strip() == "[]"
+
+
+# --- Planning and the command line ---------------------------------------------
+
+def test_runs_are_ordinary_train_commands_seed_by_seed(tmp_path):
+  from cnnjax.sweep import load_sweep
+
+  sweep = load_sweep(ABLATION)
+  runs = plan_runs(ABLATION, sweep, 2, [("optimizer.momentum", "0.5")], tmp_path)
+  assert [run.name for run in runs] == ["relu seed 0", "tanh seed 0", "relu seed 1",
+                                        "tanh seed 1"]
+  tanh = runs[3]
+  assert tanh.workdir == tmp_path / "tanh" / "seed1"
+  assert tanh.command[1:] == [
+      "-m", "cnnjax", "train", "--config", ABLATION, "--workdir", str(tmp_path / "tanh" / "seed1"),
+      "--config.seed=1", "--config.model.activation=tanh", "--config.optimizer.momentum=0.5"]
+  assert (tanh.config["seed"], tanh.config["model"]["activation"],
+          tanh.config["optimizer"]["momentum"]) == (1, "tanh", 0.5)
+
+
+def _ablation_file(tmp_path, body: str) -> str:
+  path = tmp_path / "ablation.py"
+  path.write_text(f"from cnnjax import config as config_lib\n"
+                  f"from cnnjax.sweep import Claim, Sweep, Variant\n"
+                  f"def get_config(arg=None):\n  return config_lib.load({LENET_DIGITS!r})\n{body}")
+  return str(path)
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["--seeds", "0"], "--seeds must be a positive integer, got '0'"),
+    (["--seeds", "two"], "--seeds must be a positive integer, got 'two'"),
+    (["--jobs", "-1"], "--jobs must be a positive integer, got '-1'"),
+    (["--config.model.activation=relu"], "--config.model.activation is what the sweep varies"),
+    (["--config.seed=3"], "config.seed is the sweep's"),
+    (["--config.no_such_key=1"], "unknown config key 'config.no_such_key'"),
+    (["--config.batch_size=lots"], "config.batch_size must be int, got 'lots'"),
+    (["--config.dataset.image_size=16"], "variant 'relu': lenet5 needs inputs of at least 32x32"),
+])
+def test_bad_input_is_one_line_exit_2_and_creates_nothing(arguments, message, tmp_path, capsys):
+  workdir = tmp_path / "sweep"
+  code = cli.main(["sweep", "--config", ABLATION, "--workdir", str(workdir), *arguments])
+  error = capsys.readouterr().err.strip()
+  assert code == 2
+  assert len(error.splitlines()) == 1 and error.startswith("cnnjax: error: ")
+  assert message in error
+  assert not workdir.exists()
+
+
+@pytest.mark.parametrize("body, message", [
+    ("", "has no get_sweep(arg=None) function"),
+    ("def get_sweep(arg=None):\n  return [Variant('a')]\n", "returned list, not a"),
+    ("def get_sweep(arg=None):\n  return Sweep([Variant('a'), Variant('a')])\n",
+     "ablation.py: variant names must be unique; repeated: a"),
+    ("def get_sweep(arg=None):\n  return Sweep([Variant('ok'), Variant('no/pe')])\n",
+     "'no/pe' cannot be a directory name"),
+    ("def get_sweep(arg=None):\n  return Sweep([Variant('a', {'model.nope': 1}), "
+     "Variant('b')])\n", "variant 'a': unknown config key 'config.model.nope'"),
+])
+def test_bad_ablation_files_are_one_line_exit_2(body, message, tmp_path, capsys):
+  code = cli.main(["sweep", "--config", _ablation_file(tmp_path, body),
+                   "--workdir", str(tmp_path / "sweep")])
+  error = capsys.readouterr().err.strip()
+  assert code == 2 and len(error.splitlines()) == 1 and message in error
+
+
+def test_a_second_sweep_on_the_same_directory_is_refused_naming_the_owner(tmp_path):
+  with sweep_runs.workdir_lock(tmp_path):
+    with pytest.raises(UserError, match=r"in use by cnnjax sweep pid \d+ on .* since"):
+      with sweep_runs.workdir_lock(tmp_path):
+        pass
+  with sweep_runs.workdir_lock(tmp_path):  # Released with its holder.
+    pass
+
+
+@pytest.mark.parametrize("cpus, jobs, groups", [
+    ([0, 1], 1, [[0, 1]]), ([0, 1], 2, [[0], [1]]), ([0, 1], 3, [[0], [1], [0]]),
+    ([0, 1, 2, 3, 4], 2, [[0, 1, 2], [3, 4]]), ([4, 6, 8, 9], 4, [[4], [6], [8], [9]]),
+])
+def test_cores_are_split_into_near_equal_groups(cpus, jobs, groups):
+  assert sweep_runs.cpu_groups(cpus, jobs) == groups
+
+
+# --- Reading runs back ---------------------------------------------------------
+
+STEPS_PER_EPOCH = 10
+
+
+def write_run(run: Run, train_errors: list[float], eval_errors: list[float], *,
+              log_every: int = 2, config: dict | None = None, results: bool = True) -> None:
+  """A run's workdir as `cnnjax train` leaves it: config.json, metrics.jsonl
+  (a train record every `log_every` steps, an eval record per epoch) and results.json."""
+  run.workdir.mkdir(parents=True, exist_ok=True)
+  (run.workdir / "config.json").write_text(json.dumps(config or run.config))
+  records = []
+  for index, error in enumerate(train_errors):
+    step = (index + 1) * log_every
+    records.append({"step": step, "epoch": step / STEPS_PER_EPOCH, "train/loss": 1.0,
+                    "train/top1_error": error})
+    if step % STEPS_PER_EPOCH == 0 and step // STEPS_PER_EPOCH <= len(eval_errors):
+      records.append({"step": step, "epoch": step / STEPS_PER_EPOCH, "eval/loss": 1.0,
+                      "eval/top1_error": eval_errors[step // STEPS_PER_EPOCH - 1],
+                      "eval/top5_error": 0.0})
+  (run.workdir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+  if not results:
+    return
+  last = records[-1]["step"]
+  final_eval = {"step": last, "epoch": last / STEPS_PER_EPOCH, "eval/loss": 1.0,
+                "eval/top1_error": eval_errors[-1], "eval/top5_error": 0.0}
+  (run.workdir / "results.json").write_text(json.dumps({
+      "status": "complete", "step": last, "total_steps": last, "steps_per_epoch": STEPS_PER_EPOCH,
+      "global_batch": 16, "epochs": last / STEPS_PER_EPOCH, "final_eval": final_eval,
+      "best_eval": {**final_eval, "eval/top1_error": min(eval_errors)},
+      "final_train": {"step": last, "epoch": last / STEPS_PER_EPOCH, "train/loss": 1.0,
+                      "train/top1_error": train_errors[-1]},
+      "train_time_s": 12.5, "images_per_sec": 100.0, "parameters": 61706}))
+
+
+def make_run(tmp_path, variant: str, seed: int) -> Run:
+  return Run(variant, seed, "ablation.py", tmp_path / variant / f"seed{seed}",
+             (("seed", str(seed)),), {"seed": seed, "variant": variant})
+
+
+def _log(run: Run, text: str) -> None:
+  run.workdir.mkdir(parents=True, exist_ok=True)
+  (run.workdir / "train.log").write_text(text)
+
+
+def test_the_status_of_each_run_comes_from_its_files(tmp_path):
+  finished, stale, failed, stopped, killed, started, missing, extended, silent = (
+      make_run(tmp_path, name, 0) for name in ("finished", "stale", "failed", "stopped", "killed",
+                                               "started", "missing", "extended", "silent"))
+  write_run(finished, [0.9, 0.5], [0.4])
+  write_run(stale, [0.9, 0.5], [0.4], config={"seed": 0, "variant": "other"})
+  _log(failed, f"{sweep_summary.LOG_START} ...\ntrain: 10%\rtrain: 20%\r\ncnnjax: training "
+               f"diverged at step 4\n{sweep_summary.LOG_EXIT} 3 after 9.0 s\n")
+  _log(stopped, f"{sweep_summary.LOG_START} ...\ncnnjax: preempted: saved step 4\n"
+                f"{sweep_summary.LOG_EXIT} 75 after 9.0 s\n")
+  _log(killed, f"{sweep_summary.LOG_START} ...\n{sweep_summary.LOG_EXIT} -15 after 0.1 s, "
+               f"{sweep_summary.STOPPED_BY_SWEEP} on SIGTERM\n")  # Before its handler was set.
+  _log(started, f"{sweep_summary.LOG_START} ...\nold\n{sweep_summary.LOG_EXIT} 1 after 1 s\n"
+                f"{sweep_summary.LOG_START} ...\nresuming from the checkpoint at step 4\n")
+  write_run(extended, [0.9, 0.5], [0.4])
+  with (extended.workdir / "metrics.jsonl").open("a") as file:  # A longer run continues it.
+    file.write(json.dumps({"step": 6, "epoch": 0.6, "train/top1_error": 0.3}) + "\n")
+  write_run(silent, [0.9], [0.5], results=False)
+  _log(silent, f"{sweep_summary.LOG_START} ...\n{sweep_summary.LOG_EXIT} 0 after 5 s\n")
+
+  read = lambda run, **kw: sweep_summary.read_run(run, 0.6, **kw)
+  assert read(finished).status == "finished"
+  assert read(finished, running=True).status == "running"
+  assert read(stale).status == "stale"
+  assert (read(failed).status, read(failed).exit_status, read(failed).reason) == (
+      "failed", 3, "cnnjax: training diverged at step 4")
+  assert (read(stopped).status, read(stopped).exit_status) == ("stopped", 75)
+  assert (read(killed).status, read(killed).exit_status) == ("stopped", -15)
+  assert (read(started).status, read(started).reason) == (
+      "incomplete", "resuming from the checkpoint at step 4")
+  assert read(extended).status == "incomplete"
+  assert read(missing).status == "missing"
+  assert (read(silent).status, read(silent).reason) == ("failed",
+                                                        "exited 0 without writing results.json")
+
+
+def test_epochs_to_target_is_the_first_training_record_at_or_below_it():
+  records = [{"step": 2, "epoch": 0.2, "train/top1_error": 0.9},
+             {"step": 2, "epoch": 0.2, "eval/top1_error": 0.1},  # Eval records do not count.
+             {"step": 4, "epoch": 0.4, "train/top1_error": "nan"},
+             {"step": 6, "epoch": 0.6, "train/top1_error": 0.25},
+             {"step": 8, "epoch": 0.8, "train/top1_error": 0.1}]
+  assert sweep_summary.epochs_to_target(records, 0.25) == 0.6
+  assert sweep_summary.epochs_to_target(records, 0.3) == 0.6
+  assert sweep_summary.epochs_to_target(records, 0.05) is None
+
+
+# --- Verdicts -------------------------------------------------------------------
+
+def _summary(tmp_path, claim: Claim, better: list, worse: list, target=0.5):
+  """Runs of `better` and `worse`, each seed given by the train error it logs
+  at every record (constant curves: one number fixes epochs to target)."""
+  runs = []
+  for variant, seeds in ((claim.better, better), (claim.worse, worse)):
+    for seed, train_errors in enumerate(seeds):
+      run = make_run(tmp_path, variant, seed)
+      write_run(run, train_errors, [train_errors[-1]] * (len(train_errors) // 5))
+      runs.append(run)
+  sweep = Sweep([Variant(claim.better), Variant(claim.worse)], [claim], target)
+  return sweep_summary.summarize(sweep, runs, "ablation.py")
+
+
+def _reaching_at(epoch: float, epochs: int = 4) -> list[float]:
+  """Train errors of a seed that first reaches 0.5 at `epoch` (a multiple of 0.2)."""
+  steps = int(round(epoch * STEPS_PER_EPOCH / 2))
+  return [0.9] * (steps - 1) + [0.4] * (epochs * STEPS_PER_EPOCH // 2 - steps + 1)
+
+
+def _epochs_claim(**prediction) -> Claim:
+  return Claim("faster", "paper", "epochs_to_target", "relu", "tanh", **prediction)
+
+
+@pytest.mark.parametrize("better_epochs, worse_epochs, prediction, verdict", [
+    ((0.4, 0.6), (2.8, 3.2), dict(ratio=3.0), "reproduced"),  # 6x; low end 2.8/0.6 = 4.7x.
+    ((0.4, 0.6), (2.8, 3.2), dict(ratio=8.0), "inconclusive"),  # Range 4.7x..8.0x+ holds 8.
+    ((0.4, 0.6), (0.8, 1.2), dict(ratio=6.0), "not reproduced"),  # At most 1.2/0.4 = 3x.
+    ((0.4, 0.6), (0.6, 0.8), dict(), "inconclusive"),  # Spreads overlap.
+    ((2.8, 3.2), (0.4, 0.6), dict(), "not reproduced"),  # The opposite.
+    ((0.4, 0.6), (2.8, 3.2), dict(difference=2.0), "reproduced"),  # Low end 2.8 - 0.6 = 2.2.
+    ((0.4,), (2.8, 3.2), dict(), "inconclusive"),  # One seed.
+])
+def test_the_verdict_rule(tmp_path, better_epochs, worse_epochs, prediction, verdict):
+  summary = _summary(tmp_path, _epochs_claim(**prediction),
+                     [_reaching_at(e) for e in better_epochs],
+                     [_reaching_at(e) for e in worse_epochs])
+  assert summary.claims[0].verdict == verdict, summary.claims[0].reason
+
+
+def test_a_variant_that_never_reached_the_target_bounds_the_effect_from_below(tmp_path):
+  """tanh never reaches it in 4 epochs: relu (0.4 ± 0) is at least 10x faster,
+  which settles a prediction of 6x but not one of 20x."""
+  never = [0.9] * 20
+  for ratio, verdict in ((6.0, "reproduced"), (20.0, "inconclusive")):
+    summary = _summary(tmp_path, _epochs_claim(ratio=ratio), [_reaching_at(0.4)] * 2,
+                       [never, never])
+    result = summary.claims[0]
+    assert result.verdict == verdict, result.reason
+    assert (result.effect_low, result.effect_high) == (pytest.approx(10.0), None)
+    assert "tanh did not reach 50.00% in 4 epochs (0 of 2 seeds)" in result.measured
+    assert "relu at least 10.00x faster" in result.measured
+  assert "only known to be at least 10.00x" in result.reason
+
+
+def test_a_negative_difference_is_a_margin_no_worse_than(tmp_path):
+  """Strided within 0.5 points of pooling: holds for 10.0% vs 10.2%, not for 12% vs 10%."""
+  claim = Claim("no loss", "paper", "final eval/top1_error", "strided", "pooling",
+                difference=-0.005)
+  for strided, verdict in (((0.100, 0.101), "reproduced"), ((0.119, 0.121), "not reproduced")):
+    summary = _summary(tmp_path, claim, [[0.5] * 4 + [e] for e in strided],
+                       [[0.5] * 4 + [e] for e in (0.101, 0.103)])
+    assert summary.claims[0].verdict == verdict, summary.claims[0].reason
+
+
+# --- Outputs ---------------------------------------------------------------------
+
+def test_outputs_agree_with_the_runs_and_keep_every_column(tmp_path):
+  claim = Claim("ReLU is faster", "AlexNet §3.1", "epochs_to_target", "relu", "tanh", ratio=2.0)
+  summary = _summary(tmp_path, claim, [_reaching_at(0.4), _reaching_at(0.6)],
+                     [_reaching_at(2.8), [0.9] * 20])
+  sweep_summary.write(summary, tmp_path)
+
+  with (tmp_path / "summary.csv").open() as file:
+    rows = list(csv.DictReader(file))
+  assert tuple(rows[0]) == sweep_summary.CSV_FIELDS
+  relu, tanh = rows
+  assert float(relu["epochs_to_target_mean"]) == pytest.approx(0.5)
+  assert float(relu["epochs_to_target_std"]) == pytest.approx(math.sqrt(0.02))
+  assert (tanh["epochs_to_target_reached"], tanh["epochs_to_target_std"]) == ("1", "")
+  assert float(tanh["final_eval_top1_error_mean"]) == pytest.approx(0.65)
+  assert (relu["finished"], relu["parameters"], relu["train_time_s_mean"]) == (
+      "2", "61706", "12.5")
+
+  markdown = (tmp_path / "summary.md").read_text()
+  assert "| tanh | 2 of 2 | 65.00 ± 35.36% |" in markdown
+  assert "2.80 (1 of 2 reached)" in markdown
+  assert "Verdict: **reproduced**: even the low end of the measured range, 3.98x" in markdown
+
+  data = json.loads((tmp_path / "sweep.json").read_text())
+  assert [run["status"] for run in data["runs"]] == ["finished"] * 4
+  assert data["claims"][0]["verdict"] == "reproduced"
+  assert data["variants"][1]["epochs_to_target_reached"] == 1
+  assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+  assert not list(tmp_path.glob(".*.tmp"))
+
+
+# --- The launch loop ----------------------------------------------------------------
+
+# A stand-in for `cnnjax train`: prints, then waits to be stopped as the trainer
+# is (SIGTERM: exit 75) or exits with the status it is given.
+STAND_IN = """
+import signal, sys, time
+signal.signal(signal.SIGTERM, lambda *_: (print("preempted: saved", flush=True), sys.exit(75)))
+print("working", flush=True)
+status = int(sys.argv[1])
+time.sleep(60 if status < 0 else 0.1)
+print("cnnjax: error: stand-in failure" if status else "done", flush=True)
+sys.exit(status)
+"""
+
+
+class StandInRun(Run):
+  @property
+  def command(self):
+    return [sys.executable, "-c", STAND_IN, self.arguments[0][1]]
+
+
+class Lines:
+  def __init__(self):
+    self.lines = []
+
+  def line(self, text):
+    self.lines.append(text)
+
+  def advance(self):
+    pass
+
+
+def test_a_failure_is_reported_and_the_others_still_run(tmp_path):
+  runs = [StandInRun(name, 0, "x.py", tmp_path / name, (("status", status),), {})
+          for name, status in (("ok", "0"), ("bad", "4"), ("also_ok", "0"))]
+  progress = Lines()
+  signals, failed, stopped = sweep_runs._train(list(runs), [[0]], progress, lambda _: None, None)
+  assert (signals, failed, stopped) == ([], 3, 0)  # "ok" wrote no results.json: failed too.
+  assert "failed bad seed 0 after" in progress.lines[3]
+  assert progress.lines[3].endswith("exit 4: cnnjax: error: stand-in failure")
+  assert sweep_summary.last_attempt(tmp_path / "bad" / "train.log") == (
+      4, "cnnjax: error: stand-in failure", False)
+
+
+def test_sigterm_is_forwarded_to_the_running_trainings_and_nothing_new_starts(tmp_path):
+  runs = [StandInRun(f"wait{i}", 0, "x.py", tmp_path / f"wait{i}", (("status", "-1"),), {})
+          for i in range(3)]
+  progress = Lines()
+  # Once both trainings have printed, the sweep itself gets SIGTERM.
+  logs = [run.workdir / "train.log" for run in runs[:2]]
+  def stop_when_working():
+    # "working" on a line of its own: the log's first line, the command, holds the word too.
+    while not all(log.exists() and "\nworking\n" in log.read_text() for log in logs):
+      threading.Event().wait(0.1)
+    os.kill(os.getpid(), signal.SIGTERM)
+  threading.Thread(target=stop_when_working, daemon=True).start()
+  signals, failed, stopped = sweep_runs._train(list(runs), [[0], [0]], progress,
+                                               lambda _: None, None)
+  assert signals == [signal.SIGTERM]
+  assert (failed, stopped) == (0, 2)
+  assert not runs[2].workdir.exists()  # Never started.
+  for log in logs:
+    assert sweep_summary.last_attempt(log) == (75, "preempted: saved", True)
+  assert signal.getsignal(signal.SIGTERM) is not None  # The previous handler is back.
