@@ -307,13 +307,21 @@ def judge(claim: Claim, summary: Summary) -> ClaimResult:
               f"short of the paper's {_effect_text(claim, threshold)}")
   else:
     verdict = INCONCLUSIVE
-    reason = (f"the measured range, {_effect_text(claim, low)} to {_effect_text(claim, high)}, "
-              f"contains the paper's {_effect_text(claim, threshold)}")
-    if claim.ratio is None and not claim.difference:
+    missed_b, missed_w = (any(censored for _, censored in samples) for samples in (better, worse))
+    paper = _effect_text(claim, threshold)
+    if missed_b and missed_w:
+      reason = "both variants missed the target in some seeds"
+    elif missed_w:
+      reason = (f"{claim.worse} did not reach the target in every seed, so the effect is only "
+                f"known to be at least {_effect_text(claim, low)}, which does not settle {paper}")
+    elif missed_b:
+      reason = (f"{claim.better} did not reach the target in every seed, so the effect is only "
+                f"known to be at most {_effect_text(claim, high)}, which does not settle {paper}")
+    elif claim.ratio is None and not claim.difference:
       reason = "the seeds' spreads overlap"
-    if math.isinf(high) and any(censored for _, censored in worse):
-      reason += (f"; {claim.worse} did not reach the target in every seed, so the effect is "
-                 f"only known to be at least {_effect_text(claim, low)}")
+    else:
+      reason = (f"the measured range, {_effect_text(claim, low)} to "
+                f"{_effect_text(claim, high)}, contains the paper's {paper}")
   return ClaimResult(claim, verdict, reason, measured, _finite(effect), _finite(low),
                      _finite(high))
 
@@ -438,8 +446,8 @@ def _markdown(summary: Summary, rows: list[dict]) -> str:
   lines = [f"# Sweep: `{summary.spec}`", "",
            f"Seeds 0 to {summary.seeds - 1} of each variant. Errors are top-1, mean ± sample "
            "standard deviation over the finished seeds; training errors are means over each "
-           "log interval, with dropout and augmentation on. Train time is the runs' own "
-           "`train_time_s`.", ""]
+           "log interval, with dropout and augmentation on. Epochs to the target are over the "
+           "seeds that reached it. Train time is the runs' own `train_time_s`.", ""]
   header = ["variant", "seeds finished", "final eval error", "best eval error",
             "final train error", "train-test gap"]
   if target is not None:

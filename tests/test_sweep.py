@@ -265,8 +265,11 @@ def _summary(tmp_path, claim: Claim, better: list, worse: list, target=0.5):
   return sweep_summary.summarize(sweep, runs, "ablation.py")
 
 
-def _reaching_at(epoch: float, epochs: int = 4) -> list[float]:
-  """Train errors of a seed that first reaches 0.5 at `epoch` (a multiple of 0.2)."""
+def _reaching_at(epoch: float | None, epochs: int = 4) -> list[float]:
+  """Train errors of a seed that first reaches 0.5 at `epoch` (a multiple of
+  0.2), or never in its `epochs` (None)."""
+  if epoch is None:
+    return [0.9] * (epochs * STEPS_PER_EPOCH // 2)
   steps = int(round(epoch * STEPS_PER_EPOCH / 2))
   return [0.9] * (steps - 1) + [0.4] * (epochs * STEPS_PER_EPOCH // 2 - steps + 1)
 
@@ -283,6 +286,8 @@ def _epochs_claim(**prediction) -> Claim:
     ((2.8, 3.2), (0.4, 0.6), dict(), "not reproduced"),  # The opposite.
     ((0.4, 0.6), (2.8, 3.2), dict(difference=2.0), "reproduced"),  # Low end 2.8 - 0.6 = 2.2.
     ((0.4,), (2.8, 3.2), dict(), "inconclusive"),  # One seed.
+    ((None, None), (0.4, 0.6), dict(ratio=6.0), "not reproduced"),  # At most 0.6 / 4 = 0.15x.
+    ((None, 0.4), (0.4, 0.6), dict(ratio=6.0), "inconclusive"),  # relu's spread reaches 0.
 ])
 def test_the_verdict_rule(tmp_path, better_epochs, worse_epochs, prediction, verdict):
   summary = _summary(tmp_path, _epochs_claim(**prediction),
@@ -294,7 +299,7 @@ def test_the_verdict_rule(tmp_path, better_epochs, worse_epochs, prediction, ver
 def test_a_variant_that_never_reached_the_target_bounds_the_effect_from_below(tmp_path):
   """tanh never reaches it in 4 epochs: relu (0.4 ± 0) is at least 10x faster,
   which settles a prediction of 6x but not one of 20x."""
-  never = [0.9] * 20
+  never = _reaching_at(None)
   for ratio, verdict in ((6.0, "reproduced"), (20.0, "inconclusive")):
     summary = _summary(tmp_path, _epochs_claim(ratio=ratio), [_reaching_at(0.4)] * 2,
                        [never, never])
@@ -303,7 +308,8 @@ def test_a_variant_that_never_reached_the_target_bounds_the_effect_from_below(tm
     assert (result.effect_low, result.effect_high) == (pytest.approx(10.0), None)
     assert "tanh did not reach 50.00% in 4 epochs (0 of 2 seeds)" in result.measured
     assert "relu at least 10.00x faster" in result.measured
-  assert "only known to be at least 10.00x" in result.reason
+  assert result.reason == ("tanh did not reach the target in every seed, so the effect is only "
+                           "known to be at least 10.00x, which does not settle 20.00x")
 
 
 def test_a_negative_difference_is_a_margin_no_worse_than(tmp_path):
