@@ -58,8 +58,8 @@ The verdict on a claim (reproduced / not reproduced / inconclusive) is
 defined in cnnjax.sweep_summary and the README's "Ablations" section.
 
 Importing this module imports neither JAX nor TensorFlow, so `cnnjax sweep
---help` and argument errors answer at once; the model check before training
-imports them lazily.
+--help` and argument errors answer at once; the checks before training
+(cnnjax.sweep.check_runs) import them lazily.
 """
 
 import argparse
@@ -265,37 +265,48 @@ def plan_runs(spec: str, sweep: Sweep, seeds: int, overrides: list[tuple[str, st
   return runs
 
 
-def check_models(runs: list[Run]) -> None:
-  """Builds each distinct model abstractly on its dataset's input (no FLOPs),
-  so that an input too small for the network, say, stops the sweep before
-  any run starts. JAX runs on the CPU here, leaving accelerators to the runs."""
+def check_runs(runs: list[Run]) -> None:
+  """Before any run starts: opens each dataset once, which also builds an
+  embedded one (two runs building it at once would collide in TFDS), and
+  builds each distinct model abstractly on its input (no FLOPs), so that,
+  say, an input too small for the network stops the sweep at once. JAX runs
+  on the CPU here, leaving accelerators to the runs."""
+  import jax
+  import ml_collections
+
+  from cnnjax.data import dataset_spec, open_builder
+
+  jax.config.update("jax_platforms", "cpu")
+  datasets, models = set(), set()
+  for run in runs:
+    model, dataset = run.config["model"], run.config["dataset"]
+    model_key = json.dumps([model, dataset["name"], dataset["image_size"]], sort_keys=True)
+    try:
+      if (dataset["name"], dataset["data_dir"]) not in datasets:
+        open_builder(ml_collections.ConfigDict(dataset))
+        datasets.add((dataset["name"], dataset["data_dir"]))
+      if model_key not in models:
+        _check_model(model, dataset, dataset_spec(dataset["name"]))
+        models.add(model_key)
+    except UserError as error:
+      raise UserError(f"variant {run.variant!r}: {error}") from None
+
+
+def _check_model(model: dict, dataset: dict, spec) -> None:
   import functools
 
   import jax
   import jax.numpy as jnp
 
-  from cnnjax.data.datasets import dataset_spec
   from cnnjax.models import create_model
 
-  jax.config.update("jax_platforms", "cpu")
-  checked = set()
-  for run in runs:
-    model, dataset = run.config["model"], run.config["dataset"]
-    key = json.dumps([model, dataset["name"], dataset["image_size"]], sort_keys=True)
-    if key in checked:
-      continue
-    checked.add(key)
-    spec = dataset_spec(dataset["name"])
-    size = dataset["image_size"] or spec.image_size
-    options = {name: tuple(value) if isinstance(value, list) else value
-               for name, value in model.items() if name != "name"}
-    try:
-      network = create_model(model["name"], num_classes=spec.num_classes, **options)
-      jax.eval_shape(functools.partial(network.init, train=False),
-                     jax.ShapeDtypeStruct((2,), jnp.uint32),
-                     jax.ShapeDtypeStruct((1, size, size, spec.channels), jnp.float32))
-    except UserError as error:
-      raise UserError(f"variant {run.variant!r}: {error}") from None
+  size = dataset["image_size"] or spec.image_size
+  options = {name: tuple(value) if isinstance(value, list) else value
+             for name, value in model.items() if name != "name"}
+  network = create_model(model["name"], num_classes=spec.num_classes, **options)
+  jax.eval_shape(functools.partial(network.init, train=False),
+                 jax.ShapeDtypeStruct((2,), jnp.uint32),
+                 jax.ShapeDtypeStruct((1, size, size, spec.channels), jnp.float32))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -47,7 +47,7 @@ import time
 
 from cnnjax import stopping, sweep_summary
 from cnnjax.errors import UserError
-from cnnjax.sweep import Run, Sweep, check_models
+from cnnjax.sweep import Run, Sweep, check_runs
 
 LOCK_FILE = ".sweep.lock"
 PREEMPTED_STATUS = 75
@@ -183,7 +183,7 @@ def train_all(sweep: Sweep, runs: list[Run], spec: str, workdir: pathlib.Path,
                         if sweep_summary.read_run(run, target).status != "finished"]
   queue = unfinished()
   if queue:  # Before touching DIR: nothing is created for a sweep that cannot run.
-    check_models(queue)
+    check_runs(queue)
   workdir.mkdir(parents=True, exist_ok=True)
   with workdir_lock(workdir):
     queue = unfinished()  # Again, now that no other sweep can be writing.

@@ -114,9 +114,11 @@ def _ablation_file(tmp_path, body: str) -> str:
     (["--config.batch_size=lots"], "config.batch_size must be int, got 'lots'"),
     (["--config.dataset.image_size=16"], "variant 'relu': lenet5 needs inputs of at least 32x32"),
 ])
-def test_bad_input_is_one_line_exit_2_and_creates_nothing(arguments, message, tmp_path, capsys):
+def test_bad_input_is_one_line_exit_2_and_creates_nothing(arguments, message, tmp_path, capsys,
+                                                          digits_dir):
   workdir = tmp_path / "sweep"
-  code = cli.main(["sweep", "--config", ABLATION, "--workdir", str(workdir), *arguments])
+  code = cli.main(["sweep", "--config", ABLATION, "--workdir", str(workdir), *arguments,
+                   f"--config.dataset.data_dir={digits_dir}"])
   error = capsys.readouterr().err.strip()
   assert code == 2
   assert len(error.splitlines()) == 1 and error.startswith("cnnjax: error: ")
