@@ -346,6 +346,8 @@ def run(args: argparse.Namespace, overrides: list[tuple[str, str]]) -> int:
   sweep = load_sweep(args.config)
   runs = plan_runs(args.config, sweep, seeds, overrides, args.workdir)
   if args.summarize:
+    if not args.workdir.is_dir():
+      raise UserError(f"--workdir {args.workdir} does not exist: there is no sweep to summarize")
     sweep_summary.write(sweep_summary.summarize(sweep, runs, args.config), args.workdir)
     print(f"summary of {args.workdir} rebuilt: {args.workdir / 'summary.md'}")
     return 0

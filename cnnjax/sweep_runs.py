@@ -244,6 +244,12 @@ def _train(queue: list[Run], groups: list[list[int]], progress: _Progress, summa
         summarize(frozenset(other.run.name for other in running.values()))
       time.sleep(_POLL_SECONDS)
   finally:
+    for attempt in running.values():  # Only after an error here: stop them as for SIGTERM.
+      with contextlib.suppress(ProcessLookupError):
+        attempt.process.send_signal(signal.SIGTERM)
+      attempt.signals.append(signal.SIGTERM)
+      attempt.process.wait()
+      _finish(attempt)
     for signum, old in previous.items():
       signal.signal(signum, old)
   return signals, failed, stopped

@@ -32,7 +32,7 @@ def get_sweep(arg=None):
   variants = [Variant("relu", {"model.activation": "relu"}),
               Variant("tanh", {"model.activation": "tanh"})]
   if arg == "diverge":
-    variants.append(Variant("diverge", {"optimizer.learning_rate": 1e12}))
+    variants.append(Variant("diverge", {"optimizer.learning_rate": 1e38}))  # Inf at step 3.
   return Sweep(
       variants=variants,
       claims=[Claim("a ReLU network reaches the target training error faster than tanh",

@@ -420,3 +420,24 @@ def test_sigterm_is_forwarded_to_the_running_trainings_and_nothing_new_starts(tm
   for log in logs:
     assert sweep_summary.last_attempt(log) == (75, "preempted: saved", True)
   assert signal.getsignal(signal.SIGTERM) is not None  # The previous handler is back.
+
+
+def test_summarize_rebuilds_the_outputs_from_what_exists_even_while_a_sweep_runs(
+    tmp_path, capsys):
+  from cnnjax.sweep import load_sweep
+
+  workdir = tmp_path / "sweep"
+  runs = plan_runs(ABLATION, load_sweep(ABLATION), 2, [], workdir)
+  for run in runs[:3]:  # relu and tanh of seed 0, relu of seed 1.
+    write_run(run, [0.9, 0.7, 0.5, 0.4, 0.3], [0.3])
+  with sweep_runs.workdir_lock(workdir):  # A sweep holds DIR: summarizing is still allowed.
+    assert cli.main(["sweep", "--config", ABLATION, "--workdir", str(workdir), "--seeds", "2",
+                     "--summarize"]) == 0
+  assert "summary of" in capsys.readouterr().out
+  data = json.loads((workdir / "sweep.json").read_text())
+  assert [run["status"] for run in data["runs"]] == ["finished"] * 3 + ["missing"]
+  assert [v["finished"] for v in data["variants"]] == [2, 1]
+  assert data["runs"][0]["epochs_to_target"] == 0.4  # 0.7 at step 4, the first <= 0.8.
+  assert "- tanh seed 1: missing" in (workdir / "summary.md").read_text()
+  assert cli.main(["sweep", "--config", ABLATION, "--workdir", str(tmp_path / "none"),
+                   "--summarize"]) == 2

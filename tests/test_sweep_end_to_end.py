@@ -1,0 +1,75 @@
+"""A real sweep through the command line: four tiny LeNet-5 trainings (ReLU
+and tanh, two seeds, two at a time), the outputs they lead to, a rerun that
+trains nothing, and a diverging variant reported while the others stand."""
+
+import csv
+import json
+import statistics
+import subprocess
+import sys
+
+import pytest
+from helpers import ROOT
+
+ABLATION = str(ROOT / "tests" / "sweep_lenet_digits.py")
+
+
+def _sweep(workdir, digits_dir, *arguments, spec=ABLATION):
+  return subprocess.run(
+      [sys.executable, "-m", "cnnjax", "sweep", "--config", spec, "--workdir", str(workdir),
+       "--jobs", "2", f"--config.dataset.data_dir={digits_dir}", *arguments],
+      capture_output=True, text=True, cwd=ROOT, timeout=600)
+
+
+def test_a_tiny_sweep_trains_summarizes_resumes_and_reports_failures(tmp_path, digits_dir):
+  workdir = tmp_path / "sweep"
+  first = _sweep(workdir, digits_dir, "--seeds", "2")
+  assert first.returncode == 0, first.stdout + first.stderr[-3000:]
+
+  runs = {(variant, seed): workdir / variant / f"seed{seed}"
+          for variant in ("relu", "tanh") for seed in (0, 1)}
+  results = {key: json.loads((run / "results.json").read_text()) for key, run in runs.items()}
+  assert all(r["status"] == "complete" for r in results.values())
+  for (variant, seed), run in runs.items():
+    config = json.loads((run / "config.json").read_text())
+    assert (config["seed"], config["model"]["activation"]) == (seed, variant)
+    assert f"finished {variant} seed {seed} in" in first.stdout
+    assert "[cnnjax sweep] exit 0 after" in (run / "train.log").read_text()
+
+  with (workdir / "summary.csv").open() as file:
+    rows = {row["variant"]: row for row in csv.DictReader(file)}
+  for variant in ("relu", "tanh"):
+    errors = [results[variant, seed]["final_eval"]["eval/top1_error"] for seed in (0, 1)]
+    assert rows[variant]["finished"] == "2"
+    assert float(rows[variant]["final_eval_top1_error_mean"]) == pytest.approx(
+        statistics.fmean(errors))
+    assert float(rows[variant]["final_eval_top1_error_std"]) == pytest.approx(
+        statistics.stdev(errors))
+    assert int(rows[variant]["parameters"]) == results[variant, 0]["parameters"]
+  data = json.loads((workdir / "sweep.json").read_text())
+  assert {run["status"] for run in data["runs"]} == {"finished"}
+  assert [claim["verdict"] in ("reproduced", "not reproduced", "inconclusive")
+          for claim in data["claims"]] == [True, True]
+  markdown = (workdir / "summary.md").read_text()
+  assert "| relu | 2 of 2 |" in markdown and "| tanh | 2 of 2 |" in markdown
+  assert markdown.count("Verdict: **") == 2
+  assert (workdir / "curves.png").read_bytes()[:4] == b"\x89PNG"
+
+  # Run again: everything is finished, nothing trains.
+  metrics = {key: (run / "metrics.jsonl").read_bytes() for key, run in runs.items()}
+  again = _sweep(workdir, digits_dir, "--seeds", "2")
+  assert again.returncode == 0, again.stderr[-3000:]
+  assert "4 of 4 runs already finished" in again.stdout and "started" not in again.stdout
+  assert {key: (run / "metrics.jsonl").read_bytes() for key, run in runs.items()} == metrics
+
+  # A variant that diverges fails (exit status 3, its reason reported); the
+  # finished runs of seed 0 are not touched, and the sweep exits 1.
+  failing = _sweep(workdir, digits_dir, "--seeds", "1", spec=f"{ABLATION}:diverge")
+  assert failing.returncode == 1, failing.stdout + failing.stderr[-3000:]
+  assert "2 of 3 runs already finished" in failing.stdout
+  assert "failed diverge seed 0 after" in failing.stdout
+  assert "exit 3: cnnjax: training diverged at step" in failing.stdout
+  markdown = (workdir / "summary.md").read_text()
+  assert "- diverge seed 0: failed (exit 3): cnnjax: training diverged at step" in markdown
+  assert "| relu | 1 of 1 |" in markdown and "| diverge | 0 of 1 (1 failed) |" in markdown
+  assert {key: (run / "metrics.jsonl").read_bytes() for key, run in runs.items()} == metrics
