@@ -64,13 +64,18 @@ Importing this module imports neither JAX nor TensorFlow, so `cnnjax sweep
 
 import argparse
 import dataclasses
+import functools
 import importlib.util
 import json
 import pathlib
 import re
 import sys
+from typing import TYPE_CHECKING
 
 from cnnjax.errors import UserError
+
+if TYPE_CHECKING:  # Imported by cnnjax.config when runs are planned, not by `--help`.
+  import ml_collections
 
 DEFAULT_SEEDS = 3
 # What a claim can be about; lower is better for every one. Training errors
@@ -226,7 +231,12 @@ class Run:
   spec: str  # The ablation file, PATH[:ARG].
   workdir: pathlib.Path
   arguments: tuple[tuple[str, str], ...]  # Every --config.KEY=VALUE, the seed first.
-  config: dict  # The resolved config, as config.json holds it.
+  config: "ml_collections.ConfigDict"  # Resolved and validated.
+
+  @functools.cached_property
+  def stored_config(self) -> dict:
+    """The config as the run's config.json holds it."""
+    return json.loads(self.config.to_json_best_effort())
 
   @property
   def name(self) -> str:
@@ -261,52 +271,32 @@ def plan_runs(spec: str, sweep: Sweep, seeds: int, overrides: list[tuple[str, st
       except UserError as error:
         raise UserError(f"variant {variant.name!r}: {error}") from None
       runs.append(Run(variant.name, seed, spec, workdir / variant.name / f"seed{seed}",
-                      arguments, json.loads(config.to_json_best_effort())))
+                      arguments, config))
   return runs
 
 
 def check_runs(runs: list[Run]) -> None:
-  """Before any run starts: opens each dataset once, which also builds an
-  embedded one (two runs building it at once would collide in TFDS), and
-  builds each distinct model abstractly on its input (no FLOPs), so that,
-  say, an input too small for the network stops the sweep at once. JAX runs
-  on the CPU here, leaving accelerators to the runs."""
+  """Builds each distinct model abstractly on its input before any run starts
+  (cnnjax.config.check_model: no FLOPs, no TensorFlow), so that, say, an
+  input too small for the network stops the sweep at once. JAX runs on the
+  CPU here, leaving accelerators to the runs."""
   import jax
-  import ml_collections
 
-  from cnnjax.data import dataset_spec, open_builder
+  from cnnjax import config as config_lib
 
   jax.config.update("jax_platforms", "cpu")
-  datasets, models = set(), set()
+  checked = set()
   for run in runs:
-    model, dataset = run.config["model"], run.config["dataset"]
-    model_key = json.dumps([model, dataset["name"], dataset["image_size"]], sort_keys=True)
+    stored = run.stored_config
+    key = json.dumps([stored["model"], stored["dataset"]["name"], stored["dataset"]["image_size"],
+                      stored["half_precision"]], sort_keys=True)
+    if key in checked:
+      continue
     try:
-      if (dataset["name"], dataset["data_dir"]) not in datasets:
-        open_builder(ml_collections.ConfigDict(dataset))
-        datasets.add((dataset["name"], dataset["data_dir"]))
-      if model_key not in models:
-        _check_model(model, dataset, dataset_spec(dataset["name"]))
-        models.add(model_key)
+      config_lib.check_model(run.config)
     except UserError as error:
       raise UserError(f"variant {run.variant!r}: {error}") from None
-
-
-def _check_model(model: dict, dataset: dict, spec) -> None:
-  import functools
-
-  import jax
-  import jax.numpy as jnp
-
-  from cnnjax.models import create_model
-
-  size = dataset["image_size"] or spec.image_size
-  options = {name: tuple(value) if isinstance(value, list) else value
-             for name, value in model.items() if name != "name"}
-  network = create_model(model["name"], num_classes=spec.num_classes, **options)
-  jax.eval_shape(functools.partial(network.init, train=False),
-                 jax.ShapeDtypeStruct((2,), jnp.uint32),
-                 jax.ShapeDtypeStruct((1, size, size, spec.channels), jnp.float32))
+    checked.add(key)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -20,6 +20,9 @@ subprocesses sharing the CPU cores, resuming, signals and exit statuses.
   the README for the measurement) and per 2 GiB of available memory, one on
   a machine with GPUs or TPUs, where each training uses every local
   accelerator.
+- **Compiling once.** The runs share a persistent JAX compilation cache,
+  `DIR/.jax_cache` (unless JAX_COMPILATION_CACHE_DIR is set): the seeds of
+  a variant compile the same programs.
 - **Signals.** Trainings run in their own sessions, so a terminal's Ctrl-C
   reaches them only through the sweep, once. SIGTERM or SIGINT stops the
   sweep: no new run starts, the signal is forwarded to the running trainings
@@ -51,6 +54,7 @@ from cnnjax.errors import UserError
 from cnnjax.sweep import Run, Sweep, check_runs
 
 LOCK_FILE = ".sweep.lock"
+COMPILATION_CACHE = ".jax_cache"
 # What the default --jobs leaves each training: a small one peaks at 1.0 GB
 # (LeNet-5) to 1.4 GB (ResNet-20) resident on digits, TensorFlow and JAX
 # included (measured with /usr/bin/time -f %M).
@@ -139,14 +143,23 @@ class _Attempt:
   signals: list = dataclasses.field(default_factory=list)  # Forwarded to it, in order.
 
 
-def _start(run: Run, cpus: list[int]) -> _Attempt:
+def child_environment(workdir: pathlib.Path) -> dict[str, str]:
+  """The environment of every training of the sweep in `workdir`: unbuffered
+  output, so the last line of a log is the last thing printed; and one
+  persistent JAX compilation cache for all its runs (unless the user chose
+  one), since the seeds of a variant compile the same programs. A tiny
+  LeNet-5 run: 20 CPU-seconds cold, 12 with the cache warm."""
+  environment = {**os.environ, "PYTHONUNBUFFERED": "1"}
+  environment.setdefault("JAX_COMPILATION_CACHE_DIR", str(workdir.resolve() / COMPILATION_CACHE))
+  return environment
+
+
+def _start(run: Run, cpus: list[int], environment: dict[str, str]) -> _Attempt:
   run.workdir.mkdir(parents=True, exist_ok=True)
   log = (run.workdir / sweep_summary.LOG_FILE).open("a")
   log.write(f"{sweep_summary.LOG_START} {datetime.datetime.now().isoformat(timespec='seconds')}"
             f" on cpus {','.join(map(str, cpus))}: {shlex.join(run.command)}\n")
   log.flush()
-  # Unbuffered, so that the last line of the log is the last thing printed.
-  environment = {**os.environ, "PYTHONUNBUFFERED": "1"}
   process = subprocess.Popen(run.command, stdin=subprocess.DEVNULL, stdout=log,
                              stderr=subprocess.STDOUT, env=environment, start_new_session=True)
   if hasattr(os, "sched_setaffinity"):
@@ -221,7 +234,8 @@ def train_all(sweep: Sweep, runs: list[Run], spec: str, workdir: pathlib.Path,
       progress.line(f"{len(finished)} of {len(runs)} runs already finished; training "
                     f"{len(queue)}, {jobs} at a time")
     try:
-      signals, failed, stopped = _train(queue, groups, progress, summarize, target)
+      signals, failed, stopped = _train(queue, groups, child_environment(workdir), progress,
+                                        summarize, target)
     finally:
       progress.close()
     summarize()
@@ -231,11 +245,11 @@ def train_all(sweep: Sweep, runs: list[Run], spec: str, workdir: pathlib.Path,
   return 1 if failed else PREEMPTED_STATUS if stopped else 0
 
 
-def _train(queue: list[Run], groups: list[list[int]], progress: _Progress, summarize,
-           target: float | None) -> tuple[list[int], int, int]:
+def _train(queue: list[Run], groups: list[list[int]], environment: dict[str, str],
+           progress: _Progress, summarize, target: float | None) -> tuple[list[int], int, int]:
   """The launch loop; returns (signals received, runs failed, runs stopped)."""
   # A SIGTERM while the sweep was starting (noted by the CLI's handler) counts.
-  signals = [signal.SIGTERM] if stopping.preemption_requested() else []
+  signals = [stopping.stop_requested()] if stopping.stop_requested() else []
   handler = lambda signum, frame: signals.append(signum)
   previous = {signum: signal.signal(signum, handler) for signum in _EXIT_ON_SIGNAL}
   running: dict[int, _Attempt] = {}  # By CPU group.
@@ -245,7 +259,7 @@ def _train(queue: list[Run], groups: list[list[int]], progress: _Progress, summa
       while queue and not signals and len(running) < len(groups):
         group = min(set(range(len(groups))) - running.keys())
         run = queue.pop(0)
-        running[group] = _start(run, groups[group])
+        running[group] = _start(run, groups[group], environment)
         progress.line(f"started {run.name} on cpus {','.join(map(str, groups[group]))}: "
                       f"{run.workdir / sweep_summary.LOG_FILE}")
       for group, attempt in list(running.items()):

@@ -203,7 +203,7 @@ def read_run(run: Run, target: float | None, running: bool = False) -> RunResult
   if running:
     result.status = "running"
   elif results is not None and results.get("status") == "complete" and not extended:
-    if stored_config == run.config:
+    if stored_config == run.stored_config:
       result.status = "finished"
     else:
       result.status, result.reason = "stale", (

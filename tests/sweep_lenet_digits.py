@@ -1,11 +1,11 @@
 """A tiny ablation for the sweep's end-to-end test (tests/test_sweep_end_to_end.py):
-LeNet-5 on the embedded digits, ReLU against tanh, a dozen steps of batch 16.
+LeNet-5 on the embedded digits, ReLU against tanh, eight steps of batch 16.
 
   cnnjax sweep --config tests/sweep_lenet_digits.py --workdir /tmp/sweep --seeds 2
 
 With ARG `diverge` it has a third variant whose learning rate makes every
 run diverge (exit status 3), to show that a failing run is reported while the
-others finish. Not a measurement: a dozen steps decide nothing.
+others finish. Not a measurement: eight steps decide nothing.
 """
 
 import pathlib
@@ -20,10 +20,10 @@ def get_config(arg=None):
   del arg
   config = config_lib.load(str(LENET_DIGITS))
   config.batch_size = 16
-  config.num_train_steps = 12
+  config.num_train_steps = 8
   config.log_every_steps = 2
-  config.eval_every_steps = 6
-  config.checkpoint_every_steps = 6
+  config.eval_every_steps = 8
+  config.checkpoint_every_steps = 8
   config.schedule.name = "constant"
   return config
 

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 
+import ml_collections
 import pytest
 from helpers import LENET_DIGITS, ROOT
 
@@ -92,8 +93,9 @@ def test_runs_are_ordinary_train_commands_seed_by_seed(tmp_path):
   assert tanh.command[1:] == [
       "-m", "cnnjax", "train", "--config", ABLATION, "--workdir", str(tmp_path / "tanh" / "seed1"),
       "--config.seed=1", "--config.model.activation=tanh", "--config.optimizer.momentum=0.5"]
-  assert (tanh.config["seed"], tanh.config["model"]["activation"],
-          tanh.config["optimizer"]["momentum"]) == (1, "tanh", 0.5)
+  assert (tanh.config.seed, tanh.config.model.activation, tanh.config.optimizer.momentum) == (
+      1, "tanh", 0.5)
+  assert tanh.stored_config["model"]["activation"] == "tanh"
 
 
 def _ablation_file(tmp_path, body: str) -> str:
@@ -170,7 +172,7 @@ def write_run(run: Run, train_errors: list[float], eval_errors: list[float], *,
   """A run's workdir as `cnnjax train` leaves it: config.json, metrics.jsonl
   (a train record every `log_every` steps, an eval record per epoch) and results.json."""
   run.workdir.mkdir(parents=True, exist_ok=True)
-  (run.workdir / "config.json").write_text(json.dumps(config or run.config))
+  (run.workdir / "config.json").write_text(json.dumps(config or run.stored_config))
   records = []
   for index, error in enumerate(train_errors):
     step = (index + 1) * log_every
@@ -197,7 +199,7 @@ def write_run(run: Run, train_errors: list[float], eval_errors: list[float], *,
 
 def make_run(tmp_path, variant: str, seed: int) -> Run:
   return Run(variant, seed, "ablation.py", tmp_path / variant / f"seed{seed}",
-             (("seed", str(seed)),), {"seed": seed, "variant": variant})
+             (("seed", str(seed)),), ml_collections.ConfigDict({"seed": seed, "name": variant}))
 
 
 def _log(run: Run, text: str) -> None:
@@ -210,7 +212,7 @@ def test_the_status_of_each_run_comes_from_its_files(tmp_path):
       make_run(tmp_path, name, 0) for name in ("finished", "stale", "failed", "stopped", "killed",
                                                "started", "missing", "extended", "silent"))
   write_run(finished, [0.9, 0.5], [0.4])
-  write_run(stale, [0.9, 0.5], [0.4], config={"seed": 0, "variant": "other"})
+  write_run(stale, [0.9, 0.5], [0.4], config={"seed": 0, "name": "other"})
   _log(failed, f"{sweep_summary.LOG_START} ...\ntrain: 10%\rtrain: 20%\r\ncnnjax: training "
                f"diverged at step 4\n{sweep_summary.LOG_EXIT} 3 after 9.0 s\n")
   _log(stopped, f"{sweep_summary.LOG_START} ...\ncnnjax: preempted: saved step 4\n"
@@ -389,10 +391,12 @@ class Lines:
 
 
 def test_a_failure_is_reported_and_the_others_still_run(tmp_path):
-  runs = [StandInRun(name, 0, "x.py", tmp_path / name, (("status", status),), {})
+  runs = [StandInRun(name, 0, "x.py", tmp_path / name, (("status", status),),
+                     ml_collections.ConfigDict())
           for name, status in (("ok", "0"), ("bad", "4"), ("also_ok", "0"))]
   progress = Lines()
-  signals, failed, stopped = sweep_runs._train(list(runs), [[0]], progress, lambda _: None, None)
+  signals, failed, stopped = sweep_runs._train(list(runs), [[0]], dict(os.environ), progress,
+                                               lambda _: None, None)
   assert (signals, failed, stopped) == ([], 3, 0)  # "ok" wrote no results.json: failed too.
   assert "failed bad seed 0 after" in progress.lines[3]
   assert progress.lines[3].endswith("exit 4: cnnjax: error: stand-in failure")
@@ -401,7 +405,8 @@ def test_a_failure_is_reported_and_the_others_still_run(tmp_path):
 
 
 def test_sigterm_is_forwarded_to_the_running_trainings_and_nothing_new_starts(tmp_path):
-  runs = [StandInRun(f"wait{i}", 0, "x.py", tmp_path / f"wait{i}", (("status", "-1"),), {})
+  runs = [StandInRun(f"wait{i}", 0, "x.py", tmp_path / f"wait{i}", (("status", "-1"),),
+                     ml_collections.ConfigDict())
           for i in range(3)]
   progress = Lines()
   # Once both trainings have printed, the sweep itself gets SIGTERM.
@@ -412,8 +417,8 @@ def test_sigterm_is_forwarded_to_the_running_trainings_and_nothing_new_starts(tm
       threading.Event().wait(0.1)
     os.kill(os.getpid(), signal.SIGTERM)
   threading.Thread(target=stop_when_working, daemon=True).start()
-  signals, failed, stopped = sweep_runs._train(list(runs), [[0], [0]], progress,
-                                               lambda _: None, None)
+  signals, failed, stopped = sweep_runs._train(list(runs), [[0], [0]], dict(os.environ),
+                                               progress, lambda _: None, None)
   assert signals == [signal.SIGTERM]
   assert (failed, stopped) == (0, 2)
   assert not runs[2].workdir.exists()  # Never started.
