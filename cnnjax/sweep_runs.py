@@ -221,7 +221,7 @@ def train_all(sweep: Sweep, runs: list[Run], spec: str, workdir: pathlib.Path,
   if queue:  # Before touching DIR: nothing is created for a sweep that cannot run.
     check_runs(queue)
   workdir.mkdir(parents=True, exist_ok=True)
-  with workdir_lock(workdir):
+  with workdir_lock(workdir), noting_signals() as signals:
     queue = unfinished()  # Again, now that no other sweep can be writing.
     finished = {run.name for run in runs} - {run.name for run in queue}
     jobs = jobs or default_jobs(len(queue))
@@ -234,8 +234,8 @@ def train_all(sweep: Sweep, runs: list[Run], spec: str, workdir: pathlib.Path,
       progress.line(f"{len(finished)} of {len(runs)} runs already finished; training "
                     f"{len(queue)}, {jobs} at a time")
     try:
-      signals, failed, stopped = _train(queue, groups, child_environment(workdir), progress,
-                                        summarize, target)
+      failed, stopped = _train(queue, groups, child_environment(workdir), signals, progress,
+                               summarize, target)
     finally:
       progress.close()
     summarize()
@@ -245,13 +245,25 @@ def train_all(sweep: Sweep, runs: list[Run], spec: str, workdir: pathlib.Path,
   return 1 if failed else PREEMPTED_STATUS if stopped else 0
 
 
-def _train(queue: list[Run], groups: list[list[int]], environment: dict[str, str],
-           progress: _Progress, summarize, target: float | None) -> tuple[list[int], int, int]:
-  """The launch loop; returns (signals received, runs failed, runs stopped)."""
-  # A SIGTERM while the sweep was starting (noted by the CLI's handler) counts.
+@contextlib.contextmanager
+def noting_signals():
+  """Yields the list of the SIGTERMs and SIGINTs received until the block
+  ends, in order; a SIGTERM the CLI noted while the sweep was starting counts."""
   signals = [stopping.stop_requested()] if stopping.stop_requested() else []
-  handler = lambda signum, frame: signals.append(signum)
-  previous = {signum: signal.signal(signum, handler) for signum in _EXIT_ON_SIGNAL}
+  previous = {signum: signal.signal(signum, lambda signum, frame: signals.append(signum))
+              for signum in _EXIT_ON_SIGNAL}
+  try:
+    yield signals
+  finally:
+    for signum, handler in previous.items():
+      signal.signal(signum, handler)
+
+
+def _train(queue: list[Run], groups: list[list[int]], environment: dict[str, str],
+           signals: list[int], progress: _Progress, summarize,
+           target: float | None) -> tuple[int, int]:
+  """The launch loop, until every run has ended or a signal in `signals`
+  stopped it; returns the numbers of runs failed and stopped."""
   running: dict[int, _Attempt] = {}  # By CPU group.
   failed = stopped = 0
   try:
@@ -287,6 +299,4 @@ def _train(queue: list[Run], groups: list[list[int]], environment: dict[str, str
       attempt.signals.append(signal.SIGTERM)
       attempt.process.wait()
       _finish(attempt)
-    for signum, old in previous.items():
-      signal.signal(signum, old)
-  return signals, failed, stopped
+  return failed, stopped

@@ -395,9 +395,9 @@ def test_a_failure_is_reported_and_the_others_still_run(tmp_path):
                      ml_collections.ConfigDict())
           for name, status in (("ok", "0"), ("bad", "4"), ("also_ok", "0"))]
   progress = Lines()
-  signals, failed, stopped = sweep_runs._train(list(runs), [[0]], dict(os.environ), progress,
-                                               lambda _: None, None)
-  assert (signals, failed, stopped) == ([], 3, 0)  # "ok" wrote no results.json: failed too.
+  failed, stopped = sweep_runs._train(list(runs), [[0]], dict(os.environ), [], progress,
+                                      lambda _: None, None)
+  assert (failed, stopped) == (3, 0)  # "ok" wrote no results.json: failed too.
   assert "failed bad seed 0 after" in progress.lines[3]
   assert progress.lines[3].endswith("exit 4: cnnjax: error: stand-in failure")
   assert sweep_summary.last_attempt(tmp_path / "bad" / "train.log") == (
@@ -417,14 +417,16 @@ def test_sigterm_is_forwarded_to_the_running_trainings_and_nothing_new_starts(tm
       threading.Event().wait(0.1)
     os.kill(os.getpid(), signal.SIGTERM)
   threading.Thread(target=stop_when_working, daemon=True).start()
-  signals, failed, stopped = sweep_runs._train(list(runs), [[0], [0]], dict(os.environ),
-                                               progress, lambda _: None, None)
+  before = signal.getsignal(signal.SIGTERM)
+  with sweep_runs.noting_signals() as signals:
+    failed, stopped = sweep_runs._train(list(runs), [[0], [0]], dict(os.environ), signals,
+                                        progress, lambda _: None, None)
   assert signals == [signal.SIGTERM]
   assert (failed, stopped) == (0, 2)
   assert not runs[2].workdir.exists()  # Never started.
   for log in logs:
     assert sweep_summary.last_attempt(log) == (75, "preempted: saved", True)
-  assert signal.getsignal(signal.SIGTERM) is not None  # The previous handler is back.
+  assert signal.getsignal(signal.SIGTERM) is before  # The previous handler is back.
 
 
 def test_summarize_rebuilds_the_outputs_from_what_exists_even_while_a_sweep_runs(
