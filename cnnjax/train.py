@@ -162,6 +162,7 @@ def _train(plan: Plan, workdir: pathlib.Path, checkpointer: Checkpointer,
     return _already_complete(plan, workdir, checkpointer, state)
   if is_writer:
     workdir_lib.write_config(config, workdir, start_step, changes)
+    results.forget(workdir)  # The run is no longer complete (a longer one, say).
   signum = watch.reached(start_step)
   if signum:  # Stopped while starting: nothing new to save.
     raise stopping.stopped(signum, f"stopped while starting, at step {start_step} of "
