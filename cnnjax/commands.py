@@ -52,8 +52,10 @@ def _already_complete(config, workdir: pathlib.Path) -> bool:
   stored = workdir_lib.read_config(workdir) if finished else None
   if not stored or workdir_lib.differences(stored, config):
     return False
-  if finished.get("step") != finished.get("total_steps"):
-    return False
+  kept = [int(path.name) for path in (workdir / "checkpoints").glob("[0-9]*")
+          if path.name.isdigit()]
+  if finished.get("step") != finished.get("total_steps") or max(kept, default=-1) != finished["step"]:
+    return False  # Not what the checkpoints say: let training look properly.
   _say(f"training is complete: step {finished['step']} of {finished['total_steps']} in {workdir}")
   _say(results.summary_line(finished, workdir))
   return True

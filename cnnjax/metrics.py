@@ -4,6 +4,7 @@ record also has its `step` and `epoch` (step / steps per epoch). Only the
 process that `enabled` (process 0) writes anything.
 """
 
+import contextlib
 import json
 import math
 import os
@@ -94,6 +95,38 @@ def read(workdir: pathlib.Path) -> list[dict]:
 
 def read_jsonl(path: pathlib.Path) -> list[dict]:
   return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+class Throughput:
+  """Training images per second in steady state, one log interval at a time.
+
+  The clock starts after the first step of a run (it compiles) and stops
+  while the run evaluates or saves (`paused`), which is not training; so the
+  logged images/s, the ETA and results.json's figure describe training alone.
+  """
+
+  def __init__(self, images_per_step: int):
+    self._images_per_step = images_per_step
+    self._start, self._steps, self._paused = time.perf_counter(), 0, 0.0
+
+  def restart(self) -> None:
+    self._start, self._steps, self._paused = time.perf_counter(), 0, 0.0
+
+  def count_step(self) -> None:
+    self._steps += 1
+
+  @contextlib.contextmanager
+  def paused(self):
+    start = time.perf_counter()
+    try:
+      yield
+    finally:
+      self._paused += time.perf_counter() - start
+
+  def images_per_sec(self) -> float:
+    """Over the steps counted since the last restart (0 if none)."""
+    elapsed = time.perf_counter() - self._start - self._paused
+    return self._steps * self._images_per_step / elapsed if self._steps else 0.0
 
 
 class Progress:

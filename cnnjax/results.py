@@ -61,6 +61,11 @@ def write(workdir: pathlib.Path, results: dict) -> None:
   os.replace(temporary, path)
 
 
+def forget(workdir: pathlib.Path) -> None:
+  """Removes `results.json`: the workdir's run is training again."""
+  (pathlib.Path(workdir) / RESULTS_FILE).unlink(missing_ok=True)
+
+
 def read(workdir: pathlib.Path) -> dict | None:
   """The workdir's results, or None when it has none (or an unreadable file)."""
   try:

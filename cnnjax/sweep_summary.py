@@ -10,9 +10,9 @@ the sweep's DIR:
 Each is written beside itself and renamed over the old one, so a reader never
 sees half a file, and a partial sweep is already readable.
 
-A run counts once it is **finished**: its `results.json` says complete, its
-`config.json` is the config the sweep resolves for it, and `metrics.jsonl` has
-nothing past the results' step (else a longer run is extending it).
+A run counts once it is **finished**: its `results.json` says complete at its
+last step (`cnnjax train` removes the file while a run trains again), and its
+`config.json` is the config the sweep resolves for it.
 Statistics are over the finished seeds of a variant: mean ± sample standard
 deviation (n - 1), no standard deviation from one seed.
 
@@ -198,11 +198,10 @@ def read_run(run: Run, target: float | None, running: bool = False) -> RunResult
   results = _read_json(workdir / RESULTS_FILE)
   stored_config = _read_json(workdir / "config.json")
   records = _read_records(workdir / "metrics.jsonl")
-  extended = results is not None and any(r.get("step", 0) > results.get("step", 0)
-                                         for r in records)
   if running:
     result.status = "running"
-  elif results is not None and results.get("status") == "complete" and not extended:
+  elif (results is not None and results.get("status") == "complete"
+        and results.get("step") == results.get("total_steps")):
     if stored_config == run.stored_config:
       result.status = "finished"
     else:

@@ -162,6 +162,7 @@ def _train(plan: Plan, workdir: pathlib.Path, checkpointer: Checkpointer,
     return _already_complete(plan, workdir, checkpointer, state)
   if is_writer:
     workdir_lib.write_config(config, workdir, start_step, changes)
+    results.forget(workdir)  # The run is no longer complete (a longer one, say).
   signum = watch.reached(start_step)
   if signum:  # Stopped while starting: nothing new to save.
     raise stopping.stopped(signum, f"stopped while starting, at step {start_step} of "
@@ -195,7 +196,7 @@ def _train(plan: Plan, workdir: pathlib.Path, checkpointer: Checkpointer,
   guard = guards.NonfiniteGuard(config.nonfinite.policy, config.nonfinite.max_consecutive_skips)
   eval_metrics = {}
   started = time.perf_counter()
-  interval_start, interval_steps, paused = started, 0, 0.0
+  throughput = metrics_lib.Throughput(plan.train_batch.global_batch)
   skipped = 0
   try:
     for step in range(start_step + 1, plan.total_steps + 1):
@@ -207,10 +208,10 @@ def _train(plan: Plan, workdir: pathlib.Path, checkpointer: Checkpointer,
         example_ids.write(step, ids)
       if step == start_step + 1:  # Compilation is not throughput: start the clock after it.
         jax.block_until_ready(state)
-        interval_start, interval_steps, paused = time.perf_counter(), 0, 0.0
+        throughput.restart()
         progress.start_clock(step)
       else:
-        interval_steps += 1
+        throughput.count_step()
       last = step == plan.total_steps
       log = step % config.log_every_steps == 0 or last
       fresh_eval = step % plan.eval_every == 0 or last
@@ -223,28 +224,25 @@ def _train(plan: Plan, workdir: pathlib.Path, checkpointer: Checkpointer,
         train_metrics = _average(pending)
         if config.nonfinite.policy == "skip":
           train_metrics["train/skipped_updates"] = float(skipped)
-        # Steady state only: evaluations and saves in the interval are not training.
-        elapsed = time.perf_counter() - interval_start - paused
-        train_metrics["train/images_per_sec"] = (
-            interval_steps * plan.train_batch.global_batch / elapsed if interval_steps else 0.0)
+        train_metrics["train/images_per_sec"] = throughput.images_per_sec()
         writer.write(step, train_metrics)
         progress.update(step, train_metrics)
         pending, skipped = [], 0
-        interval_start, interval_steps, paused = time.perf_counter(), 0, 0.0
+        throughput.restart()
       if not (fresh_eval or save or signum):
         continue
-      jax.block_until_ready(state)
-      pause_start = time.perf_counter()
-      if fresh_eval:
-        eval_metrics = evaluate(plan, eval_fn, state)
-        writer.write(step, eval_metrics)
-        progress.write(f"step {step}: " + ", ".join(
-            f"{key}={value:.4f}" for key, value in eval_metrics.items()))
-      if save or signum:
-        train_time = previous_train_time + time.perf_counter() - started
-        checkpointer.save(step, parallel.unreplicate(state), eval_metrics if fresh_eval else None,
-                          extra={**_pending_to_json(pending), "train_time_s": train_time})
-      paused += time.perf_counter() - pause_start
+      jax.block_until_ready(state)  # So that training's time is not counted as paused.
+      with throughput.paused():
+        if fresh_eval:
+          eval_metrics = evaluate(plan, eval_fn, state)
+          writer.write(step, eval_metrics)
+          progress.write(f"step {step}: " + ", ".join(
+              f"{key}={value:.4f}" for key, value in eval_metrics.items()))
+        if save or signum:
+          train_time = previous_train_time + time.perf_counter() - started
+          checkpointer.save(step, parallel.unreplicate(state),
+                            eval_metrics if fresh_eval else None,
+                            extra={**_pending_to_json(pending), "train_time_s": train_time})
       if signum and not last:
         checkpointer.wait()
         raise stopping.stopped(

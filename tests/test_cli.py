@@ -225,3 +225,21 @@ def test_argument_mistakes_are_one_line_before_jax_is_imported(argv, message):
   assert run.stdout.strip() == "[]"
   error = run.stderr.strip()
   assert len(error.splitlines()) == 1 and error.startswith("cnnjax: error: ") and message in error
+
+
+def test_config_and_models_commands_describe_without_running(capsys):
+  assert cli.main(["config", "--config", LENET_DIGITS, "--config.model.activation=relu"]) == 0
+  printed = json.loads(capsys.readouterr().out)
+  assert printed["model"] == {"name": "lenet5", "activation": "relu", "pooling": "trainable",
+                              "c3_connections": "paper"}
+  assert printed["dataset"]["num_shards"] == 8
+  assert cli.main(["config", "--config", LENET_DIGITS, "--config.dataset.image_size=16"]) == 2
+  assert "needs inputs of at least 32x32" in capsys.readouterr().err
+
+  assert cli.main(["models", "lenet5", "resnet20", "--format", "json"]) == 0
+  rows = json.loads(capsys.readouterr().out)
+  assert [(row["name"], row["input"], row["parameters"]) for row in rows] == [
+      ("lenet5", "32x32x1", 60_850), ("resnet20", "32x32x3", 269_722)]
+  assert rows[1]["options"]["shortcut"] == "A"
+  assert cli.main(["models", "resnet21"]) == 2
+  assert "unknown model 'resnet21'" in capsys.readouterr().err

@@ -208,9 +208,9 @@ def _log(run: Run, text: str) -> None:
 
 
 def test_the_status_of_each_run_comes_from_its_files(tmp_path):
-  finished, stale, failed, stopped, killed, started, missing, extended, silent = (
+  finished, stale, failed, stopped, killed, started, missing, short, silent = (
       make_run(tmp_path, name, 0) for name in ("finished", "stale", "failed", "stopped", "killed",
-                                               "started", "missing", "extended", "silent"))
+                                               "started", "missing", "short", "silent"))
   write_run(finished, [0.9, 0.5], [0.4])
   write_run(stale, [0.9, 0.5], [0.4], config={"seed": 0, "name": "other"})
   _log(failed, f"{sweep_summary.LOG_START} ...\ntrain: 10%\rtrain: 20%\r\ncnnjax: training "
@@ -221,9 +221,9 @@ def test_the_status_of_each_run_comes_from_its_files(tmp_path):
                f"{sweep_summary.STOPPED_BY_SWEEP} on SIGTERM\n")  # Before its handler was set.
   _log(started, f"{sweep_summary.LOG_START} ...\nold\n{sweep_summary.LOG_EXIT} 1 after 1 s\n"
                 f"{sweep_summary.LOG_START} ...\nresuming from the checkpoint at step 4\n")
-  write_run(extended, [0.9, 0.5], [0.4])
-  with (extended.workdir / "metrics.jsonl").open("a") as file:  # A longer run continues it.
-    file.write(json.dumps({"step": 6, "epoch": 0.6, "train/top1_error": 0.3}) + "\n")
+  write_run(short, [0.9, 0.5], [0.4])
+  results = json.loads((short.workdir / "results.json").read_text())
+  (short.workdir / "results.json").write_text(json.dumps({**results, "total_steps": 10}))
   write_run(silent, [0.9], [0.5], results=False)
   _log(silent, f"{sweep_summary.LOG_START} ...\n{sweep_summary.LOG_EXIT} 0 after 5 s\n")
 
@@ -237,7 +237,7 @@ def test_the_status_of_each_run_comes_from_its_files(tmp_path):
   assert (read(killed).status, read(killed).exit_status) == ("stopped", -15)
   assert (read(started).status, read(started).reason) == (
       "incomplete", "resuming from the checkpoint at step 4")
-  assert read(extended).status == "incomplete"
+  assert read(short).status == "incomplete"  # Its results are not of its last step.
   assert read(missing).status == "missing"
   assert (read(silent).status, read(silent).reason) == ("failed",
                                                         "exited 0 without writing results.json")

@@ -29,6 +29,12 @@ DATASETS: dict[str, DatasetSpec] = {
     # (cnnjax/data/digits.py); 8x8 images resized to LeNet-5's 32x32, whose
     # smoothing lowers the standard deviation from 0.376 (8x8) to 0.323.
     "digits": DatasetSpec(10, 32, 1, (0.3053,), (0.3234,), "it is built offline on first use"),
+    # Embedded: generated offline (cnnjax/data/shapes.py). Mean and standard
+    # deviation of the train split, measured (scripts/shapes_baselines.py).
+    "shapes/clean": DatasetSpec(10, 32, 3, (0.5018, 0.4994, 0.4995), (0.2857, 0.2911, 0.2856),
+                                "it is built offline on first use"),
+    "shapes/hard": DatasetSpec(10, 32, 3, (0.4392, 0.4365, 0.4370), (0.2556, 0.2563, 0.2560),
+                               "it is built offline on first use"),
     "mnist": DatasetSpec(10, 28, 1, (0.1307,), (0.3081,), _TFDS_BUILD),
     "fashion_mnist": DatasetSpec(10, 28, 1, (0.2860,), (0.3530,), _TFDS_BUILD),
     "cifar10": DatasetSpec(10, 32, 3, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616),

@@ -34,7 +34,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 from google.protobuf import json_format
 
-from cnnjax.data import preprocess
+from cnnjax.data import digits, preprocess, shapes
 from cnnjax.data.datasets import DatasetSpec, dataset_spec
 from cnnjax.errors import UserError, choose
 
@@ -48,15 +48,22 @@ Batch = dict[str, np.ndarray]
 CACHE_LIMIT_BYTES = 2**30  # Splits smaller than this are kept in memory (still encoded).
 
 
+# The datasets cnnjax generates itself, offline, on first use: the TFDS
+# builder class of each name (`NAME` or `NAME/CONFIG`) before the slash.
+EMBEDDED_BUILDERS: dict[str, type[tfds.core.GeneratorBasedBuilder]] = {
+    "digits": digits.Digits,
+    "shapes": shapes.Shapes,
+}
+
+
 def open_builder(dataset: ml_collections.ConfigDict) -> tfds.core.DatasetBuilder:
-  """The TFDS builder for `dataset.name`; the embedded `digits` is built on first use."""
+  """The TFDS builder for `dataset.name`; an embedded one is built on first use."""
   spec = dataset_spec(dataset.name)
   data_dir = dataset.data_dir or None
   try:
-    if dataset.name == "digits":
-      from cnnjax.data import digits  # Defining the builder class registers it with TFDS.
-
-      builder = digits.Digits(data_dir=data_dir)
+    family, _, builder_config = dataset.name.partition("/")
+    if family in EMBEDDED_BUILDERS:
+      builder = EMBEDDED_BUILDERS[family](config=builder_config or None, data_dir=data_dir)
       _prepare_embedded(builder)
       return builder
     return tfds.builder(dataset.name, data_dir=data_dir)
