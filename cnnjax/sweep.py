@@ -58,8 +58,8 @@ The verdict on a claim (reproduced / not reproduced / inconclusive) is
 defined in cnnjax.sweep_summary and the README's "Ablations" section.
 
 Importing this module imports neither JAX nor TensorFlow, so `cnnjax sweep
---help` and argument errors answer at once; the checks before training
-(cnnjax.sweep.check_runs) import them lazily.
+--help` and argument errors answer at once; the model check before training
+(`check_runs`) imports JAX, lazily, and nothing imports TensorFlow.
 """
 
 import argparse
@@ -199,23 +199,34 @@ def command_line_text(value, key: str) -> str:
 
 
 def load_sweep(spec: str) -> Sweep:
-  """Runs the ablation file of `PATH[:ARG]` and returns its get_sweep(ARG).
-  Ablation files are Python and run as code: load only files you trust."""
+  """Runs the ablation file of `PATH[:ARG]` and returns its get_sweep(ARG); a
+  file that fails says where, in one line, as cnnjax.config does for
+  get_config. Ablation files are Python and run as code: load only files you
+  trust."""
+  from cnnjax import config as config_lib
+
   path, _, arg = spec.partition(":")
   file = pathlib.Path(path)
-  if not file.is_file():
-    raise UserError(f"config file {path!r} does not exist; pass --config "
+  if not file.is_file() or file.suffix != ".py":
+    raise UserError(f"config file {path!r} is not a Python file; pass --config "
                     "experiments/ablations/NAME.py")
   module_spec = importlib.util.spec_from_file_location(f"cnnjax_ablation_{file.stem}", file)
   module = importlib.util.module_from_spec(module_spec)
-  module_spec.loader.exec_module(module)
+  failed = lambda error: UserError(f"config file {spec!r} failed: "
+                                   f"{config_lib._where(error, file)}")
+  try:
+    module_spec.loader.exec_module(module)
+  except Exception as error:  # The file's own code.
+    raise failed(error) from None
   if not callable(getattr(module, "get_sweep", None)):
     raise UserError(f"config file {path!r} has no get_sweep(arg=None) function; an ablation "
                     "file defines get_config and get_sweep (see cnnjax.sweep)")
   try:
     sweep = module.get_sweep(arg) if arg else module.get_sweep()
-  except UserError as error:
+  except UserError as error:  # A variant or claim that cannot be.
     raise UserError(f"{path}: {error}") from None
+  except Exception as error:
+    raise failed(error) from None
   if not isinstance(sweep, Sweep):
     raise UserError(f"get_sweep() of {path!r} returned {type(sweep).__name__}, not a "
                     "cnnjax.sweep.Sweep")

@@ -130,6 +130,8 @@ def test_bad_input_is_one_line_exit_2_and_creates_nothing(arguments, message, tm
 
 @pytest.mark.parametrize("body, message", [
     ("", "has no get_sweep(arg=None) function"),
+    ("def get_sweep(arg=None):\n  return 1 / 0\n",
+     "ablation.py' failed: ZeroDivisionError: division by zero (line 6)"),
     ("def get_sweep(arg=None):\n  return [Variant('a')]\n", "returned list, not a"),
     ("def get_sweep(arg=None):\n  return Sweep([Variant('a'), Variant('a')])\n",
      "ablation.py: variant names must be unique; repeated: a"),
