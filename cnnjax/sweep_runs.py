@@ -184,7 +184,6 @@ class _Progress:
   def __init__(self, total: int, done: int):
     import tqdm
 
-    tqdm.tqdm.monitor_interval = 0  # No monitor thread in a process that forks trainings.
     self._tqdm = tqdm
     self._bar = tqdm.tqdm(total=total, initial=done, unit="run", desc="sweep", dynamic_ncols=True)
 
