@@ -231,7 +231,7 @@ def test_config_and_models_commands_describe_without_running(capsys):
   assert cli.main(["config", "--config", LENET_DIGITS, "--config.model.activation=relu"]) == 0
   printed = json.loads(capsys.readouterr().out)
   assert printed["model"] == {"name": "lenet5", "activation": "relu", "pooling": "trainable",
-                              "c3_connections": "paper"}
+                              "c3_connections": "paper", "initialization": "paper"}
   assert printed["dataset"]["num_shards"] == 8
   assert cli.main(["config", "--config", LENET_DIGITS, "--config.dataset.image_size=16"]) == 2
   assert "needs inputs of at least 32x32" in capsys.readouterr().err

@@ -21,7 +21,8 @@ def test_overrides_keep_types_and_parse_literals():
 def test_every_model_option_is_a_config_key():
   config = config_lib.load(LENET_DIGITS)
   assert dict(config.model) == {"name": "lenet5", "activation": "scaled_tanh",
-                                "pooling": "trainable", "c3_connections": "paper"}
+                                "pooling": "trainable", "c3_connections": "paper",
+                                "initialization": "paper"}
 
 
 def test_a_new_model_name_brings_its_own_options():

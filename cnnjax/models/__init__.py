@@ -21,7 +21,8 @@ from cnnjax.models import alexnet, densenet, googlenet, lenet, resnet, vgg
 MODELS: dict[str, Callable[..., nn.Module]] = {
     "lenet5": lenet.LeNet5,
     "lenet5_modern": functools.partial(
-        lenet.LeNet5, activation="relu", pooling="max", c3_connections="full"),
+        lenet.LeNet5, activation="relu", pooling="max", c3_connections="full",
+        initialization="he"),
     "alexnet": alexnet.AlexNet,
     "alexnet_owt": alexnet.AlexNetOWT,
     "vgg_a": vgg.VGGA,

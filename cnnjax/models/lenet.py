@@ -15,8 +15,13 @@ fully connected C3, 61,750.
 Ablations: `activation` (any of layers.ACTIVATIONS), `pooling` ("trainable" —
 the paper's subsampling: 2x2 sum times a trainable coefficient plus a trainable
 bias per map, then the activation; "avg"; "max"), `c3_connections` ("paper" —
-Table I; "full"). The modern variant is `activation="relu", pooling="max",
-c3_connections="full"`, registered as `lenet5_modern`.
+Table I; "full"), `initialization` ("paper": uniform in ±2.4/F_in, Appendix
+C; "he": N(0, 2/F_in), He et al. 2015 §2.2). The modern variant is
+`activation="relu", pooling="max", c3_connections="full", initialization="he"`,
+registered as `lenet5_modern`. The paper's initialisation is scaled for its
+squashing function: with ReLU and max pooling it shrinks the signal about
+tenfold per layer (outputs near 1e-4 at the start), and many ReLUs never
+become active, so the modern variant starts as ReLU networks are started.
 """
 
 from typing import Any
@@ -40,6 +45,10 @@ C3_TABLE = (
 )
 
 POOLINGS = {"trainable": None, "avg": nn.avg_pool, "max": nn.max_pool}  # None: Subsampling.
+INITIALIZATIONS = {
+    "paper": layers.lecun98_uniform,
+    "he": lambda: nn.initializers.variance_scaling(2.0, "fan_in", "normal"),
+}
 
 MIN_INPUT_SIZE = 32  # C5's 5x5 kernels need S4 maps of at least 5x5 (§II.B).
 
@@ -66,10 +75,12 @@ class PartialConv(nn.Module):
   The parameters are exactly the paper's: one 5x5 kernel per connection (60
   for Table I) plus a bias per map, scattered into a dense kernel whose other
   weights are constant zeros, so the layer is a single convolution. Each
-  kernel starts uniform in ±2.4 / F_in with F_in = 25 x its map's inputs.
+  kernel starts as `initialization` has it for F_in = 25 x its map's inputs:
+  uniform in ±2.4 / F_in ("paper") or N(0, 2 / F_in) ("he").
   """
 
   connections: tuple[tuple[int, ...], ...]
+  initialization: str = "paper"
   dtype: Any = jnp.float32
 
   @nn.compact
@@ -77,7 +88,10 @@ class PartialConv(nn.Module):
     inputs = [i for maps in self.connections for i in maps]
     outputs = [j for j, maps in enumerate(self.connections) for _ in maps]
     fan_in = jnp.array([25.0 * len(self.connections[j]) for j in outputs])
-    init = lambda key, shape: jax.random.uniform(key, shape, minval=-1.0) * 2.4 / fan_in
+    if self.initialization == "he":
+      init = lambda key, shape: jax.random.normal(key, shape) * jnp.sqrt(2.0 / fan_in)
+    else:
+      init = lambda key, shape: jax.random.uniform(key, shape, minval=-1.0) * 2.4 / fan_in
     weights = self.param("kernel", init, (5, 5, len(inputs)))
     bias = self.param("bias", nn.initializers.zeros, (len(self.connections),))
     kernel = jnp.zeros((5, 5, x.shape[-1], len(self.connections)), weights.dtype)
@@ -94,6 +108,7 @@ class LeNet5(nn.Module):
   activation: str = "scaled_tanh"
   pooling: str = "trainable"
   c3_connections: str = "paper"
+  initialization: str = "paper"
   dtype: Any = jnp.float32
 
   def min_input_size(self) -> int:
@@ -108,9 +123,9 @@ class LeNet5(nn.Module):
           f"lenet5 needs inputs of at least {MIN_INPUT_SIZE}x{MIN_INPUT_SIZE}, got "
           f"{height}x{width}; set config.dataset.image_size (the paper pads 28x28 MNIST to 32x32)")
     act = layers.activation(self.activation)
+    kernel_init = layers.lookup(INITIALIZATIONS, "initialization", self.initialization)()
     conv = lambda features, name: nn.Conv(
-        features, (5, 5), padding="VALID", dtype=self.dtype,
-        kernel_init=layers.lecun98_uniform(), name=name)
+        features, (5, 5), padding="VALID", dtype=self.dtype, kernel_init=kernel_init, name=name)
 
     x = act(conv(6, "C1")(images.astype(self.dtype)))
     x = self._pool(x, "S2", act)
@@ -118,7 +133,7 @@ class LeNet5(nn.Module):
     x = self._pool(x, "S4", act)
     x = act(conv(120, "C5")(x))
     x = x.reshape((x.shape[0], -1))
-    x = act(nn.Dense(84, dtype=self.dtype, kernel_init=layers.lecun98_uniform(), name="F6")(x))
+    x = act(nn.Dense(84, dtype=self.dtype, kernel_init=kernel_init, name="F6")(x))
     return nn.Dense(self.num_classes, dtype=self.dtype, name="output")(x)
 
   def _pool(self, x, name, act):
@@ -132,4 +147,4 @@ class LeNet5(nn.Module):
                                 self.c3_connections)
     if connections is None:
       return conv(16, "C3")(x)
-    return PartialConv(connections, dtype=self.dtype, name="C3")(x)
+    return PartialConv(connections, self.initialization, dtype=self.dtype, name="C3")(x)
