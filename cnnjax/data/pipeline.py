@@ -187,6 +187,8 @@ class InputPipeline:
     """The whole eval split once, padded to full batches; `mask` marks real examples.
 
     Every process yields the same number of batches (collectives stay in step).
+    A multi-view recipe's images keep their view axis after the batch axes:
+    [local_devices, per_device, views, size, size, channels].
     """
     recipe = preprocess.RECIPES[self.dataset.eval_preprocess]
     normalize = preprocess.NORMALIZATIONS[self.dataset.normalization]
@@ -198,13 +200,13 @@ class InputPipeline:
 
     ds = self.read(self.dataset.eval_split).map(
         prepare, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    image_shape = tuple(ds.element_spec["image"].shape)  # ([views,] size, size, channels)
     ds = ds.batch(process_batch).prefetch(tf.data.AUTOTUNE)
     steps = 0
     for batch in self._as_numpy(ds, self.dataset.eval_split):
       steps += 1
       yield self._per_device(_pad(batch, process_batch))
-    empty = {"image": np.zeros((0, self.image_size, self.image_size, self.spec.channels),
-                               np.float32), "label": np.zeros((0,), np.int32)}
+    empty = {"image": np.zeros((0, *image_shape), np.float32), "label": np.zeros((0,), np.int32)}
     for _ in range(self.eval_steps(process_batch) - steps):
       yield self._per_device(_pad(empty, process_batch))
 
