@@ -1,14 +1,19 @@
-"""cuda-convnet's CIFAR-10 networks against their layer files: where the
-normalisations sit, the per-layer initialisation, the ablation switches and
-their errors. Parameter counts and layer shapes are in test_models.py with
-every registered model."""
+"""cuda-convnet's CIFAR-10 networks and recipes against their layer and
+parameter files: where the normalisations sit, the per-layer initialisation
+and weight costs, the schedules, the ablation switches and their errors.
+Parameter counts and layer shapes are in test_models.py with every
+registered model."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import tensorflow_datasets as tfds
+from helpers import ROOT
 from test_models import run
 
+from cnnjax import config as config_lib
+from cnnjax import optim, train
 from cnnjax.errors import UserError
 from cnnjax.models import create_model, layers
 
@@ -145,3 +150,35 @@ def test_inconsistent_options_are_user_errors(overrides, message):
   model = create_model("cifar_convnet_80sec", num_classes=10, **overrides)
   with pytest.raises(UserError, match=message):
     jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)), train=False))
+
+
+EXPERIMENT = str(ROOT / "experiments" / "cuda_convnet_cifar10.py")
+
+
+@pytest.mark.parametrize("variant,decays", [
+    # The parameter files' wc per layer.
+    ("80sec", {"conv1": 0.004, "conv2": 0.004, "conv3": 0.004, "fc4": 0.03, "fc5": 0.03}),
+    ("18pct", {"conv1": 0.004, "conv2": 0.004, "conv3": 0.004, "fc4": 1.0}),
+    ("13pct", {"conv1": 0.0, "conv2": 0.0, "local3": 0.004, "local4": 0.004, "fc5": 0.004}),
+    ("11pct", {"conv1": 0.0, "conv2": 0.0, "local3": 0.004, "local4": 0.004, "fc5": 0.01}),
+])
+def test_recipes_plan_on_cifar10_with_the_files_weight_costs(variant, decays):
+  config = config_lib.from_command_line(f"{EXPERIMENT}:{variant}", [])
+  with tfds.testing.mock_data(num_examples=config.batch_size):
+    plan = train.plan(config)
+  params = jax.eval_shape(plan.model.init, jax.random.key(0),
+                          jnp.zeros((1, *plan.image_shape)), train=False)["params"]
+  got = optim.layer_weight_decays(config.optimizer, params)
+  assert {layer: got[layer]["kernel"] for layer in got} == decays
+  assert all(got[layer]["bias"] == 0 for layer in got)
+  assert plan.image_shape == ((24, 24, 3) if variant in ("13pct", "11pct") else (32, 32, 3))
+  last = round(config.schedule.boundaries_epochs[-1] * plan.steps_per_epoch)
+  assert float(plan.schedule(0)) == pytest.approx(1e-3)  # epsW.
+  drops = len(config.schedule.boundaries_epochs)  # 80sec: one ÷10; the others two.
+  assert float(plan.schedule(last)) == pytest.approx(1e-3 / 10**drops)
+  assert config.optimizer.bias_learning_rate_scale == 2.0  # epsB / epsW.
+
+
+def test_unknown_recipe_is_a_user_error():
+  with pytest.raises(UserError, match="unknown cuda-convnet variant '12pct'; choose one of 80sec"):
+    config_lib.load(f"{EXPERIMENT}:12pct")

@@ -4,9 +4,10 @@ test error) claims; AlexNet's footnote 3 says such a net "is specified
 precisely by the code and parameter files" of cuda-convnet.
 
 Each variant is one layer-definition file of cuda-convnet's svn trunk,
-`example-layers/` (read from its git mirror, github.com/dnouri/cuda-convnet,
-at r434-r554, December 2011 to June 2012). Layer names are the files', except
-the dense layers, numbered by position like the others:
+`example-layers/`, as last changed there (r434 to r554, December 2011 to June
+2012; read, with their history, in the git mirror
+github.com/dnouri/cuda-convnet). Layer names are the files', except the dense
+layers, numbered by position like the others:
 
 - `cifar_convnet_80sec` (`layers-80sec.cfg`; Caffe's `cifar10_quick`): conv1
   32@5x5 → max pool1 → conv2 32@5x5 → avg pool2 → conv3 64@5x5 → avg pool3 →

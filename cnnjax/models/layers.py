@@ -106,9 +106,10 @@ def within_map_response_norm(x: jax.Array, *, size: int, scale: float,
   response normalisation, by size for the cross-map kind) and
   src/cudaconv2/conv_util.cu (kCNorm_fewfilter/kCNorm_manyfilter: the window
   starts at -size/2, the denominator is 1 + addScale Σ a², raised to -pow).
-  Caffe's LRN with norm_region WITHIN_CHANNEL computes the same. Its cross-map
-  sibling `cmrnorm` is `local_response_norm(x, size=size, k=1, alpha=scale,
-  beta=power, alpha_over_size=True)`. Computed in float32 and cast back.
+  Caffe's LRN with norm_region WITHIN_CHANNEL (lrn_layer.cpp) computes the
+  same for the odd sizes it accepts. The cross-map sibling, `cmrnorm`, is
+  `local_response_norm(x, size=size, k=1, alpha=scale, beta=power,
+  alpha_over_size=True)`. Computed in float32 and cast back.
   """
   sums = _window_sum_of_squares(x, axes=(1, 2), size=size)
   return (x.astype(jnp.float32) * (1.0 + scale / size**2 * sums) ** -power).astype(x.dtype)
