@@ -15,6 +15,7 @@ from helpers import tiny_config
 
 from cnnjax import parallel, steps, train
 from cnnjax.data import InputPipeline, dataset_spec, open_builder, preprocess
+from cnnjax.errors import UserError
 
 SPEC = dataset_spec("digits")  # One channel.
 IMAGE = (np.arange(36).reshape(6, 6, 1) * 7).astype(np.uint8)  # Every pixel distinct.
@@ -61,6 +62,16 @@ def test_eval_batches_keep_the_view_axis_and_pad_with_it(digits_dir):
   first, padding = list(smaller.eval_batches(149))  # 150 in the other process: two batches.
   assert first["image"].shape == padding["image"].shape == (1, 149, 10, 6, 6, 1)
   assert first["mask"].sum() == 149 and padding["mask"].sum() == 0
+
+
+@pytest.mark.parametrize("key", ["train_preprocess", "eval_preprocess"])
+def test_crops_larger_than_the_images_are_user_errors(digits_dir, key):
+  config = tiny_config(digits_dir, dataset__image_size=9, **{f"dataset__{key}": "ten_crop"})
+  with pytest.raises(UserError, match=f"config.dataset.{key}='ten_crop' cuts 9x9 crops out of "
+                                      "the 8x8 images of 'digits'; set config.dataset.image_size "
+                                      "to 8 or less"):
+    InputPipeline(open_builder(config.dataset), config.dataset, seed=0, process_index=0,
+                  process_count=1, local_devices=4)
 
 
 class ViewLogits(nn.Module):

@@ -73,6 +73,20 @@ class InputPipeline:
                        ("eval_preprocess", preprocess.RECIPES),
                        ("normalization", preprocess.NORMALIZATIONS)):
       choose(table, f"dataset.{key}", self.dataset[key])
+    self._check_crop_size()
+
+  def _check_crop_size(self) -> None:
+    """A crop larger than the dataset's images (when TFDS knows their size)
+    would fail inside tf.data, possibly only at the first evaluation."""
+    height, width = self.builder.info.features["image"].shape[:2]
+    for key in ("train_preprocess", "eval_preprocess"):
+      recipe = self.dataset[key]
+      if (recipe in preprocess.CROPS_OF_THE_IMAGE and None not in (height, width)
+          and self.image_size > min(height, width)):
+        raise UserError(
+            f"config.dataset.{key}={recipe!r} cuts {self.image_size}x{self.image_size} crops "
+            f"out of the {height}x{width} images of {self.dataset.name!r}; set "
+            f"config.dataset.image_size to {min(height, width)} or less")
 
   @property
   def spec(self) -> DatasetSpec:

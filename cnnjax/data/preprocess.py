@@ -137,6 +137,9 @@ def _resize_then_center_crop(example, size, seed):
   return center_crop(resize_shorter_side(example, round(size / 0.875)), size)
 
 
+# The recipes that cut size x size out of the image as it is, which must be that large.
+CROPS_OF_THE_IMAGE = frozenset({"random_crop_flip", "ten_crop"})
+
 RECIPES: dict[str, Recipe] = {
     "resize": _chain(_deterministic(resize)),
     "pad": _chain(_deterministic(pad_to)),
