@@ -77,11 +77,14 @@ def _remove_deleted(directory: pathlib.Path, announce: bool = False) -> None:
 
 
 class Checkpointer:
-  """The checkpoints under `directory` (a workdir's `checkpoints/`)."""
+  """The checkpoints under `directory` (a workdir's `checkpoints/`).
+
+  Unless `read_only`, opening it removes what killed runs left: the caller
+  must own the workdir (cnnjax.ownership), so that is never a live run's save.
+  """
 
   def __init__(self, directory: pathlib.Path, keep: int, read_only: bool = False):
-    """`read_only` (evaluation) neither saves nor removes anything, so it can
-    look at the checkpoints of a run that is still training."""
+    """`read_only` (evaluation) neither saves nor removes anything."""
     refuse_untrusted(directory)  # Before anything is removed from it.
     if not read_only:
       remove_incomplete(directory)
@@ -92,6 +95,9 @@ class Checkpointer:
     ])
     options = ocp.CheckpointManagerOptions(
         preservation_policy=policy, enable_async_checkpointing=True,
+        # Only with a best_fn does orbax write the metrics beside each step;
+        # without them a resumed run's BestN would no longer know the best.
+        best_fn=lambda metrics: metrics[BEST_METRIC], best_mode="min",
         cleanup_tmp_directories=not read_only, todelete_subdir=None if read_only else DELETED,
         read_only=read_only, create=not read_only,
         save_interval_steps=0 if read_only else 1)  # Said, not left to orbax to warn about.
@@ -104,6 +110,20 @@ class Checkpointer:
 
   def all_steps(self) -> list[int]:
     return list(self._manager.all_steps())
+
+  def best_step(self) -> int | None:
+    """The kept step with the lowest eval top-1 error saved beside it (the
+    latest of equals), or None when no kept step has one."""
+    scored = [(metrics[BEST_METRIC], step) for step in self.all_steps()
+              if (metrics := self._manager.metrics(step)) and BEST_METRIC in metrics]
+    return min(scored, key=lambda pair: (pair[0], -pair[1]))[1] if scored else None
+
+  def discard_unfinished(self) -> None:
+    """Removes saves still being written, at once (a second Ctrl-C aborting the
+    run); they never looked like checkpoints, this only tidies up."""
+    for _ in range(3):  # The writer may create files while they are removed.
+      for path in self._directory.glob(f"*{TEMPORARY_SUFFIX}*"):
+        shutil.rmtree(path, ignore_errors=True)
 
   def save(self, step: int, state, metrics: dict[str, float] | None = None,
            extra: dict | None = None) -> None:

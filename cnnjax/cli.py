@@ -1,58 +1,133 @@
-"""The `cnnjax` command.
+"""The `cnnjax` command: one table of subcommands, each a thin flag layer over
+one function in cnnjax.commands (or a tool module such as cnnjax.sweep).
 
-  cnnjax train --config PATH[:ARG] --workdir DIR [--config.KEY=VALUE ...]
-  cnnjax eval  --config PATH[:ARG] --workdir DIR [--config.KEY=VALUE ...]
+  cnnjax train  --config PATH[:ARG] --workdir DIR [--config.KEY=VALUE ...]
+  cnnjax eval   --workdir DIR [--step N | --best] [--config.KEY=VALUE ...]
+  cnnjax config --config PATH[:ARG] [--config.KEY=VALUE ...]
+  cnnjax models [NAME ...]
 
 One of several processes adds `--coordinator_address HOST:PORT
 --num_processes N --process_id I` (or sets CNNJAX_COORDINATOR_ADDRESS,
 CNNJAX_NUM_PROCESSES, CNNJAX_PROCESS_ID); under SLURM, Open MPI and on Cloud
 TPU pod slices they are found automatically.
 
-A user error (bad key, type or value, unknown model or dataset, missing data)
-prints one line on stderr and exits with status 2, before any compilation and
-without touching what the workdir already holds. A run that stops early
-(preempted: 75, diverged: 3, a failed checkpoint save: 1) prints why on one
-line; see cnnjax.stopping. A process of a multi-process run that crashes
-exits at once, so that its peers fail too instead of waiting.
+A user error (bad flag, key, type or value, unknown model or dataset,
+missing data, a workdir in use) prints one line on stderr and exits with
+status 2, without touching what the workdir already holds; argument and
+config mistakes are found before JAX or TensorFlow is imported. A run that
+stops early prints why on one line and exits with its status (see
+cnnjax.stopping). A process of a multi-process run that crashes exits at
+once, so that its peers fail too instead of waiting.
 """
 
 import argparse
+import dataclasses
 import pathlib
 import signal
 import sys
 import traceback
+from typing import Callable
 
-from cnnjax.errors import UserError
+from absl import logging as absl_logging
+
 from cnnjax import stopping
+from cnnjax.errors import UserError
 from cnnjax.stopping import StopRun
 
 USAGE_ERROR = 2
 OVERRIDE_PREFIX = "--config."
+OVERRIDES_HELP = ("Any config key can be overridden with --config.KEY=VALUE, e.g. "
+                  "--config.optimizer.learning_rate=0.05 --config.model.activation=relu; "
+                  "`cnnjax config --config PATH` lists every key with its value.")
+
+
+class _Parser(argparse.ArgumentParser):
+  """argparse whose mistakes are one-line UserErrors, like every other."""
+
+  def error(self, message):
+    raise UserError(f"{message} (see `{self.prog} --help`)")
+
+
+def _add_config(command, required=True, help_text="experiment file, e.g. "
+                "experiments/lenet5_digits.py, or FILE.py:ARG for a variant") -> None:
+  command.add_argument("--config", required=required, metavar="PATH[:ARG]", help=help_text)
+
+
+def _add_processes(command) -> None:
+  processes = command.add_argument_group(
+      "several processes", "one of several processes (not needed under SLURM, Open MPI or on a "
+      "Cloud TPU pod slice); each defaults to its CNNJAX_* environment variable")
+  processes.add_argument("--coordinator_address", metavar="HOST:PORT",
+                         help="process 0's address and a free port on it")
+  processes.add_argument("--num_processes", type=int, metavar="N")
+  processes.add_argument("--process_id", type=int, metavar="I", help="0 .. N-1")
+
+
+def _train_arguments(command) -> None:
+  _add_config(command)
+  command.add_argument("--workdir", required=True, type=pathlib.Path, metavar="DIR",
+                       help="where config.json, metrics.jsonl, tensorboard/, checkpoints/ and "
+                            "results.json go; running again resumes")
+  command.add_argument("--allow_config_change", action="store_true",
+                       help="train this workdir although its config.json is another experiment "
+                            "(the old config is kept as config.STEP.json)")
+  _add_processes(command)
+
+
+def _eval_arguments(command) -> None:
+  command.add_argument("--workdir", required=True, type=pathlib.Path, metavar="DIR",
+                       help="a trained workdir; its config.json gives the network")
+  _add_config(command, required=False, help_text="optional: an experiment file, which must "
+              "describe the workdir's network (default: the workdir's config.json)")
+  which = command.add_mutually_exclusive_group()
+  which.add_argument("--step", type=int, metavar="N", help="the checkpoint of step N")
+  which.add_argument("--best", action="store_true",
+                     help="the checkpoint with the lowest eval top-1 error")
+  _add_processes(command)
+
+
+def _config_arguments(command) -> None:
+  _add_config(command)
+
+
+def _models_arguments(command) -> None:
+  command.add_argument("names", nargs="*", metavar="NAME", help="models to show (default: all)")
+  command.add_argument("--format", choices=("table", "json"), default="table")
+
+
+@dataclasses.dataclass(frozen=True)
+class Command:
+  help: str
+  usage: str
+  add_arguments: Callable[[argparse.ArgumentParser], None]
+  run: str  # "module:function", imported only when the command runs.
+
+
+COMMANDS = {
+    "train": Command("train, resuming from the workdir's latest checkpoint",
+                     "cnnjax train --config PATH[:ARG] --workdir DIR [--config.KEY=VALUE ...]",
+                     _train_arguments, "cnnjax.commands:train"),
+    "eval": Command("evaluate a checkpoint of a workdir as it was trained",
+                    "cnnjax eval --workdir DIR [--step N | --best] [--config.KEY=VALUE ...]",
+                    _eval_arguments, "cnnjax.commands:evaluate"),
+    "config": Command("print the resolved, validated config without running it",
+                      "cnnjax config --config PATH[:ARG] [--config.KEY=VALUE ...]",
+                      _config_arguments, "cnnjax.commands:show_config"),
+    "models": Command("list the registered models: input, parameters, options",
+                      "cnnjax models [NAME ...] [--format table|json]",
+                      _models_arguments, "cnnjax.commands:list_models"),
+}
 
 
 def _parser() -> argparse.ArgumentParser:
-  parser = argparse.ArgumentParser(
-      prog="cnnjax", description="Train and evaluate classic CNNs with JAX.",
-      epilog="Override any config key with --config.KEY=VALUE, e.g. "
-             "--config.optimizer.learning_rate=0.05 --config.model.activation=relu")
-  commands = parser.add_subparsers(dest="command", required=True)
-  for name, help_text in (("train", "train, resuming from the workdir's latest checkpoint"),
-                          ("eval", "evaluate the workdir's latest checkpoint")):
-    command = commands.add_parser(name, help=help_text)
-    command.add_argument("--config", required=True, metavar="PATH[:ARG]",
-                         help="experiment file, e.g. experiments/lenet5_digits.py")
-    command.add_argument("--workdir", required=True, type=pathlib.Path,
-                         help="where config.json, metrics.jsonl, tensorboard/ and checkpoints/ go")
-    command.add_argument("--allow_config_change", action="store_true",
-                         help="use this workdir although its config.json is another experiment "
-                              "(the old config is kept as config.STEP.json)")
-    processes = command.add_argument_group(
-        "several processes", "one of several processes (not needed under SLURM, Open MPI or on a "
-        "Cloud TPU pod slice); each defaults to its CNNJAX_* environment variable")
-    processes.add_argument("--coordinator_address", metavar="HOST:PORT",
-                           help="process 0's address and a free port on it")
-    processes.add_argument("--num_processes", type=int, metavar="N")
-    processes.add_argument("--process_id", type=int, metavar="I", help="0 .. N-1")
+  parser = _Parser(prog="cnnjax", description="Train, evaluate and study classic CNNs with JAX.",
+                   epilog=OVERRIDES_HELP)
+  commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser,
+                                   metavar="COMMAND")
+  for name, command in COMMANDS.items():
+    sub = commands.add_parser(name, help=command.help, description=command.help,
+                              usage=command.usage, epilog=OVERRIDES_HELP)
+    command.add_arguments(sub)
   return parser
 
 
@@ -76,29 +151,22 @@ def _split_overrides(argv: list[str]) -> tuple[list[str], list[tuple[str, str]]]
 def run(argv: list[str]) -> int:
   rest, overrides = _split_overrides(argv)
   args = _parser().parse_args(rest)
-  # Imported here so `cnnjax --help` and config errors are instant.
-  from cnnjax import config as config_lib
-  from cnnjax import parallel, train
-
-  cluster = parallel.explicit_cluster(args.coordinator_address, args.num_processes,
-                                      args.process_id)
-  config = config_lib.from_command_line(args.config, overrides)
-  parallel.initialize(cluster)  # Before `plan`, which counts the devices of all processes.
-  plan = train.plan(config)
-  if args.command == "train":
-    train.train_and_evaluate(plan, args.workdir, allow_config_change=args.allow_config_change)
-  else:
-    step, metrics = train.evaluate_latest(plan, args.workdir,
-                                          allow_config_change=args.allow_config_change)
-    if parallel.is_primary():
-      print(f"step {step}: " + ", ".join(f"{key}={value:.4f}" for key, value in metrics.items()))
-  return 0
+  module, _, function = COMMANDS[args.command].run.partition(":")
+  command = getattr(__import__(module, fromlist=[function]), function)
+  return command(args, overrides)
 
 
 def main(argv: list[str] | None = None) -> int:
   # From the start, so that a SIGTERM while starting is a preemption (exit 75)
-  # like any other, not a death by signal.
-  signal.signal(signal.SIGTERM, stopping.request_preemption)
+  # like any other, not a death by signal. Ctrl-C interrupts at once until
+  # training begins (cnnjax.guards then saves a step instead); a process
+  # started with SIGINT ignored (a script's background job) keeps ignoring it.
+  previous = {signal.SIGTERM: signal.signal(signal.SIGTERM, stopping.request_stop)}
+  if signal.getsignal(signal.SIGINT) != signal.SIG_IGN:
+    previous[signal.SIGINT] = signal.signal(signal.SIGINT, stopping.interrupt_while_starting)
+  # TFDS's and orbax's absl notes (a read-only directory, a dataset folder
+  # being built) are not the user's business; cnnjax says what matters.
+  absl_logging.set_verbosity(absl_logging.ERROR)
   try:
     return run(sys.argv[1:] if argv is None else argv)
   except UserError as error:
@@ -109,6 +177,9 @@ def main(argv: list[str] | None = None) -> int:
   except StopRun as stop:
     print(f"cnnjax: {stop}", file=sys.stderr)
     return stop.exit_status
+  except KeyboardInterrupt:
+    print("\ncnnjax: interrupted while starting; nothing was saved", file=sys.stderr)
+    return stopping.INTERRUPTED_STATUS
   except Exception:
     if not _distributed():
       raise
@@ -116,6 +187,10 @@ def main(argv: list[str] | None = None) -> int:
     from cnnjax import parallel
 
     parallel.exit_now(1)
+  finally:  # For a caller in the same process (a test, a notebook).
+    for signum, handler in previous.items():
+      signal.signal(signum, handler)
+    stopping.clear_stop_request()
 
 
 def _distributed() -> bool:

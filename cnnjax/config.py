@@ -1,22 +1,31 @@
 """Experiment configs: the base every experiment starts from, loading an
-experiment file, command-line overrides and validation.
+experiment file or a workdir's `config.json`, command-line overrides and
+validation.
 
 An experiment is a Python file exposing `get_config(arg=None)` that returns a
 ConfigDict built on `base_config()`. Loading locks it, so an override of an
 unknown key or of the wrong type is a UserError naming the key, raised before
 any device work. Values derived from others (steps per epoch, boundaries in
 steps) are computed by the trainer, never stored here.
+
+Loading is in two phases so that mistakes are reported at once: everything
+but the model's options is checked without importing JAX (well under a
+second); then cnnjax.models (Flax) adds and checks the model's options.
 """
 
 import ast
+import importlib.machinery
 import importlib.util
+import json
 import pathlib
 import re
+import traceback
 
 import ml_collections
 
-from cnnjax import models
 from cnnjax.errors import UserError
+
+MODEL_PREFIX = "model."
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -33,7 +42,12 @@ def base_config() -> ml_collections.ConfigDict:
       train_preprocess="resize",  # A recipe from cnnjax.data.preprocess.RECIPES.
       eval_preprocess="resize",
       normalization="standardize",  # Or "subtract_mean" (0-255 scale; AlexNet §2, VGG §2.1).
-      shuffle_buffer=10_000,  # Per device shard of the train split (cnnjax.data.pipeline).
+      # The train split is read as this many shards, and each step takes
+      # batch_size / num_shards examples from every shard; the data order
+      # depends on it and on the seed, never on the devices, whose count must
+      # divide it (cnnjax.data.pipeline).
+      num_shards=8,
+      shuffle_buffer=10_000,  # Per shard of the train split.
   ))
   config.batch_size = 128  # Global: across all devices and processes.
   config.eval_batch_size = 0  # 0 → batch_size.
@@ -85,32 +99,90 @@ def base_config() -> ml_collections.ConfigDict:
   return config
 
 
+def _run_experiment(spec: str) -> ml_collections.ConfigDict:
+  """Runs the experiment file of `PATH[:ARG]` and returns its get_config(ARG)."""
+  path, _, arg = spec.partition(":")
+  file = pathlib.Path(path)
+  if file.is_dir():
+    raise UserError(f"config file {path!r} is a directory; pass a file in it, e.g. "
+                    f"--config {file / 'NAME.py'}")
+  if not file.is_file():
+    raise UserError(f"config file {path!r} does not exist; pass --config experiments/NAME.py")
+  if file.suffix != ".py":
+    raise UserError(f"config file {path!r} is not a Python file: an experiment is a .py file "
+                    "with a get_config(arg=None) function (see experiments/)")
+  loader = importlib.machinery.SourceFileLoader(f"cnnjax_experiment_{file.stem}", str(file))
+  module = importlib.util.module_from_spec(importlib.util.spec_from_loader(loader.name, loader))
+  try:
+    loader.exec_module(module)
+    if not hasattr(module, "get_config"):
+      raise UserError(f"config file {path!r} has no get_config(arg=None) function")
+    config = module.get_config(arg) if arg else module.get_config()
+  except UserError:
+    raise
+  except Exception as error:  # The experiment's own code failed: say where, in one line.
+    raise UserError(f"config file {spec!r} failed: {_where(error, file)}") from None
+  if not isinstance(config, ml_collections.ConfigDict):
+    raise UserError(f"get_config of {path!r} returned {type(config).__name__}, not the "
+                    "ConfigDict of cnnjax.config.base_config()")
+  return config
+
+
+def _where(error: Exception, file: pathlib.Path) -> str:
+  """`Type: message (line N)`, N the last line of `file` in the traceback."""
+  if isinstance(error, SyntaxError):
+    return f"SyntaxError: {error.msg} (line {error.lineno})"
+  lines = [frame.lineno for frame in traceback.extract_tb(error.__traceback__)
+           if pathlib.Path(frame.filename).resolve() == file.resolve()]
+  where = f" (line {lines[-1]})" if lines else ""
+  return f"{type(error).__name__}: {error}{where}"
+
+
+def _add_model_options(config: ml_collections.ConfigDict) -> None:
+  """Adds every option of the config's model with its registered value,
+  unless already set, so any ablation switch can be overridden and
+  config.json describes the model completely. Imports the models (Flax)."""
+  from cnnjax import models
+
+  with config.unlocked():
+    for key, value in models.model_defaults(config.model.name).items():
+      if key not in config.model:
+        config.model[key] = value
+
+
 def load(spec: str, model_name: str | None = None) -> ml_collections.ConfigDict:
   """Loads `PATH[:ARG]`: runs the experiment file and calls get_config(ARG).
 
-  The model's every option is added to `config.model` with its registered
-  value unless the experiment set it, so any ablation switch can be
-  overridden and config.json describes the model completely. `model_name`
-  (a command-line `model.name`) replaces the experiment's model first.
-  Experiment files are Python and run as code: load only files you trust.
+  The model's every option is added to `config.model` (see
+  `_add_model_options`). `model_name` (a command-line `model.name`) replaces
+  the experiment's model first. Experiment files are Python and run as code:
+  load only files you trust.
   """
-  path, _, arg = spec.partition(":")
-  file = pathlib.Path(path)
-  if not file.is_file():
-    raise UserError(f"config file {path!r} does not exist; pass --config experiments/NAME.py")
-  module_spec = importlib.util.spec_from_file_location(f"cnnjax_experiment_{file.stem}", file)
-  module = importlib.util.module_from_spec(module_spec)
-  module_spec.loader.exec_module(module)
-  if not hasattr(module, "get_config"):
-    raise UserError(f"config file {path!r} has no get_config(arg=None) function")
-  config = module.get_config(arg) if arg else module.get_config()
+  config = _run_experiment(spec)
   if model_name is not None:
     config.model = ml_collections.ConfigDict({"name": model_name})
-  for key, value in models.model_defaults(config.model.name).items():
-    if key not in config.model:
-      config.model[key] = value
+  _add_model_options(config)
   config.lock()
   return config
+
+
+def check_model(config: ml_collections.ConfigDict) -> None:
+  """Builds the config's model and traces it abstractly at the dataset's
+  input size: a bad model switch or too small an input is a UserError now,
+  before any data is read. Imports JAX; computes nothing."""
+  import functools
+
+  import jax
+  import jax.numpy as jnp
+
+  from cnnjax import models
+  from cnnjax.data import dataset_spec
+
+  spec = dataset_spec(config.dataset.name)
+  size = config.dataset.image_size or spec.image_size
+  model = models.from_config(config)
+  jax.eval_shape(functools.partial(model.init, train=False), jax.random.key(0),
+                 jnp.zeros((1, size, size, spec.channels)))
 
 
 def parse_value(text: str):
@@ -125,6 +197,13 @@ def parse_value(text: str):
 
 def override(config: ml_collections.ConfigDict, key: str, text: str) -> None:
   """Sets `config.<key>` (dotted) from its command-line text, keeping its type."""
+  set_value(config, key, parse_value(text), text)
+
+
+def set_value(config: ml_collections.ConfigDict, key: str, value, text: str | None = None) -> None:
+  """Sets `config.<key>` (dotted) to `value`, converted to the key's type
+  where that loses nothing (1 → 1.0, a list or a scalar → a tuple); else a
+  UserError naming the key (and showing `text`, what the user wrote)."""
   *parents, leaf = key.split(".")
   node = config
   for depth, part in enumerate(parents):
@@ -134,14 +213,17 @@ def override(config: ml_collections.ConfigDict, key: str, text: str) -> None:
   if leaf not in node:
     raise UserError(f"unknown config key 'config.{key}'; keys here: "
                     f"{', '.join(sorted(node.keys()))}")
-  old, value = node[leaf], parse_value(text)
+  old = node[leaf]
   if isinstance(old, (tuple, list)) and isinstance(value, (int, float, str)):
     value = (value,)  # `--config.x=30` for a one-element tuple.
+  if isinstance(old, tuple) and isinstance(value, list):
+    value = tuple(tuple(item) if isinstance(item, list) else item for item in value)
   if isinstance(old, float) and isinstance(value, int) and not isinstance(value, bool):
     value = float(value)
   if old is not None and not isinstance(value, type(old)) and not (
       isinstance(old, (tuple, list)) and isinstance(value, (tuple, list))):
-    raise UserError(f"config.{key} must be {type(old).__name__}, got {text!r}")
+    shown = repr(text if text is not None else value)
+    raise UserError(f"config.{key} must be {type(old).__name__}, got {shown}")
   try:
     node[leaf] = value
   except (TypeError, ValueError) as error:
@@ -149,12 +231,50 @@ def override(config: ml_collections.ConfigDict, key: str, text: str) -> None:
 
 
 def from_command_line(spec: str, overrides: list[tuple[str, str]]) -> ml_collections.ConfigDict:
-  """The experiment at `spec` with `--config.KEY=VALUE` overrides, validated."""
-  model_name = dict(overrides).get("model.name")
-  config = load(spec, model_name)
-  for key, text in overrides:
-    if key != "model.name":
+  """The experiment at `spec` with `--config.KEY=VALUE` overrides, validated.
+
+  Everything but the model's options is checked before JAX is imported.
+  """
+  overrides = dict(overrides)
+  model_name = overrides.pop("model.name", None)
+  config = _run_experiment(spec)
+  if model_name is not None:
+    config.model = ml_collections.ConfigDict({"name": model_name})
+  config.lock()
+  model_overrides = {key: text for key, text in overrides.items()
+                     if key.startswith(MODEL_PREFIX)}
+  for key, text in overrides.items():
+    if key not in model_overrides:
       override(config, key, text)
+  validate(config)
+  _add_model_options(config)
+  for key, text in model_overrides.items():
+    override(config, key, text)
+  return config
+
+
+def from_workdir(workdir: pathlib.Path) -> ml_collections.ConfigDict:
+  """The config a workdir was trained with (its `config.json`), locked, as
+  `load` would return it; a UserError if it is missing or unreadable."""
+  from cnnjax import workdir as workdir_lib
+
+  stored = workdir_lib.read_config(workdir)
+  if stored is None:
+    raise UserError(f"{workdir} has no {workdir_lib.CONFIG_FILE}: is it a cnnjax workdir? "
+                    "(`cnnjax train --workdir` writes it)")
+  config = base_config()
+  model = stored.get("model")
+  if not isinstance(model, dict) or not isinstance(model.get("name"), str):
+    raise UserError(f"{workdir / workdir_lib.CONFIG_FILE} names no model; restore it from a copy")
+  config.model = ml_collections.ConfigDict({"name": model["name"]})
+  _add_model_options(config)
+  config.lock()
+  for key, value in workdir_lib.flatten(stored).items():
+    try:
+      set_value(config, key, value)
+    except UserError as error:
+      raise UserError(f"{workdir / workdir_lib.CONFIG_FILE} does not fit this version of "
+                      f"cnnjax: {error}") from None
   validate(config)
   return config
 
@@ -178,6 +298,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
       ("keep_checkpoints", config.keep_checkpoints, config.keep_checkpoints > 0, "positive"),
       ("dataset.image_size", config.dataset.image_size, config.dataset.image_size >= 0,
        "0 (the dataset's own) or positive"),
+      ("dataset.num_shards", config.dataset.num_shards, config.dataset.num_shards > 0,
+       "positive"),
       ("dataset.shuffle_buffer", config.dataset.shuffle_buffer,
        config.dataset.shuffle_buffer > 0, "positive (1: no shuffling)"),
       ("optimizer.learning_rate", config.optimizer.learning_rate,

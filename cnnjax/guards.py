@@ -1,11 +1,15 @@
-"""Watching a run for the reasons to stop it early: preemption and NaN/Inf.
+"""Watching a run for the reasons to stop it early: preemption (SIGTERM),
+Ctrl-C (SIGINT) and NaN/Inf.
 
-Preemption is SIGTERM. With one process, a handler sets a flag that the loop
-reads after each step. With several (jax.distributed), JAX's coordination
-service catches SIGTERM on any of them and all agree on the step to stop at
-(`Checkpointer.reached_preemption`), so every process saves the same step.
+With one process, the signal handlers set a flag that the loop reads after
+each step. With several (jax.distributed), JAX's coordination service catches
+SIGTERM on any of them and all agree on the step to stop at
+(`Checkpointer.reached_preemption`), so every process saves the same step;
+Ctrl-C on any process is turned into that SIGTERM, and that process exits
+with the interrupted status.
 """
 
+import os
 import signal
 
 import jax
@@ -17,26 +21,50 @@ from cnnjax.stopping import Diverged
 NONFINITE_QUANTITIES = ("loss", "gradients", "parameters")
 
 
-class PreemptionWatch:
-  """Tells the loop, after each step, whether to save and stop for a preemption."""
+class StopWatch:
+  """Tells the loop, after each step, whether to save and stop for a signal.
 
-  def __init__(self, checkpointer):
+  From its creation until `close`, Ctrl-C no longer raises KeyboardInterrupt:
+  it asks for a save like SIGTERM, and a second Ctrl-C aborts at once after
+  `abort_hook` (which removes a half-written checkpoint).
+  """
+
+  def __init__(self, checkpointer, abort_hook=None):
     self._checkpointer = checkpointer
-    self._previous = None
-    if jax.process_count() == 1:  # Several processes: JAX's own SIGTERM handler.
-      # A SIGTERM already noted while starting (see cnnjax.cli) still counts.
-      self._previous = signal.signal(signal.SIGTERM, stopping.request_preemption)
+    self._distributed = jax.process_count() > 1
+    self._abort_hook = abort_hook
+    # A signal already noted while starting (see cnnjax.cli) still counts. A
+    # process started with SIGINT ignored (a background job of a script)
+    # keeps ignoring it, as Python itself and every Unix program do.
+    self._previous = {}
+    if signal.getsignal(signal.SIGINT) != signal.SIG_IGN:
+      self._previous[signal.SIGINT] = signal.signal(signal.SIGINT, self._on_interrupt)
+    if not self._distributed:  # Several processes: JAX's own SIGTERM handler.
+      self._previous[signal.SIGTERM] = signal.signal(signal.SIGTERM, stopping.request_stop)
+    if abort_hook:
+      stopping.on_abort(abort_hook)
 
-  def reached(self, step: int) -> bool:
-    if jax.process_count() > 1:
-      return self._checkpointer.reached_preemption(step)
-    return stopping.preemption_requested()
+  def _on_interrupt(self, signum, frame):
+    first = stopping.stop_requested() is None
+    stopping.request_stop(signum, frame)
+    if first and self._distributed:  # Let JAX's coordination service agree on a step.
+      os.kill(os.getpid(), signal.SIGTERM)
+
+  def reached(self, step: int) -> int | None:
+    """The signal to stop for at `step` (SIGTERM or SIGINT), or None to go on."""
+    if self._distributed:
+      if not self._checkpointer.reached_preemption(step):
+        return None
+      return stopping.stop_requested() or signal.SIGTERM
+    return stopping.stop_requested()
 
   def close(self) -> None:
-    if self._previous is not None:
-      signal.signal(signal.SIGTERM, self._previous)
-      self._previous = None
-    stopping.clear_preemption_request()
+    for signum, handler in self._previous.items():
+      signal.signal(signum, handler)
+    self._previous = {}
+    if self._abort_hook:
+      stopping.forget_abort_hook(self._abort_hook)
+    stopping.clear_stop_request()
 
 
 class NonfiniteGuard:

@@ -1,5 +1,6 @@
 """Where metrics go: `metrics.jsonl`, TensorBoard event files and the progress
-bar. Keys are `split/metric` (`train/loss`, `eval/top1_error`, ...); only the
+bar. Keys are `split/metric` (`train/loss`, `eval/top1_error`, ...); every
+record also has its `step` and `epoch` (step / steps per epoch). Only the
 process that `enabled` (process 0) writes anything.
 """
 
@@ -7,6 +8,7 @@ import json
 import math
 import os
 import pathlib
+import time
 
 import tensorboardX
 import tqdm
@@ -15,15 +17,17 @@ import tqdm
 class MetricWriter:
   """Appends one JSON object per line to `metrics.jsonl` and mirrors it to TensorBoard."""
 
-  def __init__(self, workdir: pathlib.Path, enabled: bool):
+  def __init__(self, workdir: pathlib.Path, enabled: bool, steps_per_epoch: int):
     self.enabled = enabled
+    self.steps_per_epoch = steps_per_epoch
     self.path = workdir / "metrics.jsonl"
     self._tensorboard = tensorboardX.SummaryWriter(str(workdir / "tensorboard")) if enabled else None
 
   def write(self, step: int, metrics: dict[str, float]) -> None:
     if not self.enabled:
       return
-    record = {"step": int(step), **{key: _json_number(value) for key, value in metrics.items()}}
+    record = {"step": int(step), "epoch": step / self.steps_per_epoch,
+              **{key: _json_number(value) for key, value in metrics.items()}}
     with self.path.open("a") as file:
       file.write(json.dumps(record) + "\n")
     for key, value in metrics.items():
@@ -93,17 +97,33 @@ def read_jsonl(path: pathlib.Path) -> list[dict]:
 
 
 class Progress:
-  """A progress bar over training steps: step count, ETA, loss and images/s."""
+  """A progress bar over training steps: step count, loss, images/s and an ETA.
+
+  tqdm's own ETA would average over the first step, which compiles: it
+  promised 15 minutes for a one-minute run. The ETA here is measured from
+  `start_clock` (after the first step) on, evaluations and saves included
+  since they recur, and shown only once a few steps have been timed.
+  """
 
   def __init__(self, total: int, initial: int, enabled: bool):
     self._enabled = enabled
+    self._total = total
+    self._clock = None  # (time, step) when steady state began.
     self._bar = tqdm.tqdm(total=total, initial=initial, disable=not enabled, unit="step",
-                          dynamic_ncols=True, mininterval=1.0, desc="train")
+                          dynamic_ncols=True, mininterval=1.0, desc="train",
+                          bar_format="{desc} {n_fmt}/{total_fmt} |{bar}| {elapsed}{postfix}")
+
+  def start_clock(self, step: int) -> None:
+    self._clock = (time.perf_counter(), step)
 
   def update(self, step: int, metrics: dict[str, float]) -> None:
     self._bar.update(step - self._bar.n)
-    self._bar.set_postfix(loss=f"{metrics['train/loss']:.4f}",
-                          images_per_sec=f"{metrics['train/images_per_sec']:.0f}", refresh=False)
+    postfix = {"loss": f"{metrics['train/loss']:.4f}",
+               "images/s": f"{metrics['train/images_per_sec']:.0f}"}
+    if self._clock and step > self._clock[1]:
+      seconds_per_step = (time.perf_counter() - self._clock[0]) / (step - self._clock[1])
+      postfix["eta"] = tqdm.tqdm.format_interval(seconds_per_step * (self._total - step))
+    self._bar.set_postfix(postfix, refresh=False)
 
   def write(self, text: str) -> None:
     if self._enabled:  # tqdm.write prints even when the bar is disabled.

@@ -12,15 +12,20 @@ each process feeds its local devices and `pmap`'s collectives span the devices
 of all processes, so the train step is the same code on one process or many.
 """
 
+import contextlib
 import dataclasses
 import os
+import pathlib
 import sys
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Sequence
 
 import jax
 import numpy as np
 from flax import jax_utils
+from jax.experimental import multihost_utils
 
+from cnnjax import ownership
+from cnnjax.cluster import Cluster
 from cnnjax.errors import UserError
 from cnnjax.steps import AXIS
 
@@ -30,58 +35,10 @@ from cnnjax.steps import AXIS
 HEARTBEAT_TIMEOUT_SECONDS = 30
 # How long a finished process waits at exit for the others to finish too.
 SHUTDOWN_TIMEOUT_SECONDS = 60
-# Where `cnnjax train|eval` reads the three multi-process flags when they are not given.
-ENVIRONMENT = {"coordinator_address": "CNNJAX_COORDINATOR_ADDRESS",
-               "num_processes": "CNNJAX_NUM_PROCESSES", "process_id": "CNNJAX_PROCESS_ID"}
 # Launchers whose jobs JAX's cluster detection understands. (Its Kubernetes
 # detection is left out: it needs the `kubernetes` package and a Job spec.)
 AUTO_DETECTED = ("ompi", "slurm", "gcetpu", "gketpu")
-
-
-@dataclasses.dataclass(frozen=True)
-class Cluster:
-  """The processes of an explicitly launched multi-process run."""
-
-  coordinator_address: str  # HOST:PORT where process 0 serves the coordination service.
-  num_processes: int
-  process_id: int
-
-
-def explicit_cluster(coordinator_address: str | None = None, num_processes: int | None = None,
-                     process_id: int | None = None, environ=os.environ) -> Cluster | None:
-  """The cluster the flags (else the CNNJAX_* variables) name, or None when they name none.
-
-  All three go together; anything partial or impossible is a UserError,
-  raised before any process tries to connect.
-  """
-  given = {"coordinator_address": coordinator_address, "num_processes": num_processes,
-           "process_id": process_id}
-  for key, variable in ENVIRONMENT.items():
-    if given[key] is None and environ.get(variable):
-      value = environ[variable]
-      if key != "coordinator_address":
-        try:
-          value = int(value)
-        except ValueError:
-          raise UserError(f"{variable}={value!r} is not an integer") from None
-      given[key] = value
-  missing = [f"--{key} ({ENVIRONMENT[key]})" for key, value in given.items() if value is None]
-  if len(missing) == len(given):
-    return None
-  if missing:
-    raise UserError("--coordinator_address, --num_processes and --process_id go together; "
-                    f"missing: {', '.join(missing)}")
-  cluster = Cluster(**given)
-  host, _, port = cluster.coordinator_address.rpartition(":")
-  if not host or not port.isdigit() or not 0 < int(port) < 65536:
-    raise UserError(f"--coordinator_address={cluster.coordinator_address!r} is not HOST:PORT "
-                    "(e.g. 10.0.0.1:1234, the address of process 0 and a free port)")
-  if cluster.num_processes < 1:
-    raise UserError(f"--num_processes={cluster.num_processes} must be at least 1")
-  if not 0 <= cluster.process_id < cluster.num_processes:
-    raise UserError(f"--process_id={cluster.process_id} must be in 0..{cluster.num_processes - 1} "
-                    f"(--num_processes={cluster.num_processes})")
-  return cluster
+Devices = Sequence[jax.Device] | None  # None: every device of every process.
 
 
 def _detected_process_count() -> int:
@@ -125,6 +82,30 @@ def is_primary() -> bool:
   return jax.process_index() == 0
 
 
+def primary_decides(yes: bool) -> bool:
+  """Process 0's `yes`, in every process (a collective: all must call it)."""
+  if jax.process_count() == 1:
+    return yes
+  return bool(multihost_utils.broadcast_one_to_all(np.int32(yes)))
+
+
+@contextlib.contextmanager
+def own_workdir(workdir: pathlib.Path, command: str = ownership.EXCLUSIVE):
+  """`ownership.own` for the whole run: process 0 holds the workdir (the
+  processes share it) and the others follow its answer, so a refused run
+  leaves together, every process with one line."""
+  with contextlib.ExitStack() as stack:
+    refusal = None
+    if is_primary():
+      try:
+        stack.enter_context(ownership.own(workdir, command))
+      except UserError as error:
+        refusal = error
+    if not primary_decides(refusal is None):
+      raise refusal or ownership.refused_by_primary(workdir)
+    yield
+
+
 def exit_now(code: int) -> None:
   """Ends a failed process of a multi-process run at once, with `code`.
 
@@ -147,25 +128,35 @@ class BatchSplit:
   device_batch: int
 
 
-def split_batch(global_batch: int, key: str = "batch_size") -> BatchSplit:
-  """Splits `global_batch` over all devices, or a UserError naming both numbers."""
-  devices = jax.device_count()
-  if global_batch % devices:
+def device_count(devices: Devices = None) -> int:
+  return len(devices) if devices else jax.device_count()
+
+
+def local_devices(devices: Devices = None) -> list[jax.Device]:
+  """This process's share of `devices`, in the order of pmap's axis."""
+  return [device for device in devices or jax.devices()
+          if device.process_index == jax.process_index()]
+
+
+def split_batch(global_batch: int, key: str = "batch_size", devices: Devices = None) -> BatchSplit:
+  """Splits `global_batch` over `devices`, or a UserError naming both numbers."""
+  count = device_count(devices)
+  if global_batch % count:
     raise UserError(
-        f"config.{key}={global_batch} does not divide evenly over {devices} devices "
-        f"({jax.process_count()} processes x {jax.local_device_count()} local devices); "
-        f"use a multiple of {devices}")
-  return BatchSplit(global_batch, global_batch // jax.process_count(), global_batch // devices)
+        f"config.{key}={global_batch} does not divide evenly over {count} devices "
+        f"({jax.process_count()} processes x {count // jax.process_count()} local devices); "
+        f"use a multiple of {count}")
+  return BatchSplit(global_batch, global_batch // jax.process_count(), global_batch // count)
 
 
-def replicate(tree, devices=None):
-  """One copy of `tree` on each of `devices` (default: the local devices).
+def replicate(tree, devices: Devices = None):
+  """One copy of `tree` on each local device of `devices` (default: all).
 
   Placed by a pmapped identity, so the copies are laid out exactly as the
   mapped steps lay out their outputs: the train step compiles once, not again
   at its second call.
   """
-  count = len(devices) if devices else jax.local_device_count()
+  count = len(local_devices(devices))
   stacked = jax.tree.map(lambda x: np.broadcast_to(x, (count, *np.shape(x))), tree)
   return jax.pmap(lambda x: x, axis_name=AXIS, devices=devices)(stacked)
 
@@ -179,16 +170,17 @@ def unreplicate(tree):
   return jax.tree.map(lambda x: np.asarray(x.addressable_shards[0].data)[0], tree)
 
 
-def map_train_step(step: Callable, devices=None) -> Callable:
+def map_train_step(step: Callable, devices: Devices = None) -> Callable:
   """`step(state, batch, rng)` over `devices` (default: all); the state is donated."""
   return jax.pmap(step, axis_name=AXIS, donate_argnums=(0,), devices=devices)
 
 
-def map_eval_step(step: Callable, devices=None) -> Callable:
+def map_eval_step(step: Callable, devices: Devices = None) -> Callable:
   return jax.pmap(step, axis_name=AXIS, devices=devices)
 
 
-def to_devices(batches: Iterator[dict[str, np.ndarray]], size: int = 2) -> Iterator:
-  """Puts host batches shaped [local_devices, ...] on the devices, `size` ahead."""
-  return jax_utils.prefetch_to_device(batches, size)
+def to_devices(batches: Iterator[dict[str, np.ndarray]], devices: Devices = None,
+               size: int = 2) -> Iterator:
+  """Puts host batches shaped [local devices, ...] on this process's `devices`, `size` ahead."""
+  return jax_utils.prefetch_to_device(batches, size, local_devices(devices))
 

@@ -78,7 +78,12 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], rng: jax.Array, *
   statistics and optimizer state; the step count still advances, since the
   batch was consumed (the input pipeline's position is the step).
   """
-  rng = jax.random.fold_in(jax.random.fold_in(rng, state.step), lax.axis_index(AXIS))
+  rng = jax.random.fold_in(rng, state.step)
+  if getattr(model, "axis_name", None) is None:
+    # Dropout draws per-device masks then (see layers.Dropout): each device
+    # needs a key of its own. With the axis, all share one key and the masks
+    # of the global batch, whatever the device count.
+    rng = jax.random.fold_in(rng, lax.axis_index(AXIS))
   num_classes = model.num_classes
 
   def loss_fn(params):

@@ -1,40 +1,82 @@
 """Why a training run stops before its last step, and the exit status that
 tells a scheduler or script what to do next.
 
-  0   finished (or already complete)
-  1   failed: an unexpected error, or a checkpoint that could not be saved
-  2   usage error: bad config or command line (nothing was run)
-  3   diverged: a NaN or Inf in the loss, gradients or parameters
-  75  preempted (EX_TEMPFAIL, "try again"): the current step was saved;
-      run the same command to resume
+  0    finished (or already complete)
+  1    failed: an unexpected error, or a checkpoint that could not be saved
+  2    usage error: bad config or command line, or a workdir in use (nothing was run)
+  3    diverged: a NaN or Inf in the loss, gradients or parameters
+  75   preempted (SIGTERM; EX_TEMPFAIL, "try again"): the current step was
+       saved; run the same command to resume
+  130  interrupted (Ctrl-C, SIGINT): the current step was saved, as for SIGTERM;
+       a second Ctrl-C while saving stops at once and saves nothing
 
-The watching itself is in cnnjax.guards; this module imports nothing heavy,
-so the CLI can name these exceptions without importing JAX.
+The signal handlers only note the request; training acts on it at a step
+boundary (cnnjax.guards). Raising from a handler instead can be swallowed by
+whatever library code it interrupts. While starting, before there is a step
+to save, Ctrl-C interrupts at once (the CLI reports it in one line), and is
+noted as well in case the exception is swallowed. This
+module imports nothing heavy, so the CLI can use it without importing JAX.
 """
+
+import os
+import signal
+import sys
 
 PREEMPTED_STATUS = 75
 DIVERGED_STATUS = 3
+INTERRUPTED_STATUS = 130
 
-_preemption_requested = False
-
-
-def request_preemption(signum=None, frame=None) -> None:
-  """The SIGTERM handler, from the CLI's start on: it only notes the request,
-  which training acts on at a step boundary. (Raising from a handler instead
-  can be swallowed by whatever library code it interrupts, e.g. an import.)"""
-  del signum, frame
-  global _preemption_requested
-  _preemption_requested = True
+_requested: int | None = None  # The first stop signal received.
+_abort_hooks: list = []
 
 
-def preemption_requested() -> bool:
-  return _preemption_requested
+def request_stop(signum=signal.SIGTERM, frame=None) -> None:
+  """The SIGTERM handler from the CLI's start on, and the SIGINT handler once
+  training has begun. A second SIGINT aborts: see `abort`."""
+  del frame
+  global _requested
+  if _requested is not None and signum == signal.SIGINT:
+    abort()
+  if _requested is None:
+    _requested = signum
 
 
-def clear_preemption_request() -> None:
+def interrupt_while_starting(signum=signal.SIGINT, frame=None) -> None:
+  """The SIGINT handler until training begins: stop at once (KeyboardInterrupt),
+  and note the request too, in case library code swallows the exception (an
+  import's bare `except:`): training then stops before its first step."""
+  request_stop(signum, frame)
+  raise KeyboardInterrupt
+
+
+def stop_requested() -> int | None:
+  """The signal that asked this run to stop (SIGTERM or SIGINT), if any."""
+  return _requested
+
+
+def clear_stop_request() -> None:
   """For the next run in this process: a request is answered by the run it reached."""
-  global _preemption_requested
-  _preemption_requested = False
+  global _requested
+  _requested = None
+
+
+def on_abort(hook) -> None:
+  """Runs `hook()` (e.g. removing a half-written checkpoint) before an abort."""
+  _abort_hooks.append(hook)
+
+
+def forget_abort_hook(hook) -> None:
+  if hook in _abort_hooks:
+    _abort_hooks.remove(hook)
+
+
+def abort() -> None:
+  """Stops the process at once, after the abort hooks, with the interrupted status."""
+  for hook in list(_abort_hooks):
+    hook()
+  print("\ncnnjax: interrupted again: stopped at once without saving; run the same command to "
+        "resume from the last checkpoint", file=sys.stderr, flush=True)
+  os._exit(INTERRUPTED_STATUS)
 
 
 class StopRun(Exception):
@@ -47,5 +89,16 @@ class Preempted(StopRun):
   exit_status = PREEMPTED_STATUS
 
 
+class Interrupted(StopRun):
+  exit_status = INTERRUPTED_STATUS
+
+
 class Diverged(StopRun):
   exit_status = DIVERGED_STATUS
+
+
+def stopped(signum: int, message: str) -> StopRun:
+  """The exception for a run stopped by `signum` (SIGINT or SIGTERM), with `message`."""
+  if signum == signal.SIGINT:
+    return Interrupted(f"interrupted: {message}")
+  return Preempted(f"preempted: {message}")

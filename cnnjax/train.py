@@ -1,7 +1,11 @@
 """Training and evaluation: the loop that ties model, data, step, checkpoints
-and metrics together. Resumes from the workdir's latest checkpoint.
+and metrics together. Resumes from the workdir's latest checkpoint, on any
+number of devices (the data order does not depend on it; see
+cnnjax.data.pipeline).
 
 Everything a user can get wrong is checked by `plan` before any compilation.
+A run owns its workdir while it trains (cnnjax.ownership), evaluation shares
+it with other evaluations.
 """
 
 import collections
@@ -20,12 +24,11 @@ import optax
 from flax import linen as nn
 
 from cnnjax import metrics as metrics_lib
-from cnnjax import guards, optim, parallel, steps, stopping
+from cnnjax import guards, models, optim, ownership, parallel, results, steps, stopping
 from cnnjax import workdir as workdir_lib
 from cnnjax.checkpoint import CheckpointFailed, Checkpointer
-from cnnjax.data import InputPipeline, dataset_spec, open_builder
+from cnnjax.data import InputPipeline, open_builder
 from cnnjax.errors import UserError
-from cnnjax.models import create_model, model_options
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,6 +46,7 @@ class Plan:
   checkpoint_every: int
   schedule: optax.Schedule
   optimizer: optax.GradientTransformationExtraArgs
+  devices: parallel.Devices = None  # None: every device of every process.
 
   @property
   def image_shape(self) -> tuple[int, int, int]:
@@ -50,32 +54,27 @@ class Plan:
     return (size, size, self.pipeline.spec.channels)
 
 
-def build_model(config: ml_collections.ConfigDict) -> nn.Module:
-  spec = dataset_spec(config.dataset.name)
-  overrides = {key: value for key, value in config.model.items() if key != "name"}
-  model = create_model(config.model.name, num_classes=spec.num_classes,
-                       dtype=jnp.bfloat16 if config.half_precision else jnp.float32, **overrides)
-  if config.sync_batch_norm and "axis_name" in model_options(config.model.name):
-    model = model.clone(axis_name=steps.AXIS)
-  return model
+def plan(config: ml_collections.ConfigDict, devices: parallel.Devices = None) -> Plan:
+  """Checks the config against the model, data and devices; compiles nothing.
 
-
-def plan(config: ml_collections.ConfigDict) -> Plan:
-  """Checks the config against the model, data and devices; compiles nothing."""
-  model = build_model(config)
-  train_batch = parallel.split_batch(config.batch_size)
+  `devices` (default: all of every process) are the devices to train on.
+  """
+  model = models.from_config(config, steps.AXIS)
+  train_batch = parallel.split_batch(config.batch_size, devices=devices)
   eval_batch = parallel.split_batch(config.eval_batch_size or config.batch_size,
-                                    "eval_batch_size" if config.eval_batch_size else "batch_size")
+                                    "eval_batch_size" if config.eval_batch_size else "batch_size",
+                                    devices=devices)
   pipeline = InputPipeline(
       open_builder(config.dataset), config.dataset, seed=config.seed,
       process_index=jax.process_index(), process_count=jax.process_count(),
-      local_devices=jax.local_device_count())
+      local_devices=len(parallel.local_devices(devices)))
+  pipeline.check_sharding(config.batch_size)
   size = pipeline.image_size
   # Traces the model abstractly: too small an input or a bad switch fails here.
   variables = jax.eval_shape(functools.partial(model.init, train=False), jax.random.key(0),
                              jnp.zeros((1, size, size, pipeline.spec.channels)))
   pipeline.eval_steps(eval_batch.process_batch)  # A missing eval split fails here.
-  steps_per_epoch = pipeline.steps_per_epoch(train_batch.process_batch)
+  steps_per_epoch = pipeline.steps_per_epoch(config.batch_size)
   total_steps = (config.num_train_steps if config.num_train_steps > 0
                  else math.ceil(config.num_epochs * steps_per_epoch))
   per_epoch = lambda every: steps_per_epoch if every == -1 else every
@@ -86,7 +85,7 @@ def plan(config: ml_collections.ConfigDict) -> Plan:
   jax.eval_shape(optimizer.init, variables["params"])
   return Plan(config, model, pipeline, train_batch, eval_batch, steps_per_epoch, total_steps,
               per_epoch(config.eval_every_steps), per_epoch(config.checkpoint_every_steps),
-              schedule, optimizer)
+              schedule, optimizer, devices)
 
 
 def initial_state(plan: Plan, checkpointer: Checkpointer) -> steps.TrainState:
@@ -101,7 +100,8 @@ def initial_state(plan: Plan, checkpointer: Checkpointer) -> steps.TrainState:
 def evaluate(plan: Plan, eval_fn, state) -> dict[str, float]:
   """Loss and top-1/top-5 error over the whole eval split."""
   totals = None
-  batches = parallel.to_devices(plan.pipeline.eval_batches(plan.eval_batch.process_batch))
+  batches = parallel.to_devices(plan.pipeline.eval_batches(plan.eval_batch.process_batch),
+                                plan.devices)
   for batch in batches:
     sums = eval_fn(state, batch)
     totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
@@ -114,68 +114,92 @@ def train_and_evaluate(plan: Plan, workdir: pathlib.Path, *,
                        allow_config_change: bool = False) -> dict[str, float]:
   """Trains to `plan.total_steps`, resuming from the workdir; returns the last eval.
 
-  A workdir whose config.json is another experiment is refused (see
+  Owns the workdir meanwhile (a UserError naming the owner if another run
+  does). A workdir whose config.json is another experiment is refused (see
   cnnjax.workdir) unless `allow_config_change`. Raises `stopping.Preempted`
-  after saving the current step on SIGTERM, `stopping.Diverged` on a NaN or
-  Inf (nothing of the bad state saved) and `CheckpointFailed` when a
-  background save fails. Pending saves are waited for on every way out.
+  (SIGTERM) or `stopping.Interrupted` (Ctrl-C) after saving the current step,
+  `stopping.Diverged` on a NaN or Inf (nothing of the bad state saved) and
+  `CheckpointFailed` when a background save fails. Pending saves are waited
+  for on every way out. A finished run writes `results.json` (cnnjax.results).
   """
   config = plan.config
-  changes = workdir_lib.check_config(config, workdir, allow_change=allow_config_change)
-  workdir.mkdir(parents=True, exist_ok=True)
-  checkpointer = Checkpointer(workdir / "checkpoints", config.keep_checkpoints)
-  preemption = guards.PreemptionWatch(checkpointer)  # From here on SIGTERM saves a step.
-  try:
-    final_eval = _train(plan, workdir, checkpointer, preemption, changes)
-  except BaseException:
-    try:  # Saves already started still complete; their failure is secondary here.
+  with parallel.own_workdir(workdir):
+    changes = workdir_lib.check_config(config, workdir, allow_change=allow_config_change)
+    checkpointer = Checkpointer(workdir / "checkpoints", config.keep_checkpoints)
+    # From here on SIGTERM and Ctrl-C save a step; a second Ctrl-C aborts.
+    watch = guards.StopWatch(checkpointer, abort_hook=checkpointer.discard_unfinished)
+    try:
+      final_eval = _train(plan, workdir, checkpointer, watch, changes)
+    except BaseException:
+      try:  # Saves already started still complete; their failure is secondary here.
+        checkpointer.close()
+      except CheckpointFailed as error:
+        print(f"cnnjax: also: {error}", file=sys.stderr)
+      raise
+    else:
       checkpointer.close()
-    except CheckpointFailed as error:
-      print(f"cnnjax: also: {error}", file=sys.stderr)
-    raise
-  else:
-    checkpointer.close()
-  finally:
-    preemption.close()
+    finally:
+      watch.close()
   return final_eval
 
 
+def _say(text: str) -> None:
+  """A status line from process 0 (what the run is doing while nothing else shows)."""
+  if parallel.is_primary():
+    print(text, flush=True)
+
+
 def _train(plan: Plan, workdir: pathlib.Path, checkpointer: Checkpointer,
-           preemption: guards.PreemptionWatch, changes: dict | None) -> dict[str, float]:
+           watch: guards.StopWatch, changes: dict | None) -> dict[str, float]:
   config = plan.config
   is_writer = jax.process_index() == 0
   state = initial_state(plan, checkpointer)
   start_step = int(state.step)
+  if start_step > plan.total_steps:
+    raise UserError(
+        f"{workdir} is already at step {start_step}, past the {plan.total_steps} steps this "
+        "config asks for; nothing was changed. Train a shorter run in a new --workdir, or "
+        f"evaluate an earlier checkpoint with `cnnjax eval --workdir {workdir} --step N`")
+  if start_step == plan.total_steps:
+    return _already_complete(plan, workdir, checkpointer, state)
   if is_writer:
     workdir_lib.write_config(config, workdir, start_step, changes)
-  if start_step >= plan.total_steps:
-    print(f"training is complete: step {start_step} of {plan.total_steps} in {workdir}")
-    return {}
-  if preemption.reached(start_step):  # SIGTERM while starting: nothing new to save.
-    raise stopping.Preempted(f"preempted while starting, at step {start_step} of "
-                             f"{plan.total_steps}; run the same command to resume")
-  writer = metrics_lib.MetricWriter(workdir, enabled=is_writer)
+    results.forget(workdir)  # The run is no longer complete (a longer one, say).
+  signum = watch.reached(start_step)
+  if signum:  # Stopped while starting: nothing new to save.
+    raise stopping.stopped(signum, f"stopped while starting, at step {start_step} of "
+                                   f"{plan.total_steps}; run the same command to resume")
+  writer = metrics_lib.MetricWriter(workdir, enabled=is_writer,
+                                    steps_per_epoch=plan.steps_per_epoch)
   if start_step:
-    print(f"resuming from the checkpoint at step {start_step} of {plan.total_steps}", flush=True)
+    _say(f"resuming from the checkpoint at step {start_step} of {plan.total_steps}")
   writer.forget_after(start_step)
   example_ids = (metrics_lib.ExampleIdLog(workdir, jax.process_index(), start_step)
                  if config.log_example_ids else None)
+  extra = checkpointer.extra(start_step) if start_step else {}
   # Per-step train metrics of the log interval the checkpoint cut, so the
   # first record after a resume averages the same steps as an uninterrupted run's.
-  pending = _pending_from_json(checkpointer.extra(start_step)) if start_step else []
+  pending = _pending_from_json(extra, len(parallel.local_devices(plan.devices)))
+  previous_train_time = extra.get("train_time_s", 0.0)
 
-  train_fn = parallel.map_train_step(steps.bind_train_step(config, plan.model, plan.optimizer, plan.schedule))
-  eval_fn = parallel.map_eval_step(functools.partial(steps.eval_step, model=plan.model))
-  state = parallel.replicate(state)
-  rng = parallel.replicate(jax.random.PRNGKey(config.seed))
+  train_fn = parallel.map_train_step(
+      steps.bind_train_step(config, plan.model, plan.optimizer, plan.schedule), plan.devices)
+  eval_fn = parallel.map_eval_step(functools.partial(steps.eval_step, model=plan.model),
+                                   plan.devices)
+  state = parallel.replicate(state, plan.devices)
+  rng = parallel.replicate(jax.random.PRNGKey(config.seed), plan.devices)
   batch_ids = collections.deque()  # Ids of the batches prefetched, in order.
   batches = parallel.to_devices(_without_ids(
-      plan.pipeline.train_batches(plan.train_batch.process_batch, start_step), batch_ids))
+      plan.pipeline.train_batches(plan.train_batch.global_batch, start_step), batch_ids),
+      plan.devices)
+  _say(f"compiling the train step of {config.model.name} ({plan.total_steps - start_step} "
+       f"steps to go, {plan.train_batch.global_batch} images each)")
   progress = metrics_lib.Progress(plan.total_steps, start_step, enabled=is_writer)
   guard = guards.NonfiniteGuard(config.nonfinite.policy, config.nonfinite.max_consecutive_skips)
   eval_metrics = {}
-  timer = time.perf_counter()
-  timed_steps = skipped = 0
+  started = time.perf_counter()
+  interval_start, interval_steps, paused = started, 0, 0.0
+  skipped = 0
   try:
     for step in range(start_step + 1, plan.total_steps + 1):
       state, step_metrics = train_fn(state, next(batches), rng)
@@ -186,45 +210,87 @@ def _train(plan: Plan, workdir: pathlib.Path, checkpointer: Checkpointer,
         example_ids.write(step, ids)
       if step == start_step + 1:  # Compilation is not throughput: start the clock after it.
         jax.block_until_ready(state)
-        timer, timed_steps = time.perf_counter(), 0
+        interval_start, interval_steps, paused = time.perf_counter(), 0, 0.0
+        progress.start_clock(step)
       else:
-        timed_steps += 1
+        interval_steps += 1
       last = step == plan.total_steps
       log = step % config.log_every_steps == 0 or last
       fresh_eval = step % plan.eval_every == 0 or last
       save = step % plan.checkpoint_every == 0 or last
-      preempted = preemption.reached(step)
-      if not (log or fresh_eval or save or preempted):
+      signum = watch.reached(step)
+      if not (log or fresh_eval or save or signum):
         continue
       skipped += guard.check()  # Before anything of this state is logged or saved.
       if log:
         train_metrics = _average(pending)
         if config.nonfinite.policy == "skip":
           train_metrics["train/skipped_updates"] = float(skipped)
-        elapsed = time.perf_counter() - timer
+        # Steady state only: evaluations and saves in the interval are not training.
+        elapsed = time.perf_counter() - interval_start - paused
         train_metrics["train/images_per_sec"] = (
-            timed_steps * plan.train_batch.global_batch / elapsed if timed_steps else 0.0)
+            interval_steps * plan.train_batch.global_batch / elapsed if interval_steps else 0.0)
         writer.write(step, train_metrics)
         progress.update(step, train_metrics)
-        pending, timer, timed_steps, skipped = [], time.perf_counter(), 0, 0
+        pending, skipped = [], 0
+        interval_start, interval_steps, paused = time.perf_counter(), 0, 0.0
+      if not (fresh_eval or save or signum):
+        continue
+      jax.block_until_ready(state)
+      pause_start = time.perf_counter()
       if fresh_eval:
         eval_metrics = evaluate(plan, eval_fn, state)
         writer.write(step, eval_metrics)
         progress.write(f"step {step}: " + ", ".join(
             f"{key}={value:.4f}" for key, value in eval_metrics.items()))
-      if save or preempted:
+      if save or signum:
+        train_time = previous_train_time + time.perf_counter() - started
         checkpointer.save(step, parallel.unreplicate(state), eval_metrics if fresh_eval else None,
-                          extra=_pending_to_json(pending))
-      if preempted and not last:
+                          extra={**_pending_to_json(pending), "train_time_s": train_time})
+      paused += time.perf_counter() - pause_start
+      if signum and not last:
         checkpointer.wait()
-        raise stopping.Preempted(
-            f"preempted: saved the checkpoint of step {step} of {plan.total_steps} in "
-            f"{workdir / 'checkpoints'}; run the same command to resume")
+        raise stopping.stopped(
+            signum, f"saved the checkpoint of step {step} of {plan.total_steps} in "
+                    f"{workdir / 'checkpoints'}; run the same command to resume")
     checkpointer.wait()
   finally:
     progress.close()
     writer.close()
+  run_results = _results(plan, workdir, previous_train_time + time.perf_counter() - started,
+                         parallel.unreplicate(state.params))
+  _say(results.summary_line(run_results, workdir))
   return eval_metrics
+
+
+def _results(plan: Plan, workdir: pathlib.Path, train_time_s: float, params) -> dict:
+  """Writes (process 0) and returns the finished run's results.json."""
+  records = metrics_lib.read(workdir) if (workdir / "metrics.jsonl").exists() else []
+  throughputs = [r["train/images_per_sec"] for r in records if r.get("train/images_per_sec")]
+  run_results = results.summarize(
+      records, step=plan.total_steps, total_steps=plan.total_steps,
+      steps_per_epoch=plan.steps_per_epoch, global_batch=plan.train_batch.global_batch,
+      train_time_s=train_time_s,
+      # The median over log intervals: each is steady state already (see `_train`).
+      images_per_sec=float(np.median(throughputs)) if throughputs else 0.0,
+      parameters=int(sum(np.size(leaf) for leaf in jax.tree.leaves(params))))
+  if parallel.is_primary():
+    results.write(workdir, run_results)
+  return run_results
+
+
+def _already_complete(plan: Plan, workdir: pathlib.Path, checkpointer: Checkpointer,
+                      state) -> dict[str, float]:
+  """A run already at its last step: says so, and writes results.json if a
+  kill left it missing; changes nothing else."""
+  run_results = results.read(workdir)
+  if run_results is None or run_results.get("step") != plan.total_steps:
+    train_time = checkpointer.extra(plan.total_steps).get("train_time_s", 0.0)
+    run_results = _results(plan, workdir, train_time, state.params)
+  _say(f"training is complete: step {plan.total_steps} of {plan.total_steps} in {workdir}")
+  _say(results.summary_line(run_results, workdir))
+  final = run_results.get("final_eval") or {}
+  return {key: value for key, value in final.items() if key.startswith("eval/")}
 
 
 def _without_ids(batches, ids: collections.deque):
@@ -240,10 +306,10 @@ def _pending_to_json(pending: list[dict]) -> dict:
                                     for m in fetched]}
 
 
-def _pending_from_json(extra: dict) -> list[dict]:
+def _pending_from_json(extra: dict, local_devices: int) -> list[dict]:
   """Per-step metrics as the train step returns them: float32, one copy per local device."""
-  return [{key: np.full((jax.local_device_count(),), value, np.float32)
-           for key, value in m.items()} for m in extra.get("pending_train_metrics", [])]
+  return [{key: np.full((local_devices,), value, np.float32) for key, value in m.items()}
+          for m in extra.get("pending_train_metrics", [])]
 
 
 def _average(step_metrics: list[dict]) -> dict[str, float]:
@@ -252,18 +318,43 @@ def _average(step_metrics: list[dict]) -> dict[str, float]:
   return {f"train/{key}": float(np.mean([m[key] for m in fetched])) for key in fetched[0]}
 
 
-def evaluate_latest(plan: Plan, workdir: pathlib.Path, *,
-                    allow_config_change: bool = False) -> tuple[int, dict[str, float]]:
-  """Evaluates the workdir's latest checkpoint; returns its step and the metrics."""
-  workdir_lib.check_config(plan.config, workdir, command="eval", allow_change=allow_config_change)
-  checkpointer = Checkpointer(workdir / "checkpoints", plan.config.keep_checkpoints,
-                              read_only=True)
-  latest = checkpointer.latest_step()
-  if latest is None:
-    checkpointer.close()
-    raise UserError(f"no checkpoint in {workdir / 'checkpoints'}; run `cnnjax train` with "
-                    "this --workdir first")
-  state = initial_state(plan, checkpointer)
-  checkpointer.close()
-  eval_fn = parallel.map_eval_step(functools.partial(steps.eval_step, model=plan.model))
-  return latest, evaluate(plan, eval_fn, parallel.replicate(state))
+def evaluate_checkpoint(plan: Plan, workdir: pathlib.Path, step: int | None = None,
+                        best: bool = False) -> tuple[int, dict[str, float]]:
+  """Evaluates a checkpoint of the workdir: `step`, the best by eval top-1
+  error (`best`), or the latest; returns its step and the metrics.
+
+  The caller checks that `plan.config` is the workdir's network (see
+  cnnjax.workdir.check_eval_config). Holds the workdir shared, so it never
+  reads checkpoints a training is writing or deleting.
+  """
+  with parallel.own_workdir(workdir, ownership.SHARED):
+    checkpointer = Checkpointer(workdir / "checkpoints", plan.config.keep_checkpoints,
+                                read_only=True)
+    try:
+      chosen = _choose_checkpoint(checkpointer, workdir, step, best)
+      template = jax.device_get(steps.create_train_state(
+          jax.random.key(plan.config.seed), plan.model, plan.optimizer, plan.image_shape))
+      state = checkpointer.restore(chosen, template)
+    finally:
+      checkpointer.close()
+  eval_fn = parallel.map_eval_step(functools.partial(steps.eval_step, model=plan.model),
+                                   plan.devices)
+  return chosen, evaluate(plan, eval_fn, parallel.replicate(state, plan.devices))
+
+
+def _choose_checkpoint(checkpointer: Checkpointer, workdir: pathlib.Path, step: int | None,
+                       best: bool) -> int:
+  where = workdir / "checkpoints"
+  kept = checkpointer.all_steps()
+  if not kept:
+    raise UserError(f"no checkpoint in {where}; run `cnnjax train` with this --workdir first")
+  if best:
+    chosen = checkpointer.best_step()
+    if chosen is None:
+      raise UserError(f"no checkpoint in {where} was saved with an evaluation; use --step N "
+                      f"(kept: {', '.join(map(str, kept))})")
+    return chosen
+  if step is not None and step not in kept:
+    raise UserError(f"no checkpoint of step {step} in {where}; kept: "
+                    f"{', '.join(map(str, kept))}")
+  return kept[-1] if step is None else step

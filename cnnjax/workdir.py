@@ -34,18 +34,23 @@ RESUMABLE_KEYS = frozenset({
     "checkpoint_every_steps", "keep_checkpoints", "dataset.data_dir",
     "eval_batch_size",  # How the eval split is cut into batches, not what is computed.
 })
-# `cnnjax eval` may also evaluate on another split, recipe or precision; the
-# model, its input and the optimizer state it restores must stay the same.
-EVAL_KEYS = RESUMABLE_KEYS | {"dataset.eval_split", "dataset.eval_preprocess", "half_precision"}
+# What `cnnjax eval` may change: how and on what a checkpoint is evaluated,
+# never the network, its input or its weights.
+EVAL_OVERRIDES = frozenset({"dataset.eval_split", "dataset.eval_preprocess", "dataset.data_dir",
+                            "eval_batch_size", "half_precision"})
+# An experiment file given to `cnnjax eval` may also differ in how long and
+# how it trained, which evaluation ignores.
+EVAL_KEYS = RESUMABLE_KEYS | EVAL_OVERRIDES
 _TOTAL_STEP_KEYS = ("num_train_steps", "num_epochs")
 _ABSENT = "<absent>"
 
 
-def _flatten(tree: dict, prefix: str = "") -> dict:
+def flatten(tree: dict, prefix: str = "") -> dict:
+  """`{"a": {"b": 1}}` as `{"a.b": 1}`."""
   flat = {}
   for key, value in tree.items():
     if isinstance(value, dict):
-      flat.update(_flatten(value, f"{prefix}{key}."))
+      flat.update(flatten(value, f"{prefix}{key}."))
     else:
       flat[f"{prefix}{key}"] = value
   return flat
@@ -73,7 +78,7 @@ def read_config(workdir: pathlib.Path) -> dict | None:
 
 def differences(stored: dict, config: ml_collections.ConfigDict) -> dict[str, tuple]:
   """`{key: (stored value, requested value)}` for every dotted key that differs."""
-  old, new = _flatten(stored), _flatten(json.loads(as_json(config)))
+  old, new = flatten(stored), flatten(json.loads(as_json(config)))
   return {key: (old.get(key, _ABSENT), new.get(key, _ABSENT))
           for key in sorted(old.keys() | new.keys()) if old.get(key, _ABSENT) != new.get(key, _ABSENT)}
 
@@ -82,9 +87,9 @@ def _describe(changes: dict[str, tuple]) -> str:
   return ", ".join(f"{key} {old!r} -> {new!r}" for key, (old, new) in changes.items())
 
 
-def check_config(config: ml_collections.ConfigDict, workdir: pathlib.Path, *, command: str = "train",
+def check_config(config: ml_collections.ConfigDict, workdir: pathlib.Path, *,
                  allow_change: bool = False) -> dict[str, tuple] | None:
-  """Refuses a config that disagrees with the workdir's, before anything is touched.
+  """Refuses a training config that disagrees with the workdir's, before anything is touched.
 
   Returns the differences from the stored config (None when there is no
   stored config, or it is unreadable and `allow_change` replaces it).
@@ -100,13 +105,38 @@ def check_config(config: ml_collections.ConfigDict, workdir: pathlib.Path, *, co
   if stored is None:
     return None
   changes = differences(stored, config)
-  allowed = RESUMABLE_KEYS if command == "train" else EVAL_KEYS
-  refused = {key: change for key, change in changes.items() if key not in allowed}
+  refused = {key: change for key, change in changes.items() if key not in RESUMABLE_KEYS}
   if refused and not allow_change:
     raise UserError(
         f"{workdir / CONFIG_FILE} holds another experiment: {_describe(refused)}; use a new "
-        f"--workdir, or pass {OVERRIDE_FLAG} to {command} this one with the new values")
+        f"--workdir, or pass {OVERRIDE_FLAG} to train this one with the new values")
   return changes
+
+
+def check_eval_config(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> None:
+  """Refuses to evaluate the workdir's weights through another network: `config`
+  may differ from its config.json only in EVAL_KEYS. There is no way around
+  it: weights evaluated with another architecture give a silently wrong result."""
+  stored = read_config(workdir)
+  if stored is None:
+    raise UserError(f"{workdir} has no {CONFIG_FILE}, so its network is unknown: is it a "
+                    "cnnjax workdir?")
+  refused = {key: change for key, change in differences(stored, config).items()
+             if key not in EVAL_KEYS}
+  if refused:
+    raise UserError(
+        f"{workdir / CONFIG_FILE} was trained with another network or recipe: "
+        f"{_describe(refused)}; leave out --config to evaluate it as trained (eval may change "
+        f"only {', '.join(sorted(EVAL_OVERRIDES))})")
+
+
+def check_eval_overrides(overrides: list[tuple[str, str]]) -> None:
+  """A UserError for a command-line override that would change the network."""
+  for key, _ in overrides:
+    if key not in EVAL_OVERRIDES:
+      raise UserError(f"config.{key} cannot change in `cnnjax eval`: the checkpoint was trained "
+                      f"with the workdir's config.json; eval may change only "
+                      f"{', '.join('config.' + k for k in sorted(EVAL_OVERRIDES))}")
 
 
 def write_config(config: ml_collections.ConfigDict, workdir: pathlib.Path, step: int,

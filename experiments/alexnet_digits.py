@@ -13,8 +13,8 @@ initialisation instead (91.7%); pixel-scale inputs minus the mean as §2 has
 them, which the N(0, 0.01) initialisation with biases of 1 is scaled for
 (91.7%, also with a 2-epoch warmup); without dropout, or without LRN (loss
 still 2.30 after 80 steps). With BatchNorm it fits within 80 steps. The
-paper's own run took 90 epochs of 1.2M images; its recipe is
-`--config.model.norm=lrn`, which the ImageNet experiments use.
+paper's own run took 90 epochs of 1.2M images; `--config.model.norm=lrn`
+restores the paper's network.
 
 Recipe of §5 (SGD, momentum 0.9, weight decay 5e-4, lr 0.01) on 1,497 images.
 Measured: 1.67% test top-1 error after 10 epochs (230 steps, about 4 minutes

@@ -8,6 +8,7 @@ its N-th call in this process first does ACTION:
   kill    SIGKILL this process (no cleanup, no flush: as a preemption that
           did not wait, or the OOM killer)
   term    SIGTERM this process (a preemption notice)
+  int     SIGINT this process (Ctrl-C)
   fail    raise OSError(ENOSPC) (a full disk)
 ACTION+ (e.g. `kill+`) acts right after the N-th call returns instead.
 CNNJAX_TRACE=MODULE:ATTRIBUTE,... prints `trace MODULE:ATTRIBUTE #N` at each
@@ -38,6 +39,8 @@ def _act(action: str, target: str) -> None:
     os.kill(os.getpid(), signal.SIGKILL)
   elif action == "term":
     os.kill(os.getpid(), signal.SIGTERM)
+  elif action == "int":
+    os.kill(os.getpid(), signal.SIGINT)
   elif action == "fail":
     raise OSError(errno.ENOSPC, f"No space left on device (injected at {target})")
   else:

@@ -1,6 +1,7 @@
 """Small configs for tests: the real code paths on tiny data."""
 
 import pathlib
+import signal
 
 from cnnjax import config as config_lib
 
@@ -22,3 +23,16 @@ def tiny_config(data_dir: str, **overrides):
     config_lib.override(config, key.replace("__", "."), str(value))
   config_lib.validate(config)
   return config
+
+
+def _default_sigint() -> None:
+  signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+# Popen arguments that give a test's subprocess SIGINT as a terminal's
+# foreground process has it. A test run as a background job of a script
+# hands its children SIGINT ignored, which cnnjax, like Python, then keeps
+# ignoring; only then is it reset (a preexec_fn, which Python warns about in
+# a multithreaded parent, though resetting a signal is safe there).
+CTRL_C_REACHES_IT = ({"preexec_fn": _default_sigint}
+                     if signal.getsignal(signal.SIGINT) == signal.SIG_IGN else {})

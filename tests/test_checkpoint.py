@@ -18,8 +18,16 @@ def test_keeps_the_latest_n_plus_the_best(tmp_path):
   checkpointer.save(6, _state(6))  # No fresh eval: kept only while among the latest.
   checkpointer.wait()
   assert checkpointer.all_steps() == [2, 5, 6]
-  assert checkpointer.latest_step() == 6
+  assert checkpointer.latest_step() == 6 and checkpointer.best_step() == 2
   checkpointer.close()
+
+  # A resumed run still knows the best: the metrics are on disk with each step.
+  resumed = Checkpointer(tmp_path, keep=2)
+  for step in (7, 8):
+    resumed.save(step, _state(step), {"eval/top1_error": 0.35, "eval/loss": 1.0})
+  resumed.wait()
+  assert resumed.all_steps() == [2, 7, 8] and resumed.best_step() == 2
+  resumed.close()
 
 
 def test_restore_returns_what_was_saved(tmp_path):

@@ -12,6 +12,8 @@ import pytest
 from helpers import LENET_DIGITS
 
 from cnnjax import cli
+from cnnjax import config as config_lib
+from cnnjax import workdir as workdir_lib
 from cnnjax.checkpoint import Checkpointer
 from cnnjax.errors import UserError
 
@@ -157,8 +159,9 @@ def test_cli_eval_refuses_a_symlinked_step(saved, tmp_path, digits_dir, capsys):
   outside = _outside(tmp_path)
   directory = _copy(saved, tmp_path)
   (directory / "9").symlink_to(outside)
-  code = cli.main(["eval", "--config", LENET_DIGITS, "--workdir", str(directory.parent),
-                   f"--config.dataset.data_dir={digits_dir}"])
+  config = config_lib.from_command_line(LENET_DIGITS, [("dataset.data_dir", digits_dir)])
+  (directory.parent / "config.json").write_text(workdir_lib.as_json(config))
+  code = cli.main(["eval", "--workdir", str(directory.parent)])
   error = capsys.readouterr().err.strip()
   assert code == 2 and error == (f"cnnjax: error: {directory / '9'} is a symlink (to {outside}); "
                                  "a checkpoint directory holds only real files, so it is "

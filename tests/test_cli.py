@@ -1,15 +1,22 @@
 """The command line: bad input is one line on stderr, exit status 2, and the
 workdir untouched; good input trains."""
 
+import json
+import os
 import signal
 import subprocess
 import sys
 import time
 
 import pytest
-from helpers import LENET_DIGITS, ROOT
+from helpers import LENET_DIGITS, ROOT, CTRL_C_REACHES_IT
 
-from cnnjax import cli
+from cnnjax import cli, results
+from cnnjax import config as config_lib
+from cnnjax import workdir as workdir_lib
+from cnnjax import metrics as metrics_lib
+
+RUN_TIMEOUT_S = 300  # A whole short run, start-up included, on 2 loaded cores.
 
 
 @pytest.fixture
@@ -78,46 +85,161 @@ def test_missing_config_file(workdir, capsys):
 
 
 def test_eval_without_checkpoint(tmp_path, digits_dir, capsys):
-  code = cli.main(["eval", "--config", LENET_DIGITS, "--workdir", str(tmp_path),
-                   f"--config.dataset.data_dir={digits_dir}"])
-  assert code == 2
+  assert cli.main(["eval", "--workdir", str(tmp_path)]) == 2
+  assert f"{tmp_path} has no config.json: is it a cnnjax workdir?" in capsys.readouterr().err
+  config = config_lib.from_command_line(LENET_DIGITS, [("dataset.data_dir", digits_dir)])
+  (tmp_path / "config.json").write_text(workdir_lib.as_json(config))
+  assert cli.main(["eval", "--workdir", str(tmp_path)]) == 2
   assert "no checkpoint in" in capsys.readouterr().err
 
 
-def test_console_entry_point_trains_and_evaluates(tmp_path, digits_dir):
-  """The real `python -m cnnjax` process: exit codes and what it prints."""
-  common = ["--config", f"{LENET_DIGITS}:", "--workdir", str(tmp_path / "run"),
-            f"--config.dataset.data_dir={digits_dir}", "--config.num_train_steps", "4",
-            "--config.batch_size=16"]
-  run = lambda command: subprocess.run([sys.executable, "-m", "cnnjax", command, *common],
-                                       capture_output=True, text=True, cwd=ROOT, timeout=300)
-  trained = run("train")
-  assert trained.returncode == 0, trained.stderr
-  assert "step 4: eval/loss=" in trained.stdout
-  evaluated = run("eval")
-  assert evaluated.returncode == 0, evaluated.stderr
-  assert evaluated.stdout.strip().splitlines()[-1].startswith("step 4: eval/loss=")
-  rejected = subprocess.run([sys.executable, "-m", "cnnjax", "train", *common, "--config.nope=1"],
-                            capture_output=True, text=True, cwd=ROOT, timeout=300)
-  assert rejected.returncode == 2
-  assert rejected.stderr.strip() == "cnnjax: error: unknown config key 'config.nope'; keys here: " \
-      + rejected.stderr.strip().split("keys here: ")[1]
-  assert "Traceback" not in rejected.stderr
+def _cnnjax(*args, **popen):
+  command = [sys.executable, "-m", "cnnjax", *map(str, args)]
+  if popen:
+    return subprocess.Popen(command, cwd=ROOT, text=True, **CTRL_C_REACHES_IT, **popen)
+  return subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=RUN_TIMEOUT_S)
 
 
-@pytest.mark.parametrize("delay_s", [1.0, 4.0])  # Mid-import of JAX/TF; planning or compiling.
-def test_sigterm_while_starting_is_a_preemption_too(tmp_path, digits_dir, delay_s):
+def test_a_run_owns_its_workdir_ctrl_c_saves_and_eval_needs_no_overrides(tmp_path, digits_dir):
+  """The real `python -m cnnjax` processes, as a user meets them."""
+  workdir = tmp_path / "run"
+  common = ["--config", f"{LENET_DIGITS}:", "--workdir", workdir,
+            f"--config.dataset.data_dir={digits_dir}", "--config.batch_size=16",
+            "--config.model.activation=relu"]
+  first = _cnnjax("train", *common, "--config.num_train_steps=100000",
+                  "--config.log_every_steps=1", stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+  try:
+    deadline = time.monotonic() + RUN_TIMEOUT_S
+    while not ((workdir / "metrics.jsonl").exists()
+               and len((workdir / "metrics.jsonl").read_text().splitlines()) >= 3):
+      assert time.monotonic() < deadline and first.poll() is None, first.stderr.read()[-2000:]
+      time.sleep(0.2)
+    # The same command again: refused at once, naming the run that owns the workdir.
+    second = _cnnjax("train", *common)
+    assert second.returncode == 2
+    assert second.stderr.strip().splitlines() == [
+        f"cnnjax: error: {workdir} is in use by `cnnjax train` (process {first.pid} on "
+        + second.stderr.split(f"(process {first.pid} on ")[1].strip()]
+    # Ctrl-C: the current step is saved, one line, exit 130.
+    first.send_signal(signal.SIGINT)
+    _, stderr = first.communicate(timeout=RUN_TIMEOUT_S)
+  finally:
+    first.kill()
+  assert first.returncode == 130, stderr[-2000:]
+  last = stderr.strip().splitlines()[-1]
+  assert last.startswith("cnnjax: interrupted: saved the checkpoint of step "), last
+  saved = int(last.split("of step ")[1].split()[0])
+  assert (workdir / "checkpoints" / str(saved)).is_dir()
+
+  resumed = _cnnjax("train", *common, f"--config.num_train_steps={saved + 2}")
+  assert resumed.returncode == 0, resumed.stderr[-2000:]
+  assert f"resuming from the checkpoint at step {saved} of {saved + 2}" in resumed.stdout
+  assert resumed.stdout.strip().splitlines()[-1].startswith("done: eval top-1 error ")
+  steps_logged = [record["step"] for record in metrics_lib.read(workdir) if "train/loss" in record]
+  assert steps_logged == sorted(set(steps_logged))  # No record twice.
+  final = results.read(workdir)["final_eval"]
+
+  # Evaluated as trained (ReLU), with no --config and no repeated overrides.
+  evaluated = _cnnjax("eval", "--workdir", workdir)
+  assert evaluated.returncode == 0, evaluated.stderr[-2000:]
+  assert f"step {saved + 2}: eval/loss={final['eval/loss']:.4f}" in evaluated.stdout
+  assert "WARNING" not in evaluated.stderr and "Traceback" not in evaluated.stderr
+  [evaluation] = json.loads((workdir / "eval" / f"{saved + 2}.json").read_text())["evaluations"]
+  assert evaluation["split"] == "test" and evaluation["checkpoint"] == "latest"
+  assert evaluation["metrics"]["eval/top1_error"] == pytest.approx(final["eval/top1_error"])
+
+
+@pytest.mark.parametrize("signum, delay_s, status", [
+    (signal.SIGTERM, 1.0, 75), (signal.SIGTERM, 4.0, 75),  # Mid-import; planning or compiling.
+    (signal.SIGINT, 2.0, 130)])
+def test_a_signal_while_starting_stops_the_run(tmp_path, digits_dir, signum, delay_s, status):
   """Before training has a step to save, SIGTERM still exits 75 (retry), not
-  -15, and is not lost: the run stops instead of training to the end."""
+  -15, and Ctrl-C 130 with one line, not a traceback; neither is lost: the
+  run stops instead of training to the end."""
   process = subprocess.Popen(
       [sys.executable, "-m", "cnnjax", "train", "--config", LENET_DIGITS, "--workdir",
        str(tmp_path / "run"), f"--config.dataset.data_dir={digits_dir}"],
-      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+      **CTRL_C_REACHES_IT)
   try:
     time.sleep(delay_s)
-    process.send_signal(signal.SIGTERM)
+    process.send_signal(signum)
     _, stderr = process.communicate(timeout=120)
   finally:
     process.kill()
-  assert process.returncode == 75, stderr[-2000:]
-  assert "preempted" in stderr.strip().splitlines()[-1]
+  assert process.returncode == status, stderr[-2000:]
+  assert "Traceback" not in stderr
+  assert ("preempted" if status == 75 else "interrupted") in stderr.strip().splitlines()[-1]
+
+
+def test_eval_uses_the_workdirs_network_and_refuses_another(tmp_path, digits_dir, capsys):
+  """A run trained with an override is evaluated as trained; an eval override
+  or an experiment file that changes the network is refused, whatever the flags."""
+  workdir = tmp_path / "relu"
+  assert _train(workdir, "--config.model.activation=relu", "--config.num_train_steps=4",
+                "--config.batch_size=16", "--config.eval_every_steps=2",
+                "--config.checkpoint_every_steps=2", data_dir=digits_dir) == 0
+  final = results.read(workdir)["final_eval"]
+  capsys.readouterr()
+  assert cli.main(["eval", "--workdir", str(workdir), "--best"]) == 0
+  out = capsys.readouterr().out
+  best = results.read(workdir)["best_eval"]
+  assert f"step {best['step']}: eval/loss={best['eval/loss']:.4f}" in out
+  assert cli.main(["eval", "--workdir", str(workdir), "--step", "2",
+                   "--config.dataset.eval_split=train"]) == 0
+  assert "step 2: eval/loss=" in capsys.readouterr().out
+  evaluations = json.loads((workdir / "eval" / "2.json").read_text())["evaluations"]
+  assert evaluations[-1]["split"] == "train" and evaluations[-1]["checkpoint"] == "step"
+
+  for refused, named in (
+      (["--config.model.activation=tanh"], "config.model.activation cannot change in `cnnjax eval`"),
+      (["--config", LENET_DIGITS], "trained with another network or recipe: model.activation"),
+      (["--allow_config_change"], "unrecognized arguments: --allow_config_change"),
+      (["--step", "3"], "no checkpoint of step 3"),
+  ):
+    assert cli.main(["eval", "--workdir", str(workdir), *refused]) == 2
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1 and named in error, error
+  assert (workdir / "metrics.jsonl").exists() and results.read(workdir)["final_eval"] == final
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["train", "--config", "README.md", "--workdir", "w"], "config file 'README.md' is not a "
+                                                           "Python file"),
+    (["train", "--config", "experiments", "--workdir", "w"], "config file 'experiments' is a "
+                                                             "directory"),
+    (["train", "--config", "no/such.py:arg", "--workdir", "w"], "config file 'no/such.py' does "
+                                                                "not exist"),
+    (["train", "--workdir", "w"], "the following arguments are required: --config"),
+    (["tarin"], "invalid choice: 'tarin'"),
+    (["eval", "--workdir", "w", "--step", "1", "--best"], "not allowed with argument"),
+])
+def test_argument_mistakes_are_one_line_before_jax_is_imported(argv, message):
+  """A fresh process, so it shows what it imported: neither JAX nor TensorFlow."""
+  code = ("import sys\nfrom cnnjax import cli\ncode = cli.main(sys.argv[1:])\n"
+          "print(sorted(m for m in ('jax', 'tensorflow', 'flax') if m in sys.modules))\n"
+          "sys.exit(code)")
+  run = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True,
+                       cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=60)
+  assert run.returncode == 2
+  assert run.stdout.strip() == "[]"
+  error = run.stderr.strip()
+  assert len(error.splitlines()) == 1 and error.startswith("cnnjax: error: ") and message in error
+
+
+def test_config_and_models_commands_describe_without_running(capsys):
+  assert cli.main(["config", "--config", LENET_DIGITS, "--config.model.activation=relu"]) == 0
+  printed = json.loads(capsys.readouterr().out)
+  assert printed["model"] == {"name": "lenet5", "activation": "relu", "pooling": "trainable",
+                              "c3_connections": "paper"}
+  assert printed["dataset"]["num_shards"] == 8
+  assert cli.main(["config", "--config", LENET_DIGITS, "--config.dataset.image_size=16"]) == 2
+  assert "needs inputs of at least 32x32" in capsys.readouterr().err
+
+  assert cli.main(["models", "lenet5", "resnet20", "--format", "json"]) == 0
+  rows = json.loads(capsys.readouterr().out)
+  assert [(row["name"], row["input"], row["parameters"]) for row in rows] == [
+      ("lenet5", "32x32x1", 60_850), ("resnet20", "32x32x3", 269_722)]
+  assert rows[1]["options"]["shortcut"] == "A"
+  assert cli.main(["models", "resnet21"]) == 2
+  assert "unknown model 'resnet21'" in capsys.readouterr().err

@@ -8,6 +8,7 @@ from helpers import tiny_config
 
 from cnnjax import train
 from cnnjax.data import InputPipeline, open_builder
+from cnnjax.errors import UserError
 
 
 def _pipeline(config, local_devices=4):
@@ -37,6 +38,45 @@ def test_train_batches_are_shaped_per_device_normalised_and_seeded(digits_dir):
   assert not np.array_equal(first["label"], other_seed["label"])
 
 
+def _global_batches(config, process_count, local_devices, steps, start_step=0):
+  """The first `steps` global batches (images, labels) as the processes together feed them."""
+  streams = [InputPipeline(open_builder(config.dataset), config.dataset, seed=config.seed,
+                           process_index=index, process_count=process_count,
+                           local_devices=local_devices).train_batches(32, start_step)
+             for index in range(process_count)]
+  batches = []
+  for _ in range(steps):
+    parts = [next(stream) for stream in streams]  # Each [local_devices, per_device, ...].
+    batches.append({key: np.concatenate([part[key].reshape((-1,) + part[key].shape[2:])
+                                         for part in parts]) for key in ("image", "label", "id")})
+  return batches
+
+
+def test_global_batches_do_not_depend_on_devices_or_processes(digits_dir):
+  """1, 2 or 4 devices, in one process or two: the same global batches, so a
+  run's result does not depend on the hardware, and it can resume on other
+  hardware exactly where it stopped."""
+  config = tiny_config(digits_dir, batch_size=32, dataset__train_preprocess="pad_crop_flip")
+  one = _global_batches(config, 1, 1, steps=3)
+  for process_count, local_devices in ((1, 2), (1, 4), (2, 2), (2, 1), (4, 2)):
+    other = _global_batches(config, process_count, local_devices, steps=3)
+    for a, b in zip(one, other):
+      np.testing.assert_array_equal(a["id"], b["id"])
+      np.testing.assert_array_equal(a["image"], b["image"])  # Augmentation included.
+  resumed = _global_batches(config, 1, 2, steps=1, start_step=2)
+  np.testing.assert_array_equal(resumed[0]["image"], one[2]["image"])
+
+
+def test_shards_that_devices_or_the_batch_cannot_split_are_refused(digits_dir):
+  pipeline = _pipeline(tiny_config(digits_dir, dataset__num_shards=6))
+  with pytest.raises(UserError, match="num_shards=6 is not a multiple of the 4 devices"):
+    pipeline.check_sharding(24)
+  pipeline = _pipeline(tiny_config(digits_dir, dataset__num_shards=8))
+  with pytest.raises(UserError, match="batch_size=20 is not a multiple of "
+                                      "config.dataset.num_shards=8"):
+    pipeline.check_sharding(20)
+
+
 def test_subtract_mean_keeps_the_pixel_scale(digits_dir):
   """AlexNet §2 / VGG §2.1: the mean is subtracted from 0-255 pixels, nothing is divided."""
   config = tiny_config(digits_dir, batch_size=64)
@@ -51,7 +91,7 @@ def test_subtract_mean_keeps_the_pixel_scale(digits_dir):
 def test_starting_at_a_step_continues_the_same_stream_across_epochs(digits_dir):
   pipeline = _pipeline(tiny_config(digits_dir))
   steps_per_epoch = pipeline.steps_per_epoch(128)
-  assert steps_per_epoch == 1497 // 128
+  assert steps_per_epoch == 1497 // 8 // 16  # The smallest of 8 shards, 16 examples each.
   stream = pipeline.train_batches(128)
   straight = [next(stream) for _ in range(steps_per_epoch + 3)]
   for start in (1, steps_per_epoch, steps_per_epoch + 2):

@@ -49,7 +49,9 @@ def test_a_damaged_record_mid_training_names_the_file_and_keeps_checkpoints(
     data_dir, digits_dir, tmp_path, capsys):
   shard = data_dir / TRAIN_FILE
   damaged = bytearray(shard.read_bytes())
-  at = len(damaged) // 3  # Read near step 1497 / 3 / 16 = 31 with a small shuffle buffer.
+  # Shard 2 of the 8 starts at 1/4 of the file and gives 2 examples a step: a
+  # record at 0.28 is read (shuffle buffer of 16 ahead) near step 0.03 * 1497 / 2 = 22.
+  at = int(len(damaged) * 0.28)
   damaged[at:at + 16] = bytes(byte ^ 0xFF for byte in damaged[at:at + 16])
   shard.write_bytes(bytes(damaged))
   workdir = tmp_path / "run"

@@ -291,3 +291,22 @@ def test_within_map_norm_matches_cuda_convnet(size, scale):
   half = layers.within_map_response_norm(jnp.asarray(a, jnp.bfloat16), size=size, scale=scale,
                                          power=0.75)
   assert half.dtype == jnp.bfloat16
+
+
+def _dropout_masks(devices: int, rows: int = 8, features: int = 64):
+  """The masks dropout draws for a global batch of `rows`, split over `devices`."""
+  layer = layers.Dropout(0.5, deterministic=False, axis_name="devices")
+  ones = np.ones((devices, rows // devices, features), np.float32)
+  apply = lambda x: layer.apply({}, x, rngs={"dropout": jax.random.key(3)})
+  out = jax.pmap(apply, axis_name="devices", devices=jax.devices()[:devices])(ones)
+  return np.asarray(out).reshape(rows, features)
+
+
+def test_dropout_masks_do_not_depend_on_the_device_count():
+  one = _dropout_masks(1)
+  assert set(np.unique(one)) == {0.0, 2.0}  # Kept units scaled by 1 / (1 - rate).
+  assert 0.3 < (one > 0).mean() < 0.7
+  np.testing.assert_array_equal(_dropout_masks(2), one)
+  np.testing.assert_array_equal(_dropout_masks(4), one)
+  # Rows differ from each other: no device repeats another's mask.
+  assert len({row.tobytes() for row in one}) == len(one)

@@ -140,7 +140,7 @@ def test_two_processes_train_as_one_and_resume_identically(digits_dir, tmp_path)
   assert sorted(os.listdir(resumed / "checkpoints")) == [str(EVERY)]
   _finish(_launch(resumed, digits_dir, use_environment=True), resumed)
   assert f"resuming from the checkpoint at step {EVERY}" in pathlib.Path(
-      f"{resumed}.p1.log").read_text()
+      f"{resumed}.p0.log").read_text()
   again = _final_state(plan, resumed)
   print(f"max |resumed - straight| two-process state: {_max_difference(again, two):.3g}")
   assert _identical(again, two)

@@ -15,13 +15,13 @@ import sys
 import jax
 import numpy as np
 import pytest
-from helpers import LENET_DIGITS, ROOT
+from helpers import LENET_DIGITS, ROOT, CTRL_C_REACHES_IT
 
 from cnnjax import cli, parallel, steps, train
 from cnnjax import config as config_lib
 from cnnjax import metrics as metrics_lib
 from cnnjax.checkpoint import Checkpointer
-from cnnjax.stopping import DIVERGED_STATUS, PREEMPTED_STATUS, Diverged
+from cnnjax.stopping import DIVERGED_STATUS, INTERRUPTED_STATUS, PREEMPTED_STATUS, Diverged
 
 ORBAX_PATH = "orbax.checkpoint._src.path"
 OVERRIDES = {"batch_size": 16, "num_train_steps": 8, "log_every_steps": 2, "eval_every_steps": 4,
@@ -47,7 +47,8 @@ def run_cli(workdir, digits_dir, faults="", **changes) -> subprocess.CompletedPr
   command = [sys.executable, str(ROOT / "tests" / "fault_driver.py"), "train",
              "--config", LENET_DIGITS, "--workdir", str(workdir)]
   command += [f"--config.{key}={value}" for key, value in _overrides(digits_dir, **changes)]
-  return subprocess.run(command, env=env, capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
+  return subprocess.run(command, env=env, capture_output=True, text=True, timeout=RUN_TIMEOUT_S,
+                        **CTRL_C_REACHES_IT)
 
 
 def final_state(workdir, plan, step):
@@ -113,8 +114,9 @@ def test_killed_at_every_stage_of_a_save_resumes_exactly(digits_dir, tmp_path, s
   assert "removed incomplete checkpoint" in result.stdout and "2.orbax-checkpoint-tmp" in result.stdout
   assert "resuming" not in result.stdout
   assert steps_on_disk(workdir) == ["2", "4.orbax-checkpoint-tmp"]
-  # 3. Resumes at 2; SIGKILL just after step 4 is renamed into place.
-  result = run_cli(workdir, digits_dir, f"kill+@{ORBAX_PATH}.async_path:rename#2")
+  # 3. Resumes at 2; SIGKILL just after step 4 is renamed into place (its third
+  #    rename: step 4 has eval metrics, an item of their own, then the step itself).
+  result = run_cli(workdir, digits_dir, f"kill+@{ORBAX_PATH}.async_path:rename#3")
   assert result.returncode == -signal.SIGKILL
   assert "removed incomplete checkpoint" in result.stdout and "4.orbax-checkpoint-tmp" in result.stdout
   assert "resuming from the checkpoint at step 2 of 8" in result.stdout
@@ -124,6 +126,15 @@ def test_killed_at_every_stage_of_a_save_resumes_exactly(digits_dir, tmp_path, s
   assert result.returncode == PREEMPTED_STATUS, result.stderr[-2000:]
   assert "preempted: saved the checkpoint of step 5 of 8" in result.stderr
   assert Checkpointer(workdir / "checkpoints", keep=2).latest_step() == 5
+  # 4b. Resumes at 5; Ctrl-C during step 6 asks for a save; a second Ctrl-C amid
+  #     its array writes aborts at once: exit 130, no partial step 6 left behind.
+  result = run_cli(workdir, digits_dir, "int@cnnjax.metrics:ExampleIdLog.write#1,"
+                   "int@orbax.checkpoint._src.serialization.type_handlers:"
+                   "NumpyHandler._open_and_write#10")
+  assert result.returncode == INTERRUPTED_STATUS, result.stderr[-2000:]
+  assert "interrupted again: stopped at once without saving" in result.stderr
+  assert "6" not in steps_on_disk(workdir) and not any(
+      "tmp" in name for name in steps_on_disk(workdir))
   # 5. Resumes at 5; SIGKILL as orbax, after a save, moves the first step it no
   #    longer keeps out of sight for deletion (which one depends on the eval metrics).
   result = run_cli(workdir, digits_dir,

@@ -51,12 +51,12 @@ def test_a_different_experiment_is_refused_naming_the_keys(override, named, digi
 def test_eval_may_change_the_split_train_may_not(digits_dir, tmp_path):
   _stored(tmp_path, tiny_config(digits_dir))
   other_split = tiny_config(digits_dir, dataset__eval_split="train")
-  assert workdir_lib.check_config(other_split, tmp_path, command="eval")
+  workdir_lib.check_eval_config(other_split, tmp_path)
   with pytest.raises(UserError, match="dataset.eval_split 'test' -> 'train'"):
     workdir_lib.check_config(other_split, tmp_path)
-  with pytest.raises(UserError, match="model.activation"):
-    workdir_lib.check_config(tiny_config(digits_dir, model__activation="relu"), tmp_path,
-                             command="eval")
+  with pytest.raises(UserError, match="trained with another network or recipe: "
+                                      "model.activation 'scaled_tanh' -> 'relu'"):
+    workdir_lib.check_eval_config(tiny_config(digits_dir, model__activation="relu"), tmp_path)
 
 
 @pytest.mark.parametrize("content", ["{not json", "[1, 2]", "\x80\x81"])

@@ -1,19 +1,27 @@
 """Input pipelines: TFDS datasets through tf.data. The only package that imports
-TensorFlow, which feeds the host and must never take an accelerator."""
+TensorFlow, which feeds the host and must never take an accelerator.
+
+Importing the package does not import TensorFlow: `dataset_spec` (what cnnjax
+knows of a dataset) is free of it, so configs are checked at once;
+`InputPipeline` and `open_builder` import it when first used.
+"""
 
 import os
 
 # Quiet TensorFlow's C++ start-up logging, and keep its CPU ops free of
-# oneDNN's reordered arithmetic so preprocessing is bitwise repeatable.
+# oneDNN's reordered arithmetic so preprocessing is bitwise repeatable. Set
+# here, before any module of the package can import TensorFlow.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
-import tensorflow as tf  # noqa: E402
-
-tf.config.set_visible_devices([], "GPU")
-# TFDS calls deprecated tf.data APIs (e.g. CounterV2 for `tfds_id`); their
-# warnings are TensorFlow's business, not the user's.
-tf.get_logger().setLevel("ERROR")
-
 from cnnjax.data.datasets import DATASETS, DatasetSpec, dataset_spec  # noqa: E402
-from cnnjax.data.pipeline import InputPipeline, open_builder  # noqa: E402
+
+_PIPELINE_NAMES = ("InputPipeline", "open_builder")
+
+
+def __getattr__(name: str):
+  if name in _PIPELINE_NAMES:
+    from cnnjax.data import pipeline
+
+    return getattr(pipeline, name)
+  raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

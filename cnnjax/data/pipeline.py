@@ -1,25 +1,30 @@
-"""The tf.data input pipeline: TFDS split per device and per process, seeded
-per-epoch shuffle, preprocessing recipes, batches shaped
+"""The tf.data input pipeline: TFDS split into shards read per process, a
+seeded per-epoch shuffle, preprocessing recipes, batches shaped
 [local_devices, per_device, ...].
 
-Training data is split per device, not just per process: the train split is
-cut into one even shard per device of the whole run (`tfds.even_splits`), and
-each process reads only the shards of its own devices. A device's stream
-(shuffle, augmentation) depends on the seed and its global index alone, so
-the global batch at every step is the same however the devices are grouped
-into processes: 2 processes x 2 devices train exactly like 1 process x 4
-devices. (A per-process split shuffled per process would tie the data order
-to the process count.) The shuffle buffer is per device shard.
+The sequence of global batches is a function of the seed and the dataset
+alone, whatever the number of devices and processes. The train split is cut
+into `dataset.num_shards` even shards (`tfds.even_splits`); each shard is a
+stream of its own, shuffled and augmented from seeds derived from (seed,
+epoch, shard, position) only. Global batch t is the concatenation, in shard
+order, of `batch_size / num_shards` examples from every shard. Devices hold
+consecutive shards (device d of D holds shards d·K/D .. (d+1)·K/D - 1), so
+any device count dividing `num_shards` sees the same global batches, and a
+process reads only its own devices' shards. A run can thus resume on another
+number of devices (elastic resume) exactly where it stopped. The shuffle
+buffer is per shard.
 
-Training is exactly resumable: epoch e of device d is its shard shuffled with
-a seed derived from (seed, e, d), cut to a whole number of batches, and every
+Training is exactly resumable: epoch e of shard k is that shard shuffled with
+a seed derived from (seed, e, k), cut to a whole number of steps, and every
 example's augmentation is seeded by its position in the epoch. Starting at
-step s rebuilds that stream and skips the examples of the steps already
+step s rebuilds the streams and skips the examples of the steps already
 taken, before they are decoded. Evaluation reads a per-process split: its
 sums do not depend on the order.
 """
 
+import contextlib
 import dataclasses
+import io
 import pathlib
 from typing import Iterator
 
@@ -32,6 +37,11 @@ from google.protobuf import json_format
 from cnnjax.data import preprocess
 from cnnjax.data.datasets import DatasetSpec, dataset_spec
 from cnnjax.errors import UserError, choose
+
+tf.config.set_visible_devices([], "GPU")
+# TFDS calls deprecated tf.data APIs (e.g. CounterV2 for `tfds_id`); their
+# warnings are TensorFlow's business, not the user's.
+tf.get_logger().setLevel("ERROR")
 
 Batch = dict[str, np.ndarray]
 
@@ -47,7 +57,7 @@ def open_builder(dataset: ml_collections.ConfigDict) -> tfds.core.DatasetBuilder
       from cnnjax.data import digits  # Defining the builder class registers it with TFDS.
 
       builder = digits.Digits(data_dir=data_dir)
-      builder.download_and_prepare()  # Offline; a no-op once prepared.
+      _prepare_embedded(builder)
       return builder
     return tfds.builder(dataset.name, data_dir=data_dir)
   except json_format.ParseError as error:  # A damaged dataset_info.json.
@@ -55,6 +65,21 @@ def open_builder(dataset: ml_collections.ConfigDict) -> tfds.core.DatasetBuilder
     raise UserError(f"the metadata of dataset {dataset.name!r} in {where} is damaged ({error}); "
                     f"delete {where} and prepare it again: " + spec.how_to_get.format(
                         name=dataset.name, dir=where.parent)) from None
+
+
+def _prepare_embedded(builder: tfds.core.DatasetBuilder) -> None:
+  """Builds an embedded dataset on first use, offline, saying so in one line
+  (TFDS's own messages speak of downloads of unknown size, which are not)."""
+  if builder.is_prepared():
+    return
+  print(f"building the embedded dataset {builder.name} in {builder.data_dir_root} (once, offline)",
+        flush=True)
+  tfds.display_progress_bar(False)
+  try:
+    with contextlib.redirect_stdout(io.StringIO()):
+      builder.download_and_prepare()
+  finally:
+    tfds.display_progress_bar(True)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,10 +132,11 @@ class InputPipeline:
     return self._open(split, tfds.split_for_jax_process(
         split, process_index=process_index, process_count=self.process_count))
 
-  def read_device_shard(self, split: str, device: int) -> tf.data.Dataset:
-    """Global device `device`'s share of `split`, images still encoded, each
-    with its `tfds_id` (training reports which examples each step saw)."""
-    return self._open(split, tfds.even_splits(split, n=self.device_count)[device], with_ids=True)
+  def read_shard(self, split: str, shard: int) -> tf.data.Dataset:
+    """Shard `shard` of `split` (of `dataset.num_shards`), images still encoded,
+    each example with its `tfds_id` (training reports which examples each step saw)."""
+    part = tfds.even_splits(split, n=self.dataset.num_shards)[shard]
+    return self._open(split, part, with_ids=True)
 
   def _open(self, split: str, part, with_ids: bool = False) -> tf.data.Dataset:
     try:
@@ -130,24 +156,35 @@ class InputPipeline:
       raise UserError(f"dataset {self.dataset.name!r} has no split {split!r} "
                       f"(config.dataset.{key}): {error}") from None
 
-  def _local_device_indices(self) -> range:
-    """This process's devices in the order of pmap's axis: processes in turn."""
-    return range(self.process_index * self.local_devices,
-                 (self.process_index + 1) * self.local_devices)
+  def check_sharding(self, global_batch: int) -> None:
+    """A UserError unless the devices and the batch split the shards evenly."""
+    shards = self.dataset.num_shards
+    if shards % self.device_count:
+      raise UserError(
+          f"config.dataset.num_shards={shards} is not a multiple of the {self.device_count} "
+          f"devices; set it to a multiple of {self.device_count} that divides batch_size (the "
+          "data order depends on num_shards, never on the devices)")
+    if global_batch % shards:
+      raise UserError(f"config.batch_size={global_batch} is not a multiple of "
+                      f"config.dataset.num_shards={shards}; each step takes the same number of "
+                      "examples from every shard")
 
-  def _smallest_shard(self, split: str) -> int:
-    """The fewest examples any device gets, so all devices take the same steps."""
-    return min(int(self.read_device_shard(split, device).cardinality())
-               for device in range(self.device_count))
+  def _shards_of_this_process(self) -> range:
+    """Shards in the order of pmap's axis: processes in turn, then their devices."""
+    per_process = self.dataset.num_shards // self.process_count
+    return range(self.process_index * per_process, (self.process_index + 1) * per_process)
 
-  def steps_per_epoch(self, process_batch: int) -> int:
-    smallest = self._smallest_shard(self.dataset.train_split)
-    steps = smallest // (process_batch // self.local_devices)
+  def steps_per_epoch(self, global_batch: int) -> int:
+    """Steps in an epoch: the smallest shard decides, so every shard takes the same steps."""
+    per_shard = global_batch // self.dataset.num_shards
+    smallest = min(int(self.read_shard(self.dataset.train_split, shard).cardinality())
+                   for shard in range(self.dataset.num_shards))
+    steps = smallest // per_shard
     if steps == 0:
       raise UserError(
           f"batch_size is larger than the {self.dataset.train_split!r} split of "
-          f"{self.dataset.name!r} ({smallest} examples per device, "
-          f"{smallest * self.device_count} in all); lower config.batch_size")
+          f"{self.dataset.name!r} ({smallest} examples per shard, "
+          f"{smallest * self.dataset.num_shards} in all); lower config.batch_size")
     return steps
 
   def eval_steps(self, process_batch: int) -> int:
@@ -155,47 +192,53 @@ class InputPipeline:
                   for index in range(self.process_count))
     return -(-largest // process_batch)
 
-  def train_batches(self, process_batch: int, start_step: int = 0) -> Iterator[Batch]:
-    """Training batches from `start_step` on, forever: each local device's stream, stacked.
+  def train_batches(self, global_batch: int, start_step: int = 0) -> Iterator[Batch]:
+    """This process's training batches from `start_step` on, forever.
 
     `id` holds each example's TFDS id (bytes, e.g. b"digits-train.tfrecord-00000-of-00001__42"),
     for the host only: take it out before the batch goes to the devices.
     """
-    device_batch = process_batch // self.local_devices
-    steps_per_epoch = self.steps_per_epoch(process_batch)
-    streams = tuple(self._device_stream(device, device_batch, steps_per_epoch, start_step)
-                    for device in self._local_device_indices())
-    ds = tf.data.Dataset.zip(streams).map(
-        lambda *batches: {key: tf.stack([batch[key] for batch in batches]) for key in batches[0]})
-    yield from self._as_numpy(ds.prefetch(tf.data.AUTOTUNE), self.dataset.train_split)
+    per_shard = global_batch // self.dataset.num_shards
+    steps_per_epoch = self.steps_per_epoch(global_batch)
+    shards = self._shards_of_this_process()
+    streams = [self._shard_stream(shard, per_shard, steps_per_epoch, start_step)
+               for shard in shards]
+    # Each step takes `per_shard` examples from every shard, in shard order.
+    order = np.repeat(np.arange(len(streams), dtype=np.int64), per_shard)
+    ds = tf.data.Dataset.choose_from_datasets(
+        streams, tf.data.Dataset.from_tensor_slices(order).repeat())
+    ds = ds.map(self._prepare_for_training, num_parallel_calls=tf.data.AUTOTUNE,
+                deterministic=True)
+    ds = ds.batch(per_shard * len(streams), drop_remainder=True)
+    for batch in self._as_numpy(ds.prefetch(tf.data.AUTOTUNE), self.dataset.train_split):
+      yield self._per_device(batch)
 
-  def _device_stream(self, device: int, device_batch: int, steps_per_epoch: int,
-                     start_step: int) -> tf.data.Dataset:
-    """Global device `device`'s batches from `start_step` on."""
-    base = self._maybe_cache(self.read_device_shard(self.dataset.train_split, device))
-    recipe = preprocess.RECIPES[self.dataset.train_preprocess]
-    normalize = preprocess.NORMALIZATIONS[self.dataset.normalization]
+  def _shard_stream(self, shard: int, per_shard: int, steps_per_epoch: int,
+                    start_step: int) -> tf.data.Dataset:
+    """Shard `shard`'s examples from `start_step` on, each as (epoch, shard, position, example)."""
+    base = self._maybe_cache(self.read_shard(self.dataset.train_split, shard))
 
     def epoch(index):
-      shuffle_seed = (self.seed * 1_000_003 + index) * 1009 + device
+      shuffle_seed = (self.seed * 1_000_003 + index) * 1009 + shard
       shuffled = base.shuffle(self.dataset.shuffle_buffer, seed=shuffle_seed)
-      examples = shuffled.take(steps_per_epoch * device_batch).enumerate()
-      return examples.map(lambda position, example: (index, position, example))
-
-    def prepare(epoch_index, position, example):
-      seed = tf.stack([tf.cast(self.seed, tf.int64), epoch_index])
-      seed = tf.random.experimental.stateless_fold_in(seed, device)
-      seed = tf.random.experimental.stateless_fold_in(seed, position)
-      example_id = example["tfds_id"]
-      example = normalize(recipe(example, seed, self.image_size, self.spec), self.spec)
-      return {"image": example["image"], "label": tf.cast(example["label"], tf.int32),
-              "id": example_id}
+      examples = shuffled.take(steps_per_epoch * per_shard).enumerate()
+      return examples.map(lambda position, example: (index, shard, position, example))
 
     first_epoch, offset = divmod(start_step, steps_per_epoch)
     ds = tf.data.Dataset.range(first_epoch, np.iinfo(np.int64).max).flat_map(epoch)
-    ds = ds.skip(offset * device_batch)
-    ds = ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    return ds.batch(device_batch, drop_remainder=True)
+    return ds.skip(offset * per_shard)
+
+  def _prepare_for_training(self, epoch, shard, position, example):
+    """Decodes and augments one example, seeded by where it is in the stream."""
+    recipe = preprocess.RECIPES[self.dataset.train_preprocess]
+    normalize = preprocess.NORMALIZATIONS[self.dataset.normalization]
+    seed = tf.stack([tf.cast(self.seed, tf.int64), epoch])
+    seed = tf.random.experimental.stateless_fold_in(seed, shard)
+    seed = tf.random.experimental.stateless_fold_in(seed, position)
+    example_id = example["tfds_id"]
+    example = normalize(recipe(example, seed, self.image_size, self.spec), self.spec)
+    return {"image": example["image"], "label": tf.cast(example["label"], tf.int32),
+            "id": example_id}
 
   def eval_batches(self, process_batch: int) -> Iterator[Batch]:
     """The whole eval split once, padded to full batches; `mask` marks real examples.

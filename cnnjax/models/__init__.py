@@ -12,6 +12,7 @@ import dataclasses
 import functools
 from typing import Callable
 
+import jax.numpy as jnp
 from flax import linen as nn
 
 from cnnjax.errors import UserError
@@ -102,8 +103,40 @@ def create_model(name: str, *, num_classes: int, **overrides) -> nn.Module:
   return MODELS[name](num_classes=num_classes, **overrides)
 
 
+def describe(name: str) -> dict:
+  """A registered model at its native input: `name`, `input` (HxWxC),
+  `parameters` (trainable, at 10 classes for the MNIST/CIFAR-sized networks
+  and 1000 for the ImageNet ones, as their papers count) and `options` (its
+  switches with their values). Traces the model abstractly; computes nothing."""
+  import jax
+
+  size, channels = NATIVE_INPUT_SIZE[name], NATIVE_INPUT_CHANNELS[name]
+  model = create_model(name, num_classes=10 if size <= 32 else 1000)
+  images = jax.ShapeDtypeStruct((1, size, size, channels), jnp.float32)
+  variables = jax.eval_shape(lambda x: model.init(jax.random.key(0), x, train=False), images)
+  return {"name": name, "input": f"{size}x{size}x{channels}",
+          "parameters": sum(leaf.size for leaf in jax.tree.leaves(variables["params"])),
+          "options": model_defaults(name)}
+
+
+def from_config(config, axis_name: str | None = None) -> nn.Module:
+  """The model `config.model` describes, for the classes of `config.dataset`,
+  computing in bfloat16 under `config.half_precision`. `axis_name` (the
+  device axis) is given to models that take it when `config.sync_batch_norm`."""
+  from cnnjax.data import dataset_spec
+
+  options = {key: value for key, value in config.model.items() if key != "name"}
+  model = create_model(config.model.name, num_classes=dataset_spec(config.dataset.name).num_classes,
+                       dtype=jnp.bfloat16 if config.half_precision else jnp.float32, **options)
+  if axis_name and config.sync_batch_norm and "axis_name" in model_options(config.model.name):
+    model = model.clone(axis_name=axis_name)
+  return model
+
+
 # Set by the trainer from the config (`num_classes` from the dataset, `dtype`
-# from `half_precision`, `axis_name` from `sync_batch_norm`), not by the user.
+# from `half_precision`, `axis_name` — the device axis over which BatchNorm
+# averages its statistics and dropout draws its masks — from `sync_batch_norm`),
+# not by the user.
 TRAINER_OPTIONS = ("num_classes", "dtype", "axis_name")
 
 

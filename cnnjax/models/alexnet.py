@@ -111,7 +111,7 @@ class AlexNet(nn.Module):
     for name in ("fc6", "fc7"):
       x = act(nn.Dense(self.dense_features, dtype=self.dtype, name=name,
                        **self._init(name, x.shape[-1]))(x))
-      x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
+      x = layers.Dropout(self.dropout_rate, not train, self.axis_name)(x)
     return nn.Dense(self.num_classes, dtype=self.dtype, name="fc8",
                     **self._init("fc8", x.shape[-1]))(x)
 

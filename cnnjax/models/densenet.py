@@ -90,7 +90,7 @@ class DenseNet(nn.Module):
                              kernel_init=nn.initializers.variance_scaling(2.0, "fan_out", "normal"))
     norm = functools.partial(layers.batch_norm, train=train, axis_name=self.axis_name,
                              dtype=self.dtype)
-    dropout = functools.partial(nn.Dropout, self.dropout_rate, deterministic=not train)
+    dropout = functools.partial(layers.Dropout, self.dropout_rate, not train, self.axis_name)
 
     x = images.astype(self.dtype)
     if self.stem == "imagenet":  # Table 1: 7x7/2 conv, 3x3/2 max pool (torchvision adds BN-ReLU).

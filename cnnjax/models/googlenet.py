@@ -94,6 +94,7 @@ class AuxClassifier(nn.Module):
   num_classes: int
   conv: Callable[..., nn.Module]
   act: Callable[[jax.Array], jax.Array]
+  axis_name: str | None = None
   dtype: Any = jnp.float32
 
   @nn.compact
@@ -102,7 +103,7 @@ class AuxClassifier(nn.Module):
     x = self.conv(128, 1, name="conv")(x, train=train)
     x = x.reshape((x.shape[0], -1))
     x = self.act(nn.Dense(1024, dtype=self.dtype, kernel_init=XAVIER, name="fc1")(x))
-    x = nn.Dropout(0.7, deterministic=not train)(x)
+    x = layers.Dropout(0.7, not train, self.axis_name)(x)
     return nn.Dense(self.num_classes, dtype=self.dtype, kernel_init=XAVIER, name="fc2")(x)
 
 
@@ -154,12 +155,12 @@ class GoogLeNet(nn.Module):
       # The heads are built at init even for train=False, so the parameters
       # exist when training applies them.
       if name in AUX_AFTER and self.aux_classifiers and (train or self.is_initializing()):
-        aux_logits = AuxClassifier(self.num_classes, conv, act, self.dtype,
+        aux_logits = AuxClassifier(self.num_classes, conv, act, self.axis_name, self.dtype,
                                    name=f"aux{name}")(x, train=train)
         if train:
           self.sow("intermediates", "aux_logits", aux_logits)
     x = jnp.mean(x, axis=(1, 2))  # Table 1's 7x7 average pool, at any input size.
-    x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
+    x = layers.Dropout(self.dropout_rate, not train, self.axis_name)(x)
     return nn.Dense(self.num_classes, dtype=self.dtype, kernel_init=XAVIER, name="fc")(x)
 
 

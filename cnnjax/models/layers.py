@@ -173,6 +173,41 @@ class ConvNormAct(nn.Module):
     return self.act(x)
 
 
+class Dropout(nn.Module):
+  """Dropout (Srivastava et al. 2014; AlexNet §4.2) whose masks do not depend
+  on how the global batch is split over devices.
+
+  With `axis_name` (the device axis under pmap), every device draws the mask
+  of the whole global batch from the same key and keeps its own rows, so
+  example i of a step gets the same mask on 1, 2 or 8 devices and a run's
+  result does not depend on the device count (cnnjax.data.pipeline makes the
+  global batches themselves independent of it). That draws devices x more
+  random bits, which is little next to the layer it follows. Without
+  `axis_name` it is Flax's dropout: the caller must give each device its own
+  key. Kept units are scaled by 1 / (1 - rate), as Flax and PyTorch do.
+  """
+
+  rate: float
+  deterministic: bool
+  axis_name: str | None = None
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    if self.deterministic or self.rate == 0:
+      return x
+    keep = 1.0 - self.rate
+    key = self.make_rng("dropout")
+    if self.axis_name is None:
+      mask = jax.random.bernoulli(key, keep, x.shape)
+    else:
+      rows = x.shape[0]
+      devices = jax.lax.axis_size(self.axis_name)
+      every_row = jax.random.bernoulli(key, keep, (rows * devices, *x.shape[1:]))
+      start = jax.lax.axis_index(self.axis_name) * rows
+      mask = jax.lax.dynamic_slice_in_dim(every_row, start, rows)
+    return jnp.where(mask, x / jnp.asarray(keep, x.dtype), jnp.zeros((), x.dtype))
+
+
 POOLINGS = ("max", "avg", "conv")
 
 

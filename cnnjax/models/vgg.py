@@ -97,7 +97,7 @@ class VGG(nn.Module):
     x = x.reshape((x.shape[0], -1))
     for name in ("fc6", "fc7"):
       x = act(nn.Dense(self.dense_features, name=name, **init)(x))
-      x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
+      x = layers.Dropout(self.dropout_rate, not train, self.axis_name)(x)
     return nn.Dense(self.num_classes, name="fc8", **init)(x)
 
 

@@ -1,0 +1,61 @@
+"""Which processes make up a run, as the command line or the environment
+says: the three multi-process flags and their CNNJAX_* variables.
+
+JAX-free, so the CLI checks them before importing JAX; cnnjax.parallel joins
+the processes (and detects SLURM, Open MPI and Cloud TPU jobs itself).
+"""
+
+import dataclasses
+import os
+
+from cnnjax.errors import UserError
+
+# Where the commands read the three multi-process flags when they are not given.
+ENVIRONMENT = {"coordinator_address": "CNNJAX_COORDINATOR_ADDRESS",
+               "num_processes": "CNNJAX_NUM_PROCESSES", "process_id": "CNNJAX_PROCESS_ID"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Cluster:
+  """The processes of an explicitly launched multi-process run."""
+
+  coordinator_address: str  # HOST:PORT where process 0 serves the coordination service.
+  num_processes: int
+  process_id: int
+
+
+def explicit_cluster(coordinator_address: str | None = None, num_processes: int | None = None,
+                     process_id: int | None = None, environ=os.environ) -> Cluster | None:
+  """The cluster the flags (else the CNNJAX_* variables) name, or None when they name none.
+
+  All three go together; anything partial or impossible is a UserError,
+  raised before any process tries to connect.
+  """
+  given = {"coordinator_address": coordinator_address, "num_processes": num_processes,
+           "process_id": process_id}
+  for key, variable in ENVIRONMENT.items():
+    if given[key] is None and environ.get(variable):
+      value = environ[variable]
+      if key != "coordinator_address":
+        try:
+          value = int(value)
+        except ValueError:
+          raise UserError(f"{variable}={value!r} is not an integer") from None
+      given[key] = value
+  missing = [f"--{key} ({ENVIRONMENT[key]})" for key, value in given.items() if value is None]
+  if len(missing) == len(given):
+    return None
+  if missing:
+    raise UserError("--coordinator_address, --num_processes and --process_id go together; "
+                    f"missing: {', '.join(missing)}")
+  cluster = Cluster(**given)
+  host, _, port = cluster.coordinator_address.rpartition(":")
+  if not host or not port.isdigit() or not 0 < int(port) < 65536:
+    raise UserError(f"--coordinator_address={cluster.coordinator_address!r} is not HOST:PORT "
+                    "(e.g. 10.0.0.1:1234, the address of process 0 and a free port)")
+  if cluster.num_processes < 1:
+    raise UserError(f"--num_processes={cluster.num_processes} must be at least 1")
+  if not 0 <= cluster.process_id < cluster.num_processes:
+    raise UserError(f"--process_id={cluster.process_id} must be in 0..{cluster.num_processes - 1} "
+                    f"(--num_processes={cluster.num_processes})")
+  return cluster

@@ -1,0 +1,134 @@
+"""What each `cnnjax` subcommand does, behind cnnjax.cli's flags.
+
+Each function takes the parsed arguments and the `--config.KEY=VALUE` pairs
+and returns the exit status. They import JAX and TensorFlow only once the
+arguments and the config have been checked, so mistakes are reported at once,
+and they say what they are doing while nothing else would show.
+"""
+
+import json
+import pathlib
+import sys
+
+from cnnjax import cluster as cluster_lib
+from cnnjax import config as config_lib
+from cnnjax import results
+from cnnjax.errors import UserError
+
+
+def _say(text: str) -> None:
+  from cnnjax import parallel
+
+  if parallel.is_primary():
+    print(text, flush=True)
+
+
+def train(args, overrides) -> int:
+  cluster = cluster_lib.explicit_cluster(args.coordinator_address, args.num_processes,
+                                         args.process_id)
+  config = config_lib.from_command_line(args.config, overrides)
+  from cnnjax import parallel
+
+  parallel.initialize(cluster)  # Before anything asks JAX about devices.
+  with parallel.own_workdir(args.workdir):
+    config_lib.check_model(config)
+    if _already_complete(config, args.workdir):
+      return 0
+    _say(f"preparing {config.dataset.name} and the input pipeline")
+    from cnnjax import train as train_lib
+
+    plan = train_lib.plan(config)
+    train_lib.train_and_evaluate(plan, args.workdir,
+                                 allow_config_change=args.allow_config_change)
+  return 0
+
+
+def _already_complete(config, workdir: pathlib.Path) -> bool:
+  """Says so, without building a dataset, when the workdir holds this very
+  experiment finished (its results.json and an identical config.json)."""
+  from cnnjax import workdir as workdir_lib
+
+  finished = results.read(workdir)
+  stored = workdir_lib.read_config(workdir) if finished else None
+  if not stored or workdir_lib.differences(stored, config):
+    return False
+  kept = [int(path.name) for path in (workdir / "checkpoints").glob("[0-9]*")
+          if path.name.isdigit()]
+  if finished.get("step") != finished.get("total_steps") or max(kept, default=-1) != finished["step"]:
+    return False  # Not what the checkpoints say: let training look properly.
+  _say(f"training is complete: step {finished['step']} of {finished['total_steps']} in {workdir}")
+  _say(results.summary_line(finished, workdir))
+  return True
+
+
+def evaluate(args, overrides) -> int:
+  """Evaluates a checkpoint with the network the workdir was trained as."""
+  from cnnjax import workdir as workdir_lib
+
+  cluster = cluster_lib.explicit_cluster(args.coordinator_address, args.num_processes,
+                                         args.process_id)
+  workdir_lib.check_eval_overrides(overrides)
+  if not args.workdir.is_dir():
+    raise UserError(f"--workdir {args.workdir} is not a directory; pass the workdir "
+                               "of a `cnnjax train` run")
+  if args.config:
+    config = config_lib.from_command_line(args.config, overrides)
+    workdir_lib.check_eval_config(config, args.workdir)
+  else:
+    config = config_lib.from_workdir(args.workdir)
+    for key, text in overrides:
+      config_lib.override(config, key, text)
+    config_lib.validate(config)
+  from cnnjax import parallel
+
+  parallel.initialize(cluster)
+  config_lib.check_model(config)
+  _say(f"preparing {config.dataset.name}:{config.dataset.eval_split}")
+  from cnnjax import train as train_lib
+
+  plan = train_lib.plan(config)
+  step, metrics = train_lib.evaluate_checkpoint(plan, args.workdir, args.step, args.best)
+  if parallel.is_primary():
+    print(f"step {step}: " + ", ".join(f"{key}={value:.4f}" for key, value in metrics.items()))
+    evaluation = {"split": config.dataset.eval_split, "preprocess": config.dataset.eval_preprocess,
+                  "checkpoint": "best" if args.best else "step" if args.step else "latest",
+                  "half_precision": config.half_precision, "metrics": metrics}
+    try:
+      path = results.record_evaluation(args.workdir, step, evaluation)
+      print(f"written to {path}")
+    except OSError as error:  # A read-only workdir: the printed result is all there is.
+      print(f"cnnjax: note: not written to {args.workdir}: {error.strerror}", file=sys.stderr)
+  return 0
+
+
+def show_config(args, overrides) -> int:
+  """Prints the resolved config as JSON (what config.json would hold), after
+  every check that needs no data."""
+  config = config_lib.from_command_line(args.config, overrides)
+  config_lib.check_model(config)
+  from cnnjax import workdir as workdir_lib
+
+  print(workdir_lib.as_json(config), end="")
+  return 0
+
+
+def list_models(args, overrides) -> int:
+  """The registry: each model's native input, parameters and options."""
+  del overrides
+  from cnnjax import models
+
+  names = args.names or models.list_models()
+  for name in names:
+    models.model_defaults(name)  # Unknown names are a UserError before any work.
+  rows = []
+  if args.format == "table":
+    print(f"{'model':<20} {'input':<10} {'parameters':>12}  options (--config.model.KEY=VALUE)")
+  for name in names:
+    row = models.describe(name)
+    rows.append(row)
+    if args.format == "table":
+      options = ", ".join(f"{key}={value!r}" for key, value in row["options"].items())
+      print(f"{name:<20} {row['input']:<10} {row['parameters']:>12,}  {options}", flush=True)
+  if args.format == "json":
+    print(json.dumps(rows, indent=2))
+  return 0
