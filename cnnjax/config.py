@@ -18,6 +18,7 @@ import importlib.machinery
 import importlib.util
 import json
 import pathlib
+import re
 import traceback
 
 import ml_collections
@@ -67,7 +68,13 @@ def base_config() -> ml_collections.ConfigDict:
       eps=1e-8,
       rms_decay=0.9,
       weight_decay=0.0,  # On kernels only.
+      # ((pattern, decay), ...): a kernel whose path ("conv1/kernel") contains a
+      # match of a pattern (a regular expression) takes the first such pair's
+      # decay instead of weight_decay (cuda-convnet's per-layer `wc`).
+      weight_decay_by_layer=(),
       decoupled_weight_decay=False,  # False: L2 added to the gradient, as the papers do.
+      # Biases' learning rate over the weights' (cuda-convnet's epsB = 2 epsW).
+      bias_learning_rate_scale=1.0,
       grad_clip_norm=0.0,  # 0 disables.
   ))
   config.schedule = ml_collections.ConfigDict(dict(
@@ -299,6 +306,11 @@ def validate(config: ml_collections.ConfigDict) -> None:
        config.optimizer.learning_rate >= 0, "0 or positive"),
       ("optimizer.weight_decay", config.optimizer.weight_decay,
        config.optimizer.weight_decay >= 0, "0 or positive"),
+      ("optimizer.weight_decay_by_layer", config.optimizer.weight_decay_by_layer,
+       _are_layer_decays(config.optimizer.weight_decay_by_layer),
+       "((pattern, decay), ...): regular expressions and decays of 0 or more"),
+      ("optimizer.bias_learning_rate_scale", config.optimizer.bias_learning_rate_scale,
+       config.optimizer.bias_learning_rate_scale >= 0, "0 or positive"),
       ("optimizer.momentum", config.optimizer.momentum, 0 <= config.optimizer.momentum < 1,
        "in [0, 1)"),
       ("optimizer.grad_clip_norm", config.optimizer.grad_clip_norm,
@@ -326,3 +338,17 @@ def validate(config: ml_collections.ConfigDict) -> None:
   for key, value, ok, expected in checks:
     if not ok:
       raise UserError(f"config.{key}={value!r} is impossible; it must be {expected}")
+
+
+def _are_layer_decays(pairs) -> bool:
+  """Whether `pairs` is ((regular expression, decay ≥ 0), ...)."""
+  for pair in pairs:
+    if not (isinstance(pair, (tuple, list)) and len(pair) == 2 and isinstance(pair[0], str)
+            and isinstance(pair[1], (int, float)) and not isinstance(pair[1], bool)
+            and pair[1] >= 0):
+      return False
+    try:
+      re.compile(pair[0])
+    except re.error:
+      return False
+  return True

@@ -3,15 +3,22 @@
 The update is a chain of small transformations:
 
   clip → [L2: g + λw] → direction (momentum, Adam, RMS) → [decoupled: u + λw]
-       → × -learning_rate(step) → [× plateau factor]
+       → × -learning_rate(step) → [biases × bias_learning_rate_scale] → [× plateau factor]
 
 Weight decay touches kernels only, never biases or BatchNorm scales. Coupled
 L2 (added to the gradient before momentum) is what the papers used (AlexNet
 §5: "weight decay of 0.0005"); decoupled decay (Loshchilov & Hutter 2019)
-is `adamw`, or `decoupled_weight_decay=True` with any optimizer.
+is `adamw`, or `decoupled_weight_decay=True` with any optimizer. λ is
+`weight_decay`, or per layer from `weight_decay_by_layer`: ((pattern, λ), ...)
+whose regular expressions are searched in each kernel's path ("conv1/kernel"),
+the first match deciding (cuda-convnet's per-layer `wc`). Biases may learn
+faster than weights by `bias_learning_rate_scale` (cuda-convnet's
+epsB = 2 epsW, Caffe's lr_mult 2), BatchNorm's shifts (also named "bias") too.
 Schedules are functions of the step; their boundaries are given in epochs and
 converted here with `steps_per_epoch`.
 """
+
+import re
 
 import jax
 import jax.numpy as jnp
@@ -25,6 +32,55 @@ def kernel_mask(params):
   """True for convolution and dense kernels: the weights that are decayed."""
   return jax.tree_util.tree_map_with_path(
       lambda path, _: getattr(path[-1], "key", None) == "kernel", params)
+
+
+def bias_mask(params):
+  """True for the parameters named `bias`: dense, convolution, BatchNorm shifts."""
+  return jax.tree_util.tree_map_with_path(
+      lambda path, _: getattr(path[-1], "key", None) == "bias", params)
+
+
+def _path_name(path) -> str:
+  return "/".join(str(getattr(key, "key", key)) for key in path)
+
+
+def layer_weight_decays(optimizer: ml_collections.ConfigDict, params):
+  """λ for every parameter: 0 but on kernels, where it is the decay of the
+  first `weight_decay_by_layer` pattern found in the kernel's path, or else
+  `weight_decay`. A pattern that matches no kernel is a UserError: a typo
+  there would silently leave a layer with the default."""
+  rules = [(re.compile(pattern), float(decay))
+           for pattern, decay in optimizer.weight_decay_by_layer]
+  kernels = [_path_name(path) for path, is_kernel
+             in jax.tree_util.tree_leaves_with_path(kernel_mask(params)) if is_kernel]
+  for pattern, _ in rules:
+    if not any(pattern.search(kernel) for kernel in kernels):
+      raise UserError(f"config.optimizer.weight_decay_by_layer: pattern {pattern.pattern!r} "
+                      f"matches no kernel of this model; its kernels are {', '.join(kernels)}")
+
+  def decay(path, _):
+    if getattr(path[-1], "key", None) != "kernel":
+      return 0.0
+    name = _path_name(path)
+    return next((decay for pattern, decay in rules if pattern.search(name)),
+                float(optimizer.weight_decay))
+
+  return jax.tree_util.tree_map_with_path(decay, params)
+
+
+def add_layer_weight_decays(optimizer: ml_collections.ConfigDict) -> optax.GradientTransformation:
+  """u + λ w with each parameter's λ from `layer_weight_decays` (u where λ = 0)."""
+
+  def init(params):
+    layer_weight_decays(optimizer, params)  # A pattern matching nothing fails here, at once.
+    return optax.EmptyState()
+
+  def update(updates, state, params):
+    decays = layer_weight_decays(optimizer, params)
+    return jax.tree.map(lambda u, w, decay: u + decay * w if decay else u,
+                        updates, params, decays), state
+
+  return optax.GradientTransformation(init, update)
 
 
 def _direction(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
@@ -102,17 +158,19 @@ def create_optimizer(config: ml_collections.ConfigDict, schedule: optax.Schedule
   plateau schedule and is ignored otherwise.
   """
   optimizer = config.optimizer
-  decay = optimizer.weight_decay
+  decay = optimizer.weight_decay or optimizer.weight_decay_by_layer
   decoupled = optimizer.decoupled_weight_decay or optimizer.name == "adamw"
   parts = []
   if optimizer.grad_clip_norm:
     parts.append(optax.clip_by_global_norm(optimizer.grad_clip_norm))
   if decay and not decoupled:
-    parts.append(optax.add_decayed_weights(decay, mask=kernel_mask))
+    parts.append(add_layer_weight_decays(optimizer))
   parts.append(_direction(optimizer))
   if decay and decoupled:
-    parts.append(optax.add_decayed_weights(decay, mask=kernel_mask))
+    parts.append(add_layer_weight_decays(optimizer))
   parts.append(optax.scale_by_learning_rate(schedule))
+  if optimizer.bias_learning_rate_scale != 1:
+    parts.append(optax.masked(optax.scale(optimizer.bias_learning_rate_scale), bias_mask))
   if config.schedule.name == "plateau":
     parts.append(plateau_scaling(config.schedule, steps_per_epoch))
   return optax.chain(*parts)

@@ -135,9 +135,23 @@ def _all_finite(tree) -> jax.Array:
 
 def eval_step(state: TrainState, batch: dict[str, jax.Array], *,
               model: nn.Module) -> dict[str, jax.Array]:
-  """Sums of loss and errors over the real (`mask`ed) examples of all devices."""
+  """Sums of loss and errors over the real (`mask`ed) examples of all devices.
+
+  Images with a view axis ([batch, views, height, width, channels], from a
+  multi-view recipe such as "ten_crop") are scored by their softmax averaged
+  over the views, as AlexNet §4.1 ("averaging the predictions made by the
+  network's softmax layer on the ten patches") and cuda-convnet's
+  --multiview-test (src/worker.cu, MultiviewTestWorker) do: the loss is -log
+  of the averaged probability of the label, the errors rank the averaged
+  probabilities.
+  """
   variables = {"params": state.params, "batch_stats": state.batch_stats}
-  logits = model.apply(variables, batch["image"], train=False)
+  images = batch["image"]
+  if images.ndim == 5:
+    logits = model.apply(variables, images.reshape((-1, *images.shape[2:])), train=False)
+    logits = _log_mean_softmax(logits.reshape((*images.shape[:2], -1)))
+  else:
+    logits = model.apply(variables, images, train=False)
   mask = batch["mask"]
   top1, top5 = top_k_errors(logits, batch["label"])
   sums = {
@@ -147,6 +161,17 @@ def eval_step(state: TrainState, batch: dict[str, jax.Array], *,
       "count": mask.sum(),
   }
   return lax.psum(sums, AXIS)
+
+
+def _log_mean_softmax(logits: jax.Array) -> jax.Array:
+  """log(mean over axis 1 of softmax(logits)), [batch, views, classes] → [batch, classes].
+
+  In log space (logsumexp of the views' log-softmax, less log views), so a
+  probability that underflows in one view cannot make the log -inf. As logits
+  these give back the averaged probabilities: softmax(log p) = p.
+  """
+  log_probabilities = jax.nn.log_softmax(logits.astype(jnp.float32))
+  return jax.nn.logsumexp(log_probabilities, axis=1) - jnp.log(logits.shape[1])
 
 
 def bind_train_step(config, model, tx, schedule):

@@ -71,8 +71,8 @@ def plan(config: ml_collections.ConfigDict, devices: parallel.Devices = None) ->
   pipeline.check_sharding(config.batch_size)
   size = pipeline.image_size
   # Traces the model abstractly: too small an input or a bad switch fails here.
-  jax.eval_shape(functools.partial(model.init, train=False), jax.random.key(0),
-                 jnp.zeros((1, size, size, pipeline.spec.channels)))
+  variables = jax.eval_shape(functools.partial(model.init, train=False), jax.random.key(0),
+                             jnp.zeros((1, size, size, pipeline.spec.channels)))
   pipeline.eval_steps(eval_batch.process_batch)  # A missing eval split fails here.
   steps_per_epoch = pipeline.steps_per_epoch(config.batch_size)
   total_steps = (config.num_train_steps if config.num_train_steps > 0
@@ -81,6 +81,8 @@ def plan(config: ml_collections.ConfigDict, devices: parallel.Devices = None) ->
   schedule = optim.create_schedule(config.schedule, config.optimizer.learning_rate,
                                    steps_per_epoch, total_steps)
   optimizer = optim.create_optimizer(config, schedule, steps_per_epoch)
+  # The optimizer meets the parameters: a weight-decay pattern matching no layer fails here.
+  jax.eval_shape(optimizer.init, variables["params"])
   return Plan(config, model, pipeline, train_batch, eval_batch, steps_per_epoch, total_steps,
               per_epoch(config.eval_every_steps), per_epoch(config.checkpoint_every_steps),
               schedule, optimizer, devices)

@@ -73,7 +73,7 @@ def main() -> None:
   print("| --- | --- | ---: | ---: | --- |")
   for name in list_models():
     size, channels = NATIVE_INPUT_SIZE[name], NATIVE_INPUT_CHANNELS[name]
-    classes = 10 if size == 32 else 1000  # MNIST and CIFAR-10 nets; ImageNet nets.
+    classes = 10 if size <= 32 else 1000  # MNIST and CIFAR-10 nets (24: its crops); ImageNet.
     model = create_model(name, num_classes=classes)
     images = jax.ShapeDtypeStruct((1, size, size, channels), jnp.float32)
     variables = jax.eval_shape(lambda x: model.init(jax.random.key(0), x, train=False), images)

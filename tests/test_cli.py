@@ -193,7 +193,7 @@ def test_eval_uses_the_workdirs_network_and_refuses_another(tmp_path, digits_dir
 
   for refused, named in (
       (["--config.model.activation=tanh"], "config.model.activation cannot change in `cnnjax eval`"),
-      (["--config", LENET_DIGITS], "trained with another network or recipe: model.activation"),
+      (["--config", LENET_DIGITS], "model.activation 'relu' -> 'scaled_tanh'; leave out --config"),
       (["--allow_config_change"], "unrecognized arguments: --allow_config_change"),
       (["--step", "3"], "no checkpoint of step 3"),
   ):

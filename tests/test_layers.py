@@ -187,6 +187,112 @@ def test_check_input_size_names_the_minimum():
     layers.check_input_size(jnp.zeros((1, 31, 40, 3)), 32, "vgg")
 
 
+# --- cuda-convnet's pooling and response normalisation ------------------------
+
+
+def test_ceil_mode_pools_by_hand():
+  """cuda-convnet (layer.py PoolLayerParser) rounds the output side up:
+  ceil((4 - 3) / 2) + 1 = 2 on a 4x4 map, where VALID pooling gives 1. The
+  second window overhangs; its average divides by the 4 or 6 pixels inside
+  (conv_util.cuh kLocalPool's regionSize), not by 9."""
+  x = jnp.arange(16.0).reshape(1, 4, 4, 1)
+  np.testing.assert_array_equal(layers.max_pool_ceil(x, 3, 2)[0, :, :, 0], [[10, 11], [14, 15]])
+  # (0, 0): 0+1+2+4+5+6+8+9+10 = 45 over 9; (0, 1): 2+3+6+7+10+11 = 39 over 6;
+  # (1, 0): 8+9+10+12+13+14 = 66 over 6; (1, 1): 10+11+14+15 = 50 over 4.
+  np.testing.assert_allclose(layers.avg_pool_ceil(x, 3, 2)[0, :, :, 0],
+                             [[5.0, 6.5], [11.0, 12.5]], rtol=1e-6)
+
+
+def reference_avg_pool_ceil(x, window, stride):
+  """Every window of cuda-convnet's ceil-mode pooling, averaged over its pixels inside the map."""
+  size = x.shape[1]
+  out = -(-(size - window) // stride) + 1
+  y = np.empty((x.shape[0], out, out, x.shape[3]), np.float32)
+  for i in range(out):
+    for j in range(out):
+      y[:, i, j] = x[:, i * stride:i * stride + window, j * stride:j * stride + window].mean((1, 2))
+  return y
+
+
+@pytest.mark.parametrize("size,window,expected", [(32, 3, 16), (16, 3, 8), (8, 3, 4), (24, 3, 12),
+                                                  (12, 3, 6), (7, 2, 4), (5, 3, 2)])
+def test_avg_pool_ceil_sizes_and_values(size, window, expected):
+  x = np.random.default_rng(4).normal(size=(2, size, size, 3)).astype(np.float32)
+  got = np.asarray(layers.avg_pool_ceil(jnp.asarray(x), window, 2))
+  assert got.shape == (2, expected, expected, 3)
+  np.testing.assert_allclose(got, reference_avg_pool_ceil(x, window, 2), rtol=1e-5, atol=1e-6)
+  assert layers.avg_pool_ceil(jnp.asarray(x, jnp.bfloat16), window, 2).dtype == jnp.bfloat16
+
+
+def test_pool_ceil_mode_uses_the_ceil_pools():
+  x = jax.random.normal(jax.random.key(0), (1, 8, 8, 2))
+  for kind, pool in (("max", layers.max_pool_ceil), ("avg", layers.avg_pool_ceil)):
+    module = layers.Pool(kind, 3, 2, ceil_mode=True)
+    out = module.apply({}, x)
+    assert out.shape == (1, 4, 4, 2)  # Floor mode: 3x3.
+    np.testing.assert_array_equal(out, pool(x, 3, 2))
+  conv = layers.Pool("conv", 3, 2, ceil_mode=True)
+  assert conv.apply(conv.init(jax.random.key(1), x), x).shape == (1, 4, 4, 2)
+
+
+def test_cuda_convnet_normalisations_by_hand():
+  """k = 1: b = a (1 + α' Σ a²)^-β. With α' = 1 (scale 3 over size 3 maps for
+  cmrnorm, scale 9 over 3x3 pixels for rnorm) and β = 1, a = (1, 2, 3) along
+  the window axis: 1/(1+1+4), 2/(1+1+4+9), 3/(1+4+9), the windows clipped."""
+  a = jnp.array([1.0, 2.0, 3.0])
+  expected = [1 / 6, 2 / 15, 3 / 14]
+  cross_map = layers.local_response_norm(a.reshape(1, 1, 1, 3), size=3, k=1.0, alpha=3.0,
+                                         beta=1.0, alpha_over_size=True)
+  np.testing.assert_allclose(cross_map.ravel(), expected, rtol=1e-6)
+  within_map = layers.within_map_response_norm(a.reshape(1, 1, 3, 1), size=3, scale=9.0,
+                                               power=1.0)
+  np.testing.assert_allclose(within_map.ravel(), expected, rtol=1e-6)
+
+
+def reference_cmrnorm(a, size, scale, power):
+  """cuda-convnet's kFCNorm (conv_util.cu), one map at a time: the window of
+  map f starts at f - size/2 (integer division) and is clipped to the maps."""
+  channels = a.shape[-1]
+  b = np.empty_like(a)
+  for f in range(channels):
+    start = f - size // 2
+    total = np.sum(a[..., max(start, 0):min(start + size, channels)] ** 2, axis=-1)
+    b[..., f] = a[..., f] * (1 + scale / size * total) ** -power
+  return b
+
+
+def reference_rnorm(a, size, scale, power):
+  """cuda-convnet's kCNorm_manyfilter: the window of pixel (y, x) starts at
+  (y - size/2, x - size/2) and is clipped to the map; scale is divided by size²."""
+  height, width = a.shape[1:3]
+  b = np.empty_like(a)
+  for y in range(height):
+    for x in range(width):
+      top, left = y - size // 2, x - size // 2
+      window = a[:, max(top, 0):min(top + size, height), max(left, 0):min(left + size, width)]
+      total = np.sum(window ** 2, axis=(1, 2))
+      b[:, y, x] = a[:, y, x] * (1 + scale / size**2 * total) ** -power
+  return b
+
+
+@pytest.mark.parametrize("size,scale", [(9, 0.001), (5, 0.001), (4, 0.5), (3, 2.0)])
+def test_cross_map_norm_matches_cuda_convnet(size, scale):
+  a = np.random.default_rng(5).normal(0, 20, (2, 3, 3, 16)).astype(np.float32)
+  got = layers.local_response_norm(jnp.asarray(a), size=size, k=1.0, alpha=scale, beta=0.75,
+                                   alpha_over_size=True)
+  np.testing.assert_allclose(got, reference_cmrnorm(a, size, scale, 0.75), rtol=1e-5)
+
+
+@pytest.mark.parametrize("size,scale", [(3, 5e-5), (3, 1.0), (4, 0.5), (5, 2.0)])
+def test_within_map_norm_matches_cuda_convnet(size, scale):
+  a = np.random.default_rng(6).normal(0, 20, (2, 6, 5, 3)).astype(np.float32)
+  got = layers.within_map_response_norm(jnp.asarray(a), size=size, scale=scale, power=0.75)
+  np.testing.assert_allclose(got, reference_rnorm(a, size, scale, 0.75), rtol=1e-5)
+  half = layers.within_map_response_norm(jnp.asarray(a, jnp.bfloat16), size=size, scale=scale,
+                                         power=0.75)
+  assert half.dtype == jnp.bfloat16
+
+
 def _dropout_masks(devices: int, rows: int = 8, features: int = 64):
   """The masks dropout draws for a global batch of `rows`, split over `devices`."""
   layer = layers.Dropout(0.5, deterministic=False, axis_name="devices")

@@ -63,6 +63,19 @@ EXPECTED_PARAMS = {
     "densenet201": (1000, 20_013_928),
     "densenet161": (1000, 28_681_000),
     "densenet_bc100": (10, 769_162),  # Table 2: 0.8M.
+    # cuda-convnet's layer files (cnnjax/models/cuda_convnet.py); weights + biases:
+    # conv1 5·5·3·32+32 = 2,432; conv2 5·5·32·32+32 = 25,632; conv3 5·5·32·64+64 =
+    # 51,264; fc64 on 4·4·64 maps 1,024·64+64 = 65,600; fc10 64·10+10 = 650.
+    "cifar_convnet_80sec": (10, 145_578),
+    # The same convolutions (79,328) and fc10 on 4·4·64: 1,024·10+10 = 10,250.
+    "cifar_convnet_18pct": (10, 89_578),
+    # At 24x24: conv1 5·5·3·64+64 = 4,864; conv2 5·5·64·64+64 = 102,464; local3
+    # on 6x6 positions, each with its own 3·3·64→32 kernel and 32 biases:
+    # 36·(576·32+32) = 664,704; local4 36·(288·32+32) = 332,928; fc10
+    # 6·6·32·10+10 = 11,530.
+    "cifar_convnet_13pct": (10, 1_116_490),
+    # local3 of 64 maps: 36·(576·64+64) = 1,329,408; local4 36·(576·32+32) = 664,704.
+    "cifar_convnet_11pct": (10, 4_864 + 102_464 + 1_329_408 + 664_704 + 11_530),
 }
 BATCH = 2
 
@@ -233,6 +246,17 @@ def test_too_small_inputs_name_the_minimum(name):
     ("densenet121", "block4_layer16", (7, 7, 1024)),
     # 24 maps, +16x12 = 216 → 108, +192 = 300 → 150, +192 = 342.
     ("densenet_bc100", "block3_layer16", (8, 8, 342)),
+    # cuda-convnet pools round up: 32 → 16 → 8 → 4 (VALID pooling: 15, 7, 3).
+    ("cifar_convnet_80sec", "conv1", (32, 32, 32)),
+    ("cifar_convnet_80sec", "pool1", (16, 16, 32)),
+    ("cifar_convnet_80sec", "pool2", (8, 8, 32)),
+    ("cifar_convnet_80sec", "pool3", (4, 4, 64)),
+    ("cifar_convnet_80sec", "fc4", (64,)),
+    ("cifar_convnet_18pct", "pool3", (4, 4, 64)),
+    ("cifar_convnet_13pct", "pool1", (12, 12, 64)),  # 24 → 12 → 6.
+    ("cifar_convnet_13pct", "local3", (6, 6, 32)),
+    ("cifar_convnet_13pct", "local4", (6, 6, 32)),
+    ("cifar_convnet_11pct", "local3", (6, 6, 64)),
 ])
 def test_layer_output_shapes_match_the_papers(name, path, shape):
   intermediates = native(name)[1]["intermediates"]
@@ -275,7 +299,7 @@ def initial_params(model, size):
 
 @pytest.mark.parametrize("name,size", [
     ("lenet5", 32), ("alexnet", 67), ("vgg_a", 32), ("resnet20", 8), ("densenet_bc100", 8),
-    ("googlenet", 79)])
+    ("googlenet", 79), ("cifar_convnet_80sec", 12), ("cifar_convnet_11pct", 6)])
 def test_activation_changes_outputs(name, size):
   relu, tanh = shared_outputs([tiny(name, activation="relu"), tiny(name, activation="tanh")], size)
   assert relu.shape == tanh.shape == (BATCH, 10) and not np.allclose(relu, tanh)
@@ -285,7 +309,8 @@ def test_activation_changes_outputs(name, size):
     ("alexnet", "norm"), ("alexnet", "pooling"), ("alexnet", "activation"),
     ("alexnet", "initialization"), ("alexnet", "lrn_convention"), ("vgg11", "norm"),
     ("vgg11", "pooling"), ("googlenet", "norm"), ("resnet18", "shortcut"), ("resnet18", "stem"),
-    ("densenet121", "stem"), ("lenet5", "pooling"), ("densenet_bc100", "activation")])
+    ("densenet121", "stem"), ("lenet5", "pooling"), ("densenet_bc100", "activation"),
+    ("cifar_convnet_18pct", "norm"), ("cifar_convnet_13pct", "activation")])
 def test_unknown_switch_values_are_user_errors(name, option):
   model = create_model(name, num_classes=10, **{option: "bogus"})
   size = max(model.min_input_size(), 32)

@@ -4,9 +4,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from helpers import tiny_config
 
 from cnnjax import config as config_lib
-from cnnjax import optim, steps
+from cnnjax import optim, steps, train
 from cnnjax.errors import UserError
 
 PARAMS = {"conv": {"kernel": jnp.array([1.0, -2.0]), "bias": jnp.array([0.5])}}
@@ -137,3 +138,121 @@ def test_label_smoothing_and_top_k_errors():
   top1, top5 = steps.top_k_errors(logits, labels)
   np.testing.assert_array_equal(top1, [0.0, 1.0])
   np.testing.assert_array_equal(top5, [0.0, 0.0])  # k = 3 classes: always a hit.
+
+
+# --- cuda-convnet's per-layer weight decay and bias learning rate -------------
+
+LAYERS = {"conv1": {"kernel": jnp.array([1.0, -2.0]), "bias": jnp.array([0.5])},
+          "fc2": {"kernel": jnp.array([[0.3], [0.7]]), "bias": jnp.array([-0.1])}}
+LAYER_GRADS = {"conv1": {"kernel": jnp.array([0.1, 0.2]), "bias": jnp.array([0.3])},
+               "fc2": {"kernel": jnp.array([[-0.4], [0.5]]), "bias": jnp.array([0.2])}}
+
+
+def _train(config, steps_taken, learning_rate=0.1):
+  """The parameters after `steps_taken` updates with the fixed LAYER_GRADS."""
+  tx = optim.create_optimizer(config, optax.constant_schedule(learning_rate), steps_per_epoch=10)
+  state, params = tx.init(LAYERS), LAYERS
+  for _ in range(steps_taken):
+    updates, state = tx.update(LAYER_GRADS, state, params, value=jnp.array(1.0))
+    params = optax.apply_updates(params, updates)
+  return params
+
+
+def test_weight_decay_by_layer_overrides_the_default_on_matching_kernels():
+  config = _config(name="sgd", momentum=0.0, weight_decay=0.01,
+                   weight_decay_by_layer=(("fc", 0.5),))
+  params = _train(config, steps_taken=1)
+  # conv1: w - lr (g + 0.01 w); fc2: w - lr (g + 0.5 w); biases: b - lr g.
+  np.testing.assert_allclose(params["conv1"]["kernel"], [1 - 0.1 * (0.1 + 0.01),
+                                                         -2 - 0.1 * (0.2 - 0.02)], rtol=1e-6)
+  np.testing.assert_allclose(params["fc2"]["kernel"], [[0.3 - 0.1 * (-0.4 + 0.15)],
+                                                       [0.7 - 0.1 * (0.5 + 0.35)]], rtol=1e-6)
+  np.testing.assert_allclose(params["fc2"]["bias"], [-0.1 - 0.1 * 0.2], rtol=1e-6)
+
+
+def test_the_first_matching_pattern_decides():
+  config = _config(name="sgd", momentum=0.0, weight_decay_by_layer=(("fc2", 0.0), ("2|1", 1.0)))
+  params = _train(config, steps_taken=1)
+  np.testing.assert_allclose(params["fc2"]["kernel"], [[0.34], [0.65]], rtol=1e-6)  # No decay.
+  np.testing.assert_allclose(params["conv1"]["kernel"], [1 - 0.1 * 1.1, -2 - 0.1 * -1.8],
+                             rtol=1e-6)
+
+
+def test_decoupled_weight_decay_by_layer():
+  config = _config(name="adamw", eps=0.0, weight_decay_by_layer=(("conv", 0.1),))
+  params = _train(config, steps_taken=1)
+  # Adam's first step is sign(g); conv1's kernel adds 0.1 w; fc2 has no decay.
+  np.testing.assert_allclose(params["conv1"]["kernel"], [1 - 0.1 * (1 + 0.1),
+                                                         -2 - 0.1 * (1 - 0.2)], rtol=1e-5)
+  np.testing.assert_allclose(params["fc2"]["kernel"], [[0.4], [0.6]], rtol=1e-5)
+
+
+def test_a_decay_pattern_that_matches_no_kernel_is_a_user_error():
+  config = _config(weight_decay_by_layer=(("fc", 0.1), ("local", 0.1)))
+  tx = optim.create_optimizer(config, optax.constant_schedule(0.1), steps_per_epoch=10)
+  with pytest.raises(UserError, match=r"weight_decay_by_layer: pattern 'local' matches no kernel"
+                                      r" of this model; its kernels are conv1/kernel, fc2/kernel"):
+    tx.init(LAYERS)
+  with pytest.raises(UserError, match="pattern 'bias' matches no kernel"):  # Kernels only.
+    optim.create_optimizer(_config(weight_decay_by_layer=(("bias", 0.1),)),
+                           optax.constant_schedule(0.1), steps_per_epoch=10).init(LAYERS)
+
+
+def test_plan_rejects_a_decay_pattern_that_matches_no_layer(digits_dir):
+  config = tiny_config(digits_dir, optimizer__weight_decay_by_layer="(('C1', 0.1), ('local', 0.1))")
+  with pytest.raises(UserError, match="pattern 'local' matches no kernel of this model; its "
+                                      "kernels are C1/kernel, C3/kernel"):
+    train.plan(config)
+
+
+@pytest.mark.parametrize("value", ["('fc', 0.1)", "(('fc', -1.0),)", "(('fc[', 0.1),)",
+                                   "(('fc', 0.1, 2),)"])
+def test_malformed_layer_decays_are_rejected_by_validate(value):
+  config = config_lib.base_config()
+  config.model.name, config.dataset.name = "lenet5", "digits"
+  config_lib.override(config, "optimizer.weight_decay_by_layer", value)
+  with pytest.raises(UserError, match="config.optimizer.weight_decay_by_layer="):
+    config_lib.validate(config)
+
+
+def test_bias_learning_rate_scale_with_momentum():
+  config = _config(name="sgd", momentum=0.9, bias_learning_rate_scale=2.0)
+  plain = _train(_config(name="sgd", momentum=0.9), steps_taken=2)
+  scaled = _train(config, steps_taken=2)
+  # Biases: v1 = g, v2 = 0.9 g + g; b2 = b - 2 lr (g + 1.9 g) = b - 0.2 x 2.9 g.
+  np.testing.assert_allclose(scaled["conv1"]["bias"], [0.5 - 0.2 * 2.9 * 0.3], rtol=1e-6)
+  np.testing.assert_allclose(plain["conv1"]["bias"], [0.5 - 0.1 * 2.9 * 0.3], rtol=1e-6)
+  np.testing.assert_array_equal(scaled["fc2"]["kernel"], plain["fc2"]["kernel"])
+
+
+def cuda_convnet_updates(params, grads, steps, eps_w, eps_b, momentum, weight_costs):
+  """cuda-convnet's rule (weights.cuh Weights::update, layer.cu bpropWeights):
+  inc = mom inc + (eps / numCases) Σ ∂log p - wc eps W = mom inc - eps (g + wc W),
+  g the gradient of the mean loss; W += inc. Biases: epsB and no wc."""
+  params = {layer: {key: np.asarray(value, np.float64) for key, value in p.items()}
+            for layer, p in params.items()}
+  incs = {layer: {key: np.zeros_like(value) for key, value in p.items()}
+          for layer, p in params.items()}
+  for _ in range(steps):
+    for layer, p in params.items():
+      g_w, g_b = np.asarray(grads[layer]["kernel"]), np.asarray(grads[layer]["bias"])
+      incs[layer]["kernel"] = (momentum * incs[layer]["kernel"]
+                               - eps_w * (g_w + weight_costs[layer] * p["kernel"]))
+      incs[layer]["bias"] = momentum * incs[layer]["bias"] - eps_b * g_b
+      p["kernel"] = p["kernel"] + incs[layer]["kernel"]
+      p["bias"] = p["bias"] + incs[layer]["bias"]
+  return params
+
+
+def test_cuda_convnet_update_rule_in_cnnjax_terms():
+  """layer-params files' epsW = 0.001, epsB = 0.002, mom 0.9, per-layer wc
+  (here larger, so the decay shows) are learning_rate = epsW,
+  bias_learning_rate_scale = epsB / epsW, weight_decay_by_layer = wc."""
+  config = _config(name="sgd", momentum=0.9, weight_decay=0.0, bias_learning_rate_scale=2.0,
+                   weight_decay_by_layer=(("conv", 0.25), ("fc", 0.5)))
+  got = _train(config, steps_taken=3, learning_rate=0.1)
+  want = cuda_convnet_updates(LAYERS, LAYER_GRADS, 3, eps_w=0.1, eps_b=0.2, momentum=0.9,
+                              weight_costs={"conv1": 0.25, "fc2": 0.5})
+  for layer in want:
+    for key in want[layer]:
+      np.testing.assert_allclose(got[layer][key], want[layer][key], rtol=1e-5)

@@ -105,6 +105,20 @@ class InputPipeline:
                        ("eval_preprocess", preprocess.RECIPES),
                        ("normalization", preprocess.NORMALIZATIONS)):
       choose(table, f"dataset.{key}", self.dataset[key])
+    self._check_crop_size()
+
+  def _check_crop_size(self) -> None:
+    """A crop larger than the dataset's images (when TFDS knows their size)
+    would fail inside tf.data, possibly only at the first evaluation."""
+    height, width = self.builder.info.features["image"].shape[:2]
+    for key in ("train_preprocess", "eval_preprocess"):
+      recipe = self.dataset[key]
+      if (recipe in preprocess.CROPS_OF_THE_IMAGE and None not in (height, width)
+          and self.image_size > min(height, width)):
+        raise UserError(
+            f"config.dataset.{key}={recipe!r} cuts {self.image_size}x{self.image_size} crops "
+            f"out of the {height}x{width} images of {self.dataset.name!r}; set "
+            f"config.dataset.image_size to {min(height, width)} or less")
 
   @property
   def spec(self) -> DatasetSpec:
@@ -237,6 +251,8 @@ class InputPipeline:
     """The whole eval split once, padded to full batches; `mask` marks real examples.
 
     Every process yields the same number of batches (collectives stay in step).
+    A multi-view recipe's images keep their view axis after the batch axes:
+    [local_devices, per_device, views, size, size, channels].
     """
     recipe = preprocess.RECIPES[self.dataset.eval_preprocess]
     normalize = preprocess.NORMALIZATIONS[self.dataset.normalization]
@@ -248,13 +264,13 @@ class InputPipeline:
 
     ds = self.read(self.dataset.eval_split).map(
         prepare, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    image_shape = tuple(ds.element_spec["image"].shape)  # ([views,] size, size, channels)
     ds = ds.batch(process_batch).prefetch(tf.data.AUTOTUNE)
     steps = 0
     for batch in self._as_numpy(ds, self.dataset.eval_split):
       steps += 1
       yield self._per_device(_pad(batch, process_batch))
-    empty = {"image": np.zeros((0, self.image_size, self.image_size, self.spec.channels),
-                               np.float32), "label": np.zeros((0,), np.int32)}
+    empty = {"image": np.zeros((0, *image_shape), np.float32), "label": np.zeros((0,), np.int32)}
     for _ in range(self.eval_steps(process_batch) - steps):
       yield self._per_device(_pad(empty, process_batch))
 

@@ -5,7 +5,10 @@ Every op takes and returns the example dict; random ops take a stateless seed,
 so an example's augmentation depends only on (run seed, epoch, position in the
 epoch) and is the same after a resume. Recipes are looked up by name from the
 config (`dataset.train_preprocess`, `dataset.eval_preprocess`) and leave
-pixels in [0, 1]; a normalisation (`dataset.normalization`) follows them.
+pixels in [0, 1]; a normalisation (`dataset.normalization`) follows them. A
+multi-view evaluation recipe ("ten_crop") returns an image with a leading
+view axis, [views, size, size, channels]; the eval step averages the softmax
+over the views.
 """
 
 from typing import Callable
@@ -52,6 +55,19 @@ def random_crop(example: Example, size: int, seed: tf.Tensor) -> Example:
   channels = example["image"].shape[-1]
   image = tf.image.stateless_random_crop(example["image"], (size, size, channels), seed)
   return {**example, "image": image}
+
+
+def ten_crops(example: Example, size: int) -> Example:
+  """The four corner and the centre size x size crops, then their mirror
+  images, as 10 views on a new leading axis: AlexNet §4.1's ten test patches,
+  and cuda-convnet's --multiview-test (convdata.py, CroppedCIFARDataProvider:
+  corners and centre of the 32x32 image, each also flipped)."""
+  image = example["image"]
+  spare_height, spare_width = tf.shape(image)[0] - size, tf.shape(image)[1] - size
+  corners = [(0, 0), (0, spare_width), (spare_height, 0), (spare_height, spare_width),
+             (spare_height // 2, spare_width // 2)]
+  crops = [tf.image.crop_to_bounding_box(image, top, left, size, size) for top, left in corners]
+  return {**example, "image": tf.stack(crops + [tf.image.flip_left_right(c) for c in crops])}
 
 
 def random_flip(example: Example, seed: tf.Tensor) -> Example:
@@ -121,10 +137,19 @@ def _resize_then_center_crop(example, size, seed):
   return center_crop(resize_shorter_side(example, round(size / 0.875)), size)
 
 
+# The recipes that cut size x size out of the image as it is, which must be that large.
+CROPS_OF_THE_IMAGE = frozenset({"random_crop_flip", "ten_crop"})
+
 RECIPES: dict[str, Recipe] = {
     "resize": _chain(_deterministic(resize)),
     "pad": _chain(_deterministic(pad_to)),
     "pad_crop_flip": _chain(_pad_then_random_crop, _random_flip),
+    # cuda-convnet's cropped CIFAR provider: a random size x size crop of the
+    # image as it is (9x9 positions for 24 of 32), mirrored half the time.
+    "random_crop_flip": _chain(random_crop, _random_flip),
     "random_area_crop_flip": _chain(random_area_crop, _random_flip),
+    # The middle size x size (the whole image when it is that size): cuda-convnet's single view.
+    "center_crop": _chain(_deterministic(center_crop)),
     "resize_center_crop": _chain(_resize_then_center_crop),
+    "ten_crop": _chain(_deterministic(ten_crops)),  # Multi-view: [10, size, size, channels].
 }

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 from flax import linen as nn
 
 from cnnjax.errors import UserError
-from cnnjax.models import alexnet, densenet, googlenet, lenet, resnet, vgg
+from cnnjax.models import alexnet, cuda_convnet, densenet, googlenet, lenet, resnet, vgg
 
 MODELS: dict[str, Callable[..., nn.Module]] = {
     "lenet5": lenet.LeNet5,
@@ -58,6 +58,10 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     "densenet201": densenet.DenseNet201,
     "densenet161": densenet.DenseNet161,
     "densenet_bc100": densenet.DenseNetBC100,
+    "cifar_convnet_80sec": cuda_convnet.Net80sec,
+    "cifar_convnet_18pct": cuda_convnet.Net18pct,
+    "cifar_convnet_13pct": cuda_convnet.Net13pct,
+    "cifar_convnet_11pct": cuda_convnet.Net11pct,
 }
 
 # The input side each network was designed for. AlexNet's paper says 224 but
@@ -66,6 +70,9 @@ NATIVE_INPUT_SIZE: dict[str, int] = {name: 224 for name in MODELS} | {
     "lenet5": 32, "lenet5_modern": 32, "alexnet": 227,
     "resnet20": 32, "resnet32": 32, "resnet44": 32, "resnet56": 32, "resnet110": 32,
     "densenet_bc100": 32,
+    # cuda-convnet's CIFAR-10 nets: whole 32x32 images, or 24x24 crops of them.
+    "cifar_convnet_80sec": 32, "cifar_convnet_18pct": 32,
+    "cifar_convnet_13pct": 24, "cifar_convnet_11pct": 24,
 }
 # LeNet-5 reads grey digits (§II.B); every other network RGB.
 NATIVE_INPUT_CHANNELS: dict[str, int] = {name: 3 for name in MODELS} | {

@@ -91,12 +91,39 @@ def local_response_norm(x: jax.Array, *, size: int = 5, k: float = 2.0, alpha: f
   The window sum is one reduce_window over the channel axis. Computed in
   float32 and cast back, so bfloat16 sums of squares don't lose the small α.
   """
-  squares = jnp.square(x.astype(jnp.float32))
-  window = (1,) * (x.ndim - 1) + (size,)
-  padding = ((0, 0),) * (x.ndim - 1) + ((size // 2, (size - 1) // 2),)
-  sums = jax.lax.reduce_window(squares, 0.0, jax.lax.add, window, (1,) * x.ndim, padding)
+  sums = _window_sum_of_squares(x, axes=(x.ndim - 1,), size=size)
   scale = alpha / size if alpha_over_size else alpha
   return (x.astype(jnp.float32) / (k + scale * sums) ** beta).astype(x.dtype)
+
+
+def within_map_response_norm(x: jax.Array, *, size: int, scale: float,
+                             power: float) -> jax.Array:
+  """cuda-convnet's `rnorm` layer: b = a (1 + scale/size² Σ a²)^-power, the sum
+  over the size x size pixels of the same map centred on a, clipped at the
+  borders (pixels outside the map count as zero).
+
+  From cuda-convnet's layer.py (NormLayerParser divides `scale` by size² for
+  response normalisation, by size for the cross-map kind) and
+  src/cudaconv2/conv_util.cu (kCNorm_fewfilter/kCNorm_manyfilter: the window
+  starts at -size/2, the denominator is 1 + addScale Σ a², raised to -pow).
+  Caffe's LRN with norm_region WITHIN_CHANNEL (lrn_layer.cpp) computes the
+  same for the odd sizes it accepts. The cross-map sibling, `cmrnorm`, is
+  `local_response_norm(x, size=size, k=1, alpha=scale, beta=power,
+  alpha_over_size=True)`. Computed in float32 and cast back.
+  """
+  sums = _window_sum_of_squares(x, axes=(1, 2), size=size)
+  return (x.astype(jnp.float32) * (1.0 + scale / size**2 * sums) ** -power).astype(x.dtype)
+
+
+def _window_sum_of_squares(x: jax.Array, *, axes: tuple[int, ...], size: int) -> jax.Array:
+  """Σ x² (in float32) over `size` neighbours along each of `axes`: size // 2
+  before and (size - 1) // 2 after each element, zero outside. One
+  reduce_window, whose padding stands for the clipped window."""
+  window = tuple(size if axis in axes else 1 for axis in range(x.ndim))
+  padding = tuple((size // 2, (size - 1) // 2) if axis in axes else (0, 0)
+                  for axis in range(x.ndim))
+  return jax.lax.reduce_window(jnp.square(x.astype(jnp.float32)), 0.0, jax.lax.add, window,
+                               (1,) * x.ndim, padding)
 
 
 def lrn(convention: str) -> Callable[[jax.Array], jax.Array]:
@@ -185,39 +212,69 @@ POOLINGS = ("max", "avg", "conv")
 
 
 class Pool(nn.Module):
-  """Downsampling by name, floor mode (no padding): "max", "avg", or "conv" —
-  a learned convolution with the pooling's window and stride, then the
-  activation, in place of the pooling (Springenberg et al. 2015, "Striving for
-  simplicity: the all convolutional net", §3.1)."""
+  """Downsampling by name: "max", "avg", or "conv" — a learned convolution
+  with the pooling's window and stride, then the activation, in place of the
+  pooling (Springenberg et al. 2015, "Striving for simplicity: the all
+  convolutional net", §3.1). Floor mode (no padding), or with `ceil_mode` the
+  output sides of max_pool_ceil, an overhanging average dividing by the pixels
+  inside the image (avg_pool_ceil) and the convolution seeing zeros there."""
 
   kind: str
   window: int
   strides: int
   act: Callable[[jax.Array], jax.Array] = nn.relu
   dtype: Any = jnp.float32
+  ceil_mode: bool = False
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     lookup({kind: kind for kind in POOLINGS}, "pooling", self.kind)
     window, strides = (self.window, self.window), (self.strides, self.strides)
     if self.kind == "conv":
-      conv = nn.Conv(x.shape[-1], window, strides, "VALID", dtype=self.dtype, name="conv")
+      padding = _ceil_mode_padding(x, self.window, self.strides, 0) if self.ceil_mode else "VALID"
+      conv = nn.Conv(x.shape[-1], window, strides, padding, dtype=self.dtype, name="conv")
       return self.act(conv(x))
+    if self.ceil_mode:
+      return (max_pool_ceil if self.kind == "max" else avg_pool_ceil)(x, self.window, self.strides)
     return (nn.max_pool if self.kind == "max" else nn.avg_pool)(x, window, strides)
 
 
-def max_pool_ceil(x: jax.Array, window: int, strides: int, padding: int = 0) -> jax.Array:
-  """Max pooling in Caffe's rounding (PyTorch's ceil_mode=True): the output
-  side is ceil((n + 2p - window) / strides) + 1, the last window overhanging
-  the bottom/right edge, as long as it starts inside the image or its top/left
-  padding. GoogLeNet's pools are specified this way (112 → 56 → 28 → 14 → 7)."""
+def _ceil_mode_padding(x: jax.Array, window: int, strides: int,
+                       padding: int) -> list[tuple[int, int]]:
+  """(top, bottom) and (left, right) padding that give ceil-mode output sides:
+  ceil((n + 2p - window) / strides) + 1, less one if the last window would
+  start past the image and its top/left padding (Caffe, PyTorch)."""
   pads = []
   for size in x.shape[1:3]:
     out = -(-(size + 2 * padding - window) // strides) + 1
     if (out - 1) * strides >= size + padding:
       out -= 1
     pads.append((padding, max((out - 1) * strides + window - size - padding, 0)))
+  return pads
+
+
+def max_pool_ceil(x: jax.Array, window: int, strides: int, padding: int = 0) -> jax.Array:
+  """Max pooling in Caffe's rounding (PyTorch's ceil_mode=True): the output
+  side is ceil((n + 2p - window) / strides) + 1, the last window overhanging
+  the bottom/right edge, as long as it starts inside the image or its top/left
+  padding. GoogLeNet's pools are specified this way (112 → 56 → 28 → 14 → 7),
+  and so are cuda-convnet's (layer.py, PoolLayerParser: outputsX =
+  ceil((imgSize - start - sizeX) / stride) + 1 with start = 0: 32 → 16 → 8 → 4)."""
+  pads = _ceil_mode_padding(x, window, strides, padding)
   return nn.max_pool(x, (window, window), (strides, strides), pads)
+
+
+def avg_pool_ceil(x: jax.Array, window: int, strides: int) -> jax.Array:
+  """Average pooling with max_pool_ceil's output sides, each window averaged
+  over its pixels inside the image: an overhanging window at the bottom/right
+  edge divides by fewer than window² (cuda-convnet, conv_util.cuh kLocalPool:
+  regionSize is the clipped window's area; Caffe's AVE pooling without padding
+  and PyTorch's ceil_mode=True divide the same way)."""
+  pads = _ceil_mode_padding(x, window, strides, 0)
+  sums = nn.pool(x, 0.0, jax.lax.add, (window, window), (strides, strides), pads)
+  rows, columns = (np.minimum(np.arange(out) * strides + window, size) - np.arange(out) * strides
+                   for size, out in zip(x.shape[1:3], sums.shape[1:3]))
+  return sums / jnp.asarray(np.outer(rows, columns)[:, :, None], x.dtype)
 
 
 def _adaptive_pool_matrix(size_in: int, size_out: int) -> np.ndarray:

@@ -1,0 +1,124 @@
+"""cuda-convnet's crops and the multi-view evaluation: the recipes on tiny
+images, the view axis through the eval pipeline, the softmax averaged over
+views by the eval step (against a fake model whose logits are its input),
+and one short run that trains on random crops and evaluates ten views."""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import tensorflow as tf
+from flax import linen as nn
+from helpers import tiny_config
+
+from cnnjax import parallel, steps, train
+from cnnjax.data import InputPipeline, dataset_spec, open_builder, preprocess
+from cnnjax.errors import UserError
+
+SPEC = dataset_spec("digits")  # One channel.
+IMAGE = (np.arange(36).reshape(6, 6, 1) * 7).astype(np.uint8)  # Every pixel distinct.
+
+
+def apply_recipe(name: str, size: int, seed=(1, 2)) -> np.ndarray:
+  example = {"image": tf.io.encode_png(IMAGE), "label": tf.constant(0)}
+  out = preprocess.RECIPES[name](example, tf.constant(seed, tf.int64), size, SPEC)
+  return np.rint(out["image"].numpy() * 255).astype(np.uint8)
+
+
+def test_ten_crop_is_corners_and_centre_then_their_mirror_images():
+  views = apply_recipe("ten_crop", 4)
+  assert views.shape == (10, 4, 4, 1)
+  corners = [(0, 0), (0, 2), (2, 0), (2, 2), (1, 1)]  # 6 - 4 = 2 spare pixels.
+  for i, (top, left) in enumerate(corners):
+    np.testing.assert_array_equal(views[i], IMAGE[top:top + 4, left:left + 4])
+    np.testing.assert_array_equal(views[i + 5], IMAGE[top:top + 4, left:left + 4][:, ::-1])
+
+
+def test_center_crop_is_the_middle_and_the_whole_image_at_full_size():
+  np.testing.assert_array_equal(apply_recipe("center_crop", 4), IMAGE[1:5, 1:5])
+  np.testing.assert_array_equal(apply_recipe("center_crop", 6), IMAGE)
+
+
+def test_random_crop_flip_draws_every_crop_and_mirror_from_the_seed():
+  crops = {(top, left, flip): IMAGE[top:top + 4, left:left + 4][:, ::-1 if flip else 1].tobytes()
+           for top in range(3) for left in range(3) for flip in (False, True)}
+  seen = [apply_recipe("random_crop_flip", 4, seed=(7, i)).tobytes() for i in range(120)]
+  assert set(seen) == set(crops.values())  # 9 positions, each also mirrored.
+  np.testing.assert_array_equal(apply_recipe("random_crop_flip", 4, seed=(7, 3)),
+                                apply_recipe("random_crop_flip", 4, seed=(7, 3)))
+
+
+def test_eval_batches_keep_the_view_axis_and_pad_with_it(digits_dir):
+  config = tiny_config(digits_dir, dataset__eval_preprocess="ten_crop", dataset__image_size=6,
+                       dataset__eval_split="test[:299]")
+  pipelines = [InputPipeline(open_builder(config.dataset), config.dataset, seed=0,
+                             process_index=index, process_count=2, local_devices=1)
+               for index in (0, 1)]
+  sizes = [int(p.read(config.dataset.eval_split).cardinality()) for p in pipelines]
+  assert sorted(sizes) == [149, 150]
+  smaller = pipelines[int(np.argmin(sizes))]
+  first, padding = list(smaller.eval_batches(149))  # 150 in the other process: two batches.
+  assert first["image"].shape == padding["image"].shape == (1, 149, 10, 6, 6, 1)
+  assert first["mask"].sum() == 149 and padding["mask"].sum() == 0
+
+
+@pytest.mark.parametrize("key", ["train_preprocess", "eval_preprocess"])
+def test_crops_larger_than_the_images_are_user_errors(digits_dir, key):
+  config = tiny_config(digits_dir, dataset__image_size=9, **{f"dataset__{key}": "ten_crop"})
+  with pytest.raises(UserError, match=f"config.dataset.{key}='ten_crop' cuts 9x9 crops out of "
+                                      "the 8x8 images of 'digits'; set config.dataset.image_size "
+                                      "to 8 or less"):
+    InputPipeline(open_builder(config.dataset), config.dataset, seed=0, process_index=0,
+                  process_count=1, local_devices=4)
+
+
+class ViewLogits(nn.Module):
+  """A fake model whose logits are each image's top-left pixel."""
+
+  num_classes: int = 3
+
+  def __call__(self, images, *, train):
+    return images[:, 0, 0, :self.num_classes]
+
+
+def test_eval_step_averages_the_softmax_over_views():
+  # Two examples of two views. The first's views (5, 0, 0) and (-5, 1, 0)
+  # average to probabilities (0.49, 0.37, 0.14), class 0, though their mean
+  # logits (0, 0.5, 0) favour its label 1: averaging softmaxes counts it wrong.
+  logits = np.array([[[5.0, 0.0, 0.0], [-5.0, 1.0, 0.0]],
+                     [[0.0, 1.0, 0.0], [0.0, 1.0, 0.5]]], np.float32)
+  labels = np.array([1, 1], np.int32)
+  images = np.broadcast_to(logits[:, :, None, None, :], (2, 2, 2, 2, 3))
+  batch = {"image": images[None], "label": labels[None], "mask": np.array([[1.0, 1.0]])}
+  state = steps.TrainState(step=jnp.zeros(()), params={}, batch_stats={}, opt_state=())
+  devices = jax.local_devices()[:1]
+  eval_fn = parallel.map_eval_step(functools.partial(steps.eval_step, model=ViewLogits()),
+                                   devices=devices)
+  sums = jax.tree.map(lambda x: float(x[0]),
+                      eval_fn(parallel.replicate(state, devices), jax.device_put(batch)))
+
+  probabilities = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
+  averaged = probabilities.mean(axis=1)
+  assert sums["loss"] == pytest.approx(-np.log(averaged[[0, 1], labels]).sum(), rel=1e-5)
+  assert sums["top1_error"] == float((averaged.argmax(-1) != labels).sum()) == 1.0
+  assert sums["count"] == 2.0
+
+
+def test_log_mean_softmax_stays_finite_when_a_view_underflows():
+  logits = jnp.array([[[200.0, 0.0], [0.0, 0.0]]])  # e^-200 underflows in float32.
+  log_p = steps._log_mean_softmax(logits)
+  np.testing.assert_allclose(log_p, [[np.log(0.75), np.log(0.25)]], rtol=1e-6)
+  saturated = steps._log_mean_softmax(jnp.array([[[200.0, 0.0], [200.0, 0.0]]]))
+  assert np.isfinite(saturated).all()  # log(e^-200) = -200, not log(0).
+
+
+def test_train_on_random_crops_and_evaluate_ten_views(digits_dir, tmp_path):
+  """The 13pct net's recipe end to end on the 8x8 digits, cropped to 6x6."""
+  config = tiny_config(digits_dir, model__name="cifar_convnet_13pct", dataset__image_size=6,
+                       dataset__train_preprocess="random_crop_flip",
+                       dataset__eval_preprocess="ten_crop", num_train_steps=2,
+                       eval_every_steps=2, checkpoint_every_steps=2)
+  final = train.train_and_evaluate(train.plan(config), tmp_path)
+  assert np.isfinite(final["eval/loss"]) and 0 <= final["eval/top1_error"] <= 1
