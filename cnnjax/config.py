@@ -121,14 +121,14 @@ def _run_experiment(spec: str) -> ml_collections.ConfigDict:
   except UserError:
     raise
   except Exception as error:  # The experiment's own code failed: say where, in one line.
-    raise UserError(f"config file {spec!r} failed: {_where(error, file)}") from None
+    raise UserError(f"config file {spec!r} failed: {where_it_failed(error, file)}") from None
   if not isinstance(config, ml_collections.ConfigDict):
     raise UserError(f"get_config of {path!r} returned {type(config).__name__}, not the "
                     "ConfigDict of cnnjax.config.base_config()")
   return config
 
 
-def _where(error: Exception, file: pathlib.Path) -> str:
+def where_it_failed(error: Exception, file: pathlib.Path) -> str:
   """`Type: message (line N)`, N the last line of `file` in the traceback."""
   if isinstance(error, SyntaxError):
     return f"SyntaxError: {error.msg} (line {error.lineno})"

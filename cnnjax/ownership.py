@@ -4,9 +4,10 @@ A run owns its workdir through an `flock` on `DIR/.owner`, a file that also
 names the owner (command, host, process id, since when). The kernel drops
 the lock when the owner's process ends, however it ends (SIGKILL, crash,
 machine reboot), so there is never a stale lock to delete by hand: the next
-run simply takes it. `cnnjax train` holds it exclusively; `cnnjax eval` holds
-it shared, so evaluations never race a training's saves and deletions but
-may run side by side. A refused command is a UserError naming the owner.
+run simply takes it. `cnnjax train` (and `cnnjax sweep`, of its DIR) holds it
+alone; `cnnjax eval` holds it shared, so evaluations never race a training's
+saves and deletions but may run side by side. A refused command is a
+UserError naming the owner.
 
 The owner removes `.owner` when it lets go. A refused or later command may
 have opened the old file just before; taking the lock on a file that is no
@@ -35,7 +36,6 @@ import socket
 from cnnjax.errors import UserError
 
 OWNER_FILE = ".owner"
-EXCLUSIVE, SHARED = "train", "eval"  # The two ways to hold a workdir, by command.
 
 
 @dataclasses.dataclass
@@ -66,9 +66,9 @@ def _describe_self(command: str) -> str:
                          timespec="seconds")}) + "\n"
 
 
-def _refusal(workdir: pathlib.Path, command: str) -> UserError:
+def _refusal(workdir: pathlib.Path, shared: bool) -> UserError:
   owner = describe_owner(workdir / OWNER_FILE)
-  if command == EXCLUSIVE:
+  if not shared:
     advice = ("wait for it to finish, stop it (SIGTERM or Ctrl-C saves its step), or use "
               "another --workdir")
   else:
@@ -76,17 +76,17 @@ def _refusal(workdir: pathlib.Path, command: str) -> UserError:
   return UserError(f"{workdir} is in use by {owner}; {advice}")
 
 
-def _try_lock(workdir: pathlib.Path, command: str) -> int | None:
+def _try_lock(workdir: pathlib.Path, shared: bool) -> int | None:
   """A descriptor of `.owner` holding the lock, or None if the file system
   cannot hold one (an evaluation of a read-only workdir that never had an
   owner). Raises the refusal when another process holds it."""
   path = workdir / OWNER_FILE
-  mode = fcntl.LOCK_EX if command == EXCLUSIVE else fcntl.LOCK_SH
+  mode = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
   while True:
     try:
       descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     except OSError as error:
-      if command == EXCLUSIVE or error.errno not in (errno.EROFS, errno.EACCES):
+      if not shared or error.errno not in (errno.EROFS, errno.EACCES):
         raise UserError(f"cannot write in --workdir {workdir}: {error.strerror}") from None
       if not path.exists():
         return None  # Nobody can be training here: training must create the file.
@@ -95,7 +95,7 @@ def _try_lock(workdir: pathlib.Path, command: str) -> int | None:
       fcntl.flock(descriptor, mode | fcntl.LOCK_NB)
     except BlockingIOError:
       os.close(descriptor)
-      raise _refusal(workdir, command) from None
+      raise _refusal(workdir, shared) from None
     try:
       same_file = os.path.samestat(os.fstat(descriptor), os.stat(path))
     except FileNotFoundError:
@@ -106,11 +106,11 @@ def _try_lock(workdir: pathlib.Path, command: str) -> int | None:
 
 
 @contextlib.contextmanager
-def own(workdir: pathlib.Path, command: str = EXCLUSIVE):
-  """Holds `workdir` for `command` ("train": alone; "eval": shared with other
-  evaluations) until the block ends; a UserError naming the owner if another
-  process holds it. "train" creates the workdir (and removes it again if it
-  is left empty)."""
+def own(workdir: pathlib.Path, command: str = "train", shared: bool = False):
+  """Holds `workdir` for `cnnjax <command>` until the block ends, alone or
+  `shared` with other shared holders (evaluations); a UserError naming the
+  owner if another process holds it. Holding it alone creates the workdir
+  (and removes it again if it is left empty)."""
   key = pathlib.Path(os.path.abspath(workdir))
   if key in _held:
     _held[key].count += 1
@@ -122,16 +122,16 @@ def own(workdir: pathlib.Path, command: str = EXCLUSIVE):
   if workdir.exists() and not workdir.is_dir():
     raise UserError(f"--workdir {workdir} is a file, not a directory")
   created = False
-  if command == EXCLUSIVE and not workdir.exists():
+  if not shared and not workdir.exists():
     workdir.mkdir(parents=True)
     created = True
   try:
-    descriptor = _try_lock(workdir, command)
+    descriptor = _try_lock(workdir, shared)
   except BaseException:
     if created:
       _remove_if_empty(workdir)
     raise
-  if descriptor is not None and command == EXCLUSIVE:
+  if descriptor is not None and not shared:
     os.ftruncate(descriptor, 0)
     os.pwrite(descriptor, _describe_self(command).encode(), 0)
   elif descriptor is not None and os.fstat(descriptor).st_size == 0:

@@ -90,7 +90,7 @@ def primary_decides(yes: bool) -> bool:
 
 
 @contextlib.contextmanager
-def own_workdir(workdir: pathlib.Path, command: str = ownership.EXCLUSIVE):
+def own_workdir(workdir: pathlib.Path, command: str = "train", shared: bool = False):
   """`ownership.own` for the whole run: process 0 holds the workdir (the
   processes share it) and the others follow its answer, so a refused run
   leaves together, every process with one line."""
@@ -98,7 +98,7 @@ def own_workdir(workdir: pathlib.Path, command: str = ownership.EXCLUSIVE):
     refusal = None
     if is_primary():
       try:
-        stack.enter_context(ownership.own(workdir, command))
+        stack.enter_context(ownership.own(workdir, command, shared))
       except UserError as error:
         refusal = error
     if not primary_decides(refusal is None):

@@ -213,7 +213,7 @@ def load_sweep(spec: str) -> Sweep:
   module_spec = importlib.util.spec_from_file_location(f"cnnjax_ablation_{file.stem}", file)
   module = importlib.util.module_from_spec(module_spec)
   failed = lambda error: UserError(f"config file {spec!r} failed: "
-                                   f"{config_lib._where(error, file)}")
+                                   f"{config_lib.where_it_failed(error, file)}")
   try:
     module_spec.loader.exec_module(module)
   except Exception as error:  # The file's own code.

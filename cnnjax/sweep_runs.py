@@ -4,9 +4,10 @@ subprocesses sharing the CPU cores, resuming, signals and exit statuses.
 - **Resumable.** A run already finished (see cnnjax.sweep_summary) is skipped;
   any other is handed to `cnnjax train` on its workdir, which resumes from its
   latest checkpoint, or starts.
-- **One sweep per DIR.** An `fcntl.flock` on `DIR/.sweep.lock`, released by
-  the kernel when the sweep's process ends however it ends; a second sweep is
-  refused with the owner's pid, host and start. `--summarize` takes no lock:
+- **One sweep per DIR.** The sweep owns DIR as a training owns its workdir
+  (cnnjax.ownership: an flock released by the kernel when the sweep's process
+  ends, however it ends); a second sweep is refused with the owner's pid,
+  host and start. `--summarize` takes no lock:
   it trains nothing and replaces the summary files atomically, so it can
   show a running sweep's progress.
 - **CPU cores.** K jobs split the cores this process may use into K groups
@@ -38,22 +39,19 @@ subprocesses sharing the CPU cores, resuming, signals and exit statuses.
 import contextlib
 import dataclasses
 import datetime
-import fcntl
 import glob
 import os
 import pathlib
 import shlex
 import signal
-import socket
 import subprocess
 import sys
 import time
 
-from cnnjax import stopping, sweep_summary
+from cnnjax import ownership, stopping, sweep_summary
 from cnnjax.errors import UserError
 from cnnjax.sweep import Run, Sweep, check_runs
 
-LOCK_FILE = ".sweep.lock"
 COMPILATION_CACHE = ".jax_cache"
 # What the default --jobs leaves each training: a small one peaks at 1.0 GB
 # (LeNet-5) to 1.4 GB (ResNet-20) resident on digits, TensorFlow and JAX
@@ -63,29 +61,6 @@ PREEMPTED_STATUS = 75
 INTERRUPTED_STATUS = 130
 _POLL_SECONDS = 0.2
 _EXIT_ON_SIGNAL = {signal.SIGTERM: PREEMPTED_STATUS, signal.SIGINT: INTERRUPTED_STATUS}
-
-
-@contextlib.contextmanager
-def workdir_lock(workdir: pathlib.Path):
-  """Holds `workdir/.sweep.lock` (flock: released when this process ends)."""
-  file = (workdir / LOCK_FILE).open("a+")
-  try:
-    fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-  except BlockingIOError:
-    file.seek(0)
-    owner = file.read().strip() or "another process"
-    file.close()
-    raise UserError(f"--workdir {workdir} is in use by {owner}; wait for that sweep to end, or "
-                    "stop it with SIGTERM (it saves its runs), then run this again") from None
-  file.seek(0)
-  file.truncate()
-  file.write(f"cnnjax sweep pid {os.getpid()} on {socket.gethostname()} since "
-             f"{datetime.datetime.now().isoformat(timespec='seconds')}\n")
-  file.flush()
-  try:
-    yield
-  finally:
-    file.close()
 
 
 def usable_cpus() -> list[int]:
@@ -220,7 +195,7 @@ def train_all(sweep: Sweep, runs: list[Run], spec: str, workdir: pathlib.Path,
   if queue:  # Before touching DIR: nothing is created for a sweep that cannot run.
     check_runs(queue)
   workdir.mkdir(parents=True, exist_ok=True)
-  with workdir_lock(workdir), noting_signals() as signals:
+  with ownership.own(workdir, "sweep"), noting_signals() as signals:
     queue = unfinished()  # Again, now that no other sweep can be writing.
     finished = {run.name for run in runs} - {run.name for run in queue}
     jobs = jobs or default_jobs(len(queue))

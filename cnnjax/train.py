@@ -24,7 +24,7 @@ import optax
 from flax import linen as nn
 
 from cnnjax import metrics as metrics_lib
-from cnnjax import guards, models, optim, ownership, parallel, results, steps, stopping
+from cnnjax import guards, models, optim, parallel, results, steps, stopping
 from cnnjax import workdir as workdir_lib
 from cnnjax.checkpoint import CheckpointFailed, Checkpointer
 from cnnjax.data import InputPipeline, open_builder
@@ -324,7 +324,7 @@ def evaluate_checkpoint(plan: Plan, workdir: pathlib.Path, step: int | None = No
   cnnjax.workdir.check_eval_config). Holds the workdir shared, so it never
   reads checkpoints a training is writing or deleting.
   """
-  with parallel.own_workdir(workdir, ownership.SHARED):
+  with parallel.own_workdir(workdir, "eval", shared=True):
     checkpointer = Checkpointer(workdir / "checkpoints", plan.config.keep_checkpoints,
                                 read_only=True)
     try:

@@ -1,7 +1,11 @@
 """Small configs for tests: the real code paths on tiny data."""
 
+import os
 import pathlib
 import signal
+import subprocess
+import sys
+import time
 
 from cnnjax import config as config_lib
 
@@ -36,3 +40,20 @@ def _default_sigint() -> None:
 # a multithreaded parent, though resetting a signal is safe there).
 CTRL_C_REACHES_IT = ({"preexec_fn": _default_sigint}
                      if signal.getsignal(signal.SIGINT) == signal.SIG_IGN else {})
+
+
+HOLD_TIMEOUT_S = 60  # Start-up of a Python process that imports no JAX, on a loaded machine.
+
+
+def hold(workdir, command="train"):
+  """Another process holding `workdir` for `cnnjax <command>` (shared for
+  "eval") until it is killed."""
+  code = ("import pathlib, sys, time\nfrom cnnjax import ownership\n"
+          "with ownership.own(pathlib.Path(sys.argv[1]), sys.argv[2], sys.argv[2] == 'eval'):\n"
+          "  print('held', flush=True)\n  time.sleep(600)\n")
+  holder = subprocess.Popen([sys.executable, "-c", code, str(workdir), command], cwd=ROOT,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE,
+                            text=True)
+  deadline = time.monotonic() + HOLD_TIMEOUT_S
+  assert holder.stdout.readline().strip() == "held" and time.monotonic() < deadline
+  return holder

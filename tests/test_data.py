@@ -1,10 +1,14 @@
 """Input pipelines: the embedded digits builder, and the real TFDS builders of
 mnist, cifar10 and imagenet2012 under `tfds.testing.mock_data`."""
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
-from helpers import tiny_config
+from helpers import ROOT, tiny_config
 
 from cnnjax import train
 from cnnjax.data import InputPipeline, open_builder
@@ -137,3 +141,19 @@ def test_real_builders_train_and_evaluate_under_mock_data(name, tmp_path):
     assert (0 <= batch["label"]).all() and (batch["label"] < pipeline.spec.num_classes).all()
     final = train.train_and_evaluate(train.plan(config), tmp_path)
   assert np.isfinite(final["eval/loss"]) and 0 <= final["eval/top1_error"] <= 1
+
+
+def test_processes_starting_at_once_build_an_embedded_dataset_once(tmp_path):
+  """A sweep's first runs open `digits` together on a fresh machine."""
+  code = ("import sys\nfrom cnnjax.config import base_config\nfrom cnnjax.data import open_builder\n"
+          "dataset = base_config().dataset\ndataset.name, dataset.data_dir = 'digits', sys.argv[1]\n"
+          "print(open_builder(dataset).info.splits['train'].num_examples)\n")
+  processes = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], cwd=ROOT,
+                                env={**os.environ, "PYTHONPATH": str(ROOT)},
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+               for _ in range(2)]
+  outputs = [process.communicate(timeout=300) for process in processes]
+  assert [process.returncode for process in processes] == [0, 0], outputs
+  printed = "".join(out for out, _ in outputs)
+  assert printed.count("building the embedded dataset digits") == 1
+  assert printed.count("1497") == 2

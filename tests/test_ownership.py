@@ -9,30 +9,14 @@ import sys
 import time
 
 import pytest
-from helpers import ROOT, tiny_config
+from helpers import hold, tiny_config
 
 from cnnjax import ownership, train
 from cnnjax.errors import UserError
 
-HOLD_TIMEOUT_S = 60  # Start-up of a Python process that imports no JAX, on a loaded machine.
-
-
-def _hold(workdir, command="train"):
-  """Another process holding `workdir` for `command` until it is killed."""
-  code = ("import pathlib, sys, time\nfrom cnnjax import ownership\n"
-          "with ownership.own(pathlib.Path(sys.argv[1]), sys.argv[2]):\n"
-          "  print('held', flush=True)\n  time.sleep(600)\n")
-  holder = subprocess.Popen([sys.executable, "-c", code, str(workdir), command], cwd=ROOT,
-                            env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE,
-                            text=True)
-  deadline = time.monotonic() + HOLD_TIMEOUT_S
-  assert holder.stdout.readline().strip() == "held" and time.monotonic() < deadline
-  return holder
-
-
 def test_a_second_training_is_refused_naming_the_owner_until_it_dies(digits_dir, tmp_path):
   workdir = tmp_path / "run"
-  holder = _hold(workdir)
+  holder = hold(workdir)
   try:
     plan = train.plan(tiny_config(digits_dir))
     with pytest.raises(UserError) as refused:
@@ -52,20 +36,20 @@ def test_a_second_training_is_refused_naming_the_owner_until_it_dies(digits_dir,
 def test_evaluations_share_a_workdir_but_never_with_a_training(tmp_path):
   workdir = tmp_path / "run"
   workdir.mkdir()
-  evaluator = _hold(workdir, ownership.SHARED)
+  evaluator = hold(workdir, "eval")
   try:
-    with ownership.own(workdir, ownership.SHARED):  # A second evaluation is welcome.
+    with ownership.own(workdir, "eval", shared=True):  # A second evaluation is welcome.
       pass
     with pytest.raises(UserError, match=f"in use by `cnnjax eval` \\(process {evaluator.pid} "):
-      with ownership.own(workdir, ownership.EXCLUSIVE):
+      with ownership.own(workdir):
         pass
   finally:
     evaluator.kill()
     evaluator.wait(timeout=30)
-  trainer = _hold(workdir)
+  trainer = hold(workdir)
   try:
     with pytest.raises(UserError, match="evaluate once it finishes"):
-      with ownership.own(workdir, ownership.SHARED):
+      with ownership.own(workdir, "eval", shared=True):
         pass
   finally:
     trainer.kill()
@@ -98,7 +82,7 @@ def test_a_read_only_workdir_can_still_be_evaluated(tmp_path, monkeypatch):
     return real_open(path, flags, *args)
 
   monkeypatch.setattr(os, "open", read_only_open)
-  with ownership.own(workdir, ownership.SHARED):
+  with ownership.own(workdir, "eval", shared=True):
     assert ownership.holds(workdir)
   with pytest.raises(UserError, match="cannot write in --workdir .*: Read-only file system"):
     with ownership.own(workdir):

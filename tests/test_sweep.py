@@ -15,7 +15,7 @@ import threading
 
 import ml_collections
 import pytest
-from helpers import LENET_DIGITS, ROOT
+from helpers import LENET_DIGITS, ROOT, hold
 
 from cnnjax import cli, sweep_runs, sweep_summary
 from cnnjax.errors import UserError
@@ -147,13 +147,15 @@ def test_bad_ablation_files_are_one_line_exit_2(body, message, tmp_path, capsys)
   assert code == 2 and len(error.splitlines()) == 1 and message in error
 
 
-def test_a_second_sweep_on_the_same_directory_is_refused_naming_the_owner(tmp_path):
-  with sweep_runs.workdir_lock(tmp_path):
-    with pytest.raises(UserError, match=r"in use by cnnjax sweep pid \d+ on .* since"):
-      with sweep_runs.workdir_lock(tmp_path):
-        pass
-  with sweep_runs.workdir_lock(tmp_path):  # Released with its holder.
-    pass
+def test_a_second_sweep_on_the_same_directory_is_refused_naming_the_owner(tmp_path, capsys):
+  holder = hold(tmp_path, "sweep")
+  try:
+    code = cli.main(["sweep", "--config", ABLATION, "--workdir", str(tmp_path)])
+    assert code == 2
+    assert f"in use by `cnnjax sweep` (process {holder.pid} on " in capsys.readouterr().err
+  finally:
+    holder.kill()
+    holder.wait(timeout=30)
 
 
 @pytest.mark.parametrize("cpus, jobs, groups", [
@@ -439,9 +441,13 @@ def test_summarize_rebuilds_the_outputs_from_what_exists_even_while_a_sweep_runs
   runs = plan_runs(ABLATION, load_sweep(ABLATION), 2, [], workdir)
   for run in runs[:3]:  # relu and tanh of seed 0, relu of seed 1.
     write_run(run, [0.9, 0.7, 0.5, 0.4, 0.3], [0.3])
-  with sweep_runs.workdir_lock(workdir):  # A sweep holds DIR: summarizing is still allowed.
+  holder = hold(workdir, "sweep")  # A sweep holds DIR: summarizing is still allowed.
+  try:
     assert cli.main(["sweep", "--config", ABLATION, "--workdir", str(workdir), "--seeds", "2",
                      "--summarize"]) == 0
+  finally:
+    holder.kill()
+    holder.wait(timeout=30)
   assert "summary of" in capsys.readouterr().out
   data = json.loads((workdir / "sweep.json").read_text())
   assert [run["status"] for run in data["runs"]] == ["finished"] * 3 + ["missing"]

@@ -24,6 +24,8 @@ sums do not depend on the order.
 
 import contextlib
 import dataclasses
+import fcntl
+import functools
 import io
 import pathlib
 from typing import Iterator
@@ -63,9 +65,9 @@ def open_builder(dataset: ml_collections.ConfigDict) -> tfds.core.DatasetBuilder
   try:
     family, _, builder_config = dataset.name.partition("/")
     if family in EMBEDDED_BUILDERS:
-      builder = EMBEDDED_BUILDERS[family](config=builder_config or None, data_dir=data_dir)
-      _prepare_embedded(builder)
-      return builder
+      return _prepared_embedded(functools.partial(
+          EMBEDDED_BUILDERS[family], config=builder_config or None, data_dir=data_dir),
+          dataset.name)
     return tfds.builder(dataset.name, data_dir=data_dir)
   except json_format.ParseError as error:  # A damaged dataset_info.json.
     where = pathlib.Path(data_dir or tfds.core.constants.DATA_DIR, dataset.name)
@@ -74,19 +76,33 @@ def open_builder(dataset: ml_collections.ConfigDict) -> tfds.core.DatasetBuilder
                         name=dataset.name, dir=where.parent)) from None
 
 
-def _prepare_embedded(builder: tfds.core.DatasetBuilder) -> None:
-  """Builds an embedded dataset on first use, offline, saying so in one line
-  (TFDS's own messages speak of downloads of unknown size, which are not)."""
+def _prepared_embedded(make_builder, name: str) -> tfds.core.DatasetBuilder:
+  """An embedded dataset's builder, built on first use, offline, saying so in
+  one line (TFDS's own messages speak of downloads of unknown size, which
+  are not). Several processes starting at once (a sweep's runs) build it
+  once: the others wait on a lock file beside it, then read what it wrote."""
+  builder = make_builder()
   if builder.is_prepared():
-    return
-  print(f"building the embedded dataset {builder.name} in {builder.data_dir_root} (once, offline)",
-        flush=True)
-  tfds.display_progress_bar(False)
-  try:
-    with contextlib.redirect_stdout(io.StringIO()):
-      builder.download_and_prepare()
-  finally:
-    tfds.display_progress_bar(True)
+    return builder
+  root = pathlib.Path(builder.data_dir_root)
+  root.mkdir(parents=True, exist_ok=True)
+  with open(root / f".{name.replace('/', '-')}.build.lock", "a") as lock:
+    try:
+      fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+      print(f"waiting for another process building {name} in {root}", flush=True)
+      fcntl.flock(lock, fcntl.LOCK_EX)
+    builder = make_builder()  # Anew: the other process may have built it meanwhile.
+    if builder.is_prepared():
+      return builder
+    print(f"building the embedded dataset {name} in {root} (once, offline)", flush=True)
+    tfds.display_progress_bar(False)
+    try:
+      with contextlib.redirect_stdout(io.StringIO()):
+        builder.download_and_prepare()
+    finally:
+      tfds.display_progress_bar(True)
+  return builder
 
 
 @dataclasses.dataclass(frozen=True)
