@@ -21,10 +21,10 @@ from helpers import LENET_DIGITS, ROOT, tiny_config
 from cnnjax import cli, parallel, train
 from cnnjax.checkpoint import Checkpointer
 
-STEPS = 24
-EVERY = 12
+STEPS = 12
+EVERY = 6
 OVERRIDES = dict(batch_size=16, num_train_steps=STEPS, checkpoint_every_steps=EVERY,
-                 eval_every_steps=EVERY, log_every_steps=6)
+                 eval_every_steps=EVERY, log_every_steps=3)
 RUN_TIMEOUT_S = 240  # A whole two-process run, startup included, on 2 loaded cores.
 KILL_DEADLINE_S = 60
 # A run that logs every step and would not end (nor save) by itself.
@@ -134,8 +134,8 @@ def test_two_processes_train_as_one_and_resume_identically(digits_dir, tmp_path)
   assert f"step {STEPS}: eval/loss=" in pathlib.Path(f"{straight}.p0.log").read_text()
   assert "eval/loss=" not in pathlib.Path(f"{straight}.p1.log").read_text()
 
-  # Resume: the run as it stood at step 12, restarted by both processes (told
-  # by environment variables this time) to step 24.
+  # Resume: the run as it stood at step EVERY, restarted by both processes (told
+  # by environment variables this time) to step STEPS.
   shutil.copytree(straight, resumed, ignore=shutil.ignore_patterns(str(STEPS)))
   assert sorted(os.listdir(resumed / "checkpoints")) == [str(EVERY)]
   _finish(_launch(resumed, digits_dir, use_environment=True), resumed)
@@ -144,21 +144,6 @@ def test_two_processes_train_as_one_and_resume_identically(digits_dir, tmp_path)
   again = _final_state(plan, resumed)
   print(f"max |resumed - straight| two-process state: {_max_difference(again, two):.3g}")
   assert _identical(again, two)
-
-
-def test_killing_one_process_stops_the_other(digits_dir, tmp_path):
-  workdir = tmp_path / "killed"
-  processes = _launch(workdir, digits_dir, **ENDLESS)
-  try:
-    _wait_until_training(processes, workdir)
-    processes[1].send_signal(signal.SIGKILL)
-    killed = time.monotonic()
-    code = processes[0].wait(timeout=KILL_DEADLINE_S)
-    elapsed = time.monotonic() - killed
-    print(f"process 0 exited with {code} {elapsed:.1f} s after process 1 was killed")
-    assert code != 0
-  finally:
-    _kill(processes)
 
 
 @pytest.mark.parametrize("flags, message", [
@@ -197,10 +182,13 @@ def test_slurm_jobs_are_detected_and_plain_runs_are_not(monkeypatch):
   assert parallel._detected_process_count() == 4
 
 
-def test_sigterm_to_one_process_saves_one_step_and_stops_both(digits_dir, tmp_path):
-  """A preemption notice reaches one host; JAX's coordination service agrees a
-  step with the other, both save it and exit with the preempted status."""
-  workdir = tmp_path / "preempted"
+def test_preempted_together_owned_together_and_killed_together(digits_dir, tmp_path):
+  """A preemption notice reaches one host: JAX's coordination service agrees a
+  step with the other, both save it and exit with the preempted status. Run
+  again, they resume; meanwhile the run as a whole owns the workdir, so
+  another `cnnjax train` is refused naming process 0. Then one process is
+  killed: the other stops too, instead of waiting forever."""
+  workdir = tmp_path / "run"
   processes = _launch(workdir, digits_dir, **ENDLESS)
   try:
     _wait_until_training(processes, workdir)
@@ -210,5 +198,26 @@ def test_sigterm_to_one_process_saves_one_step_and_stops_both(digits_dir, tmp_pa
     assert codes == [75, 75], logs[0][-2000:] + logs[1][-2000:]
     steps = Checkpointer(workdir / "checkpoints", keep=3, read_only=True).all_steps()
     assert len(steps) == 1 and all(f"checkpoint of step {steps[0]} " in log for log in logs)
+  finally:
+    _kill(processes)
+
+  (workdir / "metrics.jsonl").unlink()  # To see the resumed run's first records.
+  processes = _launch(workdir, digits_dir, **ENDLESS)
+  try:
+    _wait_until_training(processes, workdir)
+    assert f"resuming from the checkpoint at step {steps[0]}" in pathlib.Path(
+        f"{workdir}.p0.log").read_text()
+    intruder = subprocess.run(
+        [sys.executable, "-m", "cnnjax", "train", "--config", LENET_DIGITS, "--workdir",
+         str(workdir)], capture_output=True, text=True, cwd=ROOT, timeout=RUN_TIMEOUT_S)
+    assert intruder.returncode == 2
+    assert f"is in use by `cnnjax train` (process {processes[0].pid} on " in intruder.stderr
+
+    processes[1].send_signal(signal.SIGKILL)
+    killed = time.monotonic()
+    code = processes[0].wait(timeout=KILL_DEADLINE_S)
+    print(f"process 0 exited with {code} {time.monotonic() - killed:.1f} s after process 1 "
+          "was killed")
+    assert code != 0
   finally:
     _kill(processes)

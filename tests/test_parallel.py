@@ -40,7 +40,7 @@ def _assert_trees_close(a, b):
 
 
 def test_one_and_four_devices_train_identically():
-  model = create_model("resnet20", num_classes=10, axis_name=steps.AXIS)
+  model = create_model("resnet20", num_classes=10, stage_sizes=(1, 1, 1), axis_name=steps.AXIS)
   one, one_metrics = _train(model, 1)
   four, four_metrics = _train(model, 4)
   assert int(one.step) == int(four.step) == STEPS
@@ -51,7 +51,8 @@ def test_one_and_four_devices_train_identically():
 
 
 def test_per_device_batch_norm_differs_so_the_check_above_has_teeth():
-  model = create_model("resnet20", num_classes=10)  # Statistics of each device's 4 examples.
+  # Statistics of each device's 4 examples.
+  model = create_model("resnet20", num_classes=10, stage_sizes=(1, 1, 1))
   one, _ = _train(model, 1)
   four, _ = _train(model, 4)
   with pytest.raises(AssertionError):

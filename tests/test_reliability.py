@@ -40,10 +40,7 @@ def _config(digits_dir, **changes):
 
 def run_cli(workdir, digits_dir, faults="", **changes) -> subprocess.CompletedProcess:
   """`cnnjax train` in a fresh process, with `faults` injected (see tests/fault_driver.py)."""
-  env = {**os.environ, "PYTHONPATH": str(ROOT), "CNNJAX_FAULTS": faults, "JAX_PLATFORMS": "cpu",
-         "JAX_COMPILATION_CACHE_DIR": jax.config.jax_compilation_cache_dir or "",
-         "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
-         "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0"}
+  env = {**os.environ, "PYTHONPATH": str(ROOT), "CNNJAX_FAULTS": faults, "JAX_PLATFORMS": "cpu"}
   command = [sys.executable, str(ROOT / "tests" / "fault_driver.py"), "train",
              "--config", LENET_DIGITS, "--workdir", str(workdir)]
   command += [f"--config.{key}={value}" for key, value in _overrides(digits_dir, **changes)]
