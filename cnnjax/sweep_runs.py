@@ -29,7 +29,10 @@ subprocesses sharing the CPU cores, resuming, signals and exit statuses.
   sweep: no new run starts, the signal is forwarded to the running trainings
   (which save their step and exit 75 or 130), the sweep waits for them,
   writes the summary of what exists and exits 75 (SIGTERM) or 130 (SIGINT).
-  Run the same command again to resume.
+  Run the same command again to resume. If the sweep itself dies without
+  a say (SIGKILL, the OOM killer), the kernel kills its trainings with it
+  (Linux's parent-death signal), so none is left running, owning its
+  workdir; the next sweep resumes each from its last checkpoint.
 - **Exit status**: 0 every run finished; 1 some run failed (each failure is
   reported with its exit status and the last line it printed, and the others
   still run); 75 or 130 stopped by a signal; 75 too when a training was
@@ -129,13 +132,33 @@ def child_environment(workdir: pathlib.Path) -> dict[str, str]:
   return environment
 
 
+# Run in front of each training: asks the kernel to SIGKILL it when the sweep
+# dies, however the sweep dies (PR_SET_PDEATHSIG, Linux; elsewhere nothing),
+# then becomes the training. argv: the sweep's pid, then the training's command.
+DIE_WITH_THE_SWEEP = """
+import ctypes, os, signal, sys
+try:
+  ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+except (OSError, AttributeError):
+  pass
+if os.getppid() != int(sys.argv[1]):  # The sweep died before the request was made.
+  sys.exit(1)
+os.execv(sys.argv[2], sys.argv[2:])
+"""
+
+
+def guarded(command: list[str]) -> list[str]:
+  """`command`, to be killed if this process dies before it ends."""
+  return [sys.executable, "-c", DIE_WITH_THE_SWEEP, str(os.getpid()), *command]
+
+
 def _start(run: Run, cpus: list[int], environment: dict[str, str]) -> _Attempt:
   run.workdir.mkdir(parents=True, exist_ok=True)
   log = (run.workdir / sweep_summary.LOG_FILE).open("a")
   log.write(f"{sweep_summary.LOG_START} {datetime.datetime.now().isoformat(timespec='seconds')}"
             f" on cpus {','.join(map(str, cpus))}: {shlex.join(run.command)}\n")
   log.flush()
-  process = subprocess.Popen(run.command, stdin=subprocess.DEVNULL, stdout=log,
+  process = subprocess.Popen(guarded(run.command), stdin=subprocess.DEVNULL, stdout=log,
                              stderr=subprocess.STDOUT, env=environment, start_new_session=True)
   if hasattr(os, "sched_setaffinity"):
     with contextlib.suppress(ProcessLookupError):  # It may already have exited.

@@ -8,10 +8,12 @@ import csv
 import json
 import math
 import os
+import pathlib
 import signal
 import subprocess
 import sys
 import threading
+import time
 
 import ml_collections
 import pytest
@@ -456,3 +458,35 @@ def test_summarize_rebuilds_the_outputs_from_what_exists_even_while_a_sweep_runs
   assert "- tanh seed 1: missing" in (workdir / "summary.md").read_text()
   assert cli.main(["sweep", "--config", ABLATION, "--workdir", str(tmp_path / "none"),
                    "--summarize"]) == 2
+
+
+def test_a_training_dies_with_its_sweep_however_the_sweep_dies(tmp_path):
+  """SIGKILL of the sweep leaves no training running and owning its workdir."""
+  sweep = ("import subprocess, sys, time\nfrom cnnjax import sweep_runs\n"
+           "child = subprocess.Popen(sweep_runs.guarded([sys.executable, '-c', "
+           "'import time; time.sleep(600)']))\n"
+           "print(child.pid, flush=True)\ntime.sleep(600)\n")
+  parent = subprocess.Popen([sys.executable, "-c", sweep], stdout=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+  try:
+    child = int(parent.stdout.readline())
+    deadline = time.monotonic() + 30
+    while "PDEATHSIG" in pathlib.Path(f"/proc/{child}/cmdline").read_text():
+      assert time.monotonic() < deadline, "the guard never became the training"
+      time.sleep(0.05)
+  finally:
+    parent.kill()
+    parent.wait(timeout=30)
+  deadline = time.monotonic() + 30
+  while _alive(child):
+    assert time.monotonic() < deadline, "the training outlived its sweep"
+    time.sleep(0.1)
+
+
+def _alive(pid: int) -> bool:
+  try:
+    os.kill(pid, 0)
+  except ProcessLookupError:
+    return False
+  with open(f"/proc/{pid}/stat") as stat:  # A zombie is dead, only not yet reaped.
+    return stat.read().split(")")[-1].split()[0] != "Z"
