@@ -223,16 +223,17 @@ class InputPipeline:
     """
     per_shard = global_batch // self.dataset.num_shards
     steps_per_epoch = self.steps_per_epoch(global_batch)
-    shards = self._shards_of_this_process()
-    streams = [self._shard_stream(shard, per_shard, steps_per_epoch, start_step)
-               for shard in shards]
     # Each step takes `per_shard` examples from every shard, in shard order.
-    order = np.repeat(np.arange(len(streams), dtype=np.int64), per_shard)
-    ds = tf.data.Dataset.choose_from_datasets(
-        streams, tf.data.Dataset.from_tensor_slices(order).repeat())
-    ds = ds.map(self._prepare_for_training, num_parallel_calls=tf.data.AUTOTUNE,
-                deterministic=True)
-    ds = ds.batch(per_shard * len(streams), drop_remainder=True)
+    # Each shard decodes and batches on its own, in parallel: as fast as the
+    # former one stream per device (measured on digits and shapes), where
+    # merging the shards example by example before decoding was slower.
+    streams = tuple(
+        self._shard_stream(shard, per_shard, steps_per_epoch, start_step)
+        .map(self._prepare_for_training, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        .batch(per_shard, drop_remainder=True)
+        for shard in self._shards_of_this_process())
+    ds = tf.data.Dataset.zip(streams).map(
+        lambda *parts: {key: tf.concat([part[key] for part in parts], 0) for key in parts[0]})
     for batch in self._as_numpy(ds.prefetch(tf.data.AUTOTUNE), self.dataset.train_split):
       yield self._per_device(batch)
 
