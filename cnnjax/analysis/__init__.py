@@ -1,0 +1,12 @@
+"""Seeing inside the networks: tools that read models from the registry and
+runs from their workdirs, and never touch the training loop.
+
+- Convolution arithmetic (arithmetic.py), re-exported here:
+  `conv_output_size`, `receptive_fields`, `Field`.
+
+Importing this package imports no JAX.
+"""
+
+from cnnjax.analysis.arithmetic import Field, conv_output_size, receptive_fields
+
+__all__ = ["Field", "conv_output_size", "receptive_fields"]
