@@ -6,6 +6,7 @@ one function in cnnjax.commands (or a tool module such as cnnjax.sweep).
   cnnjax config --config PATH[:ARG] [--config.KEY=VALUE ...]
   cnnjax models [NAME ...]
   cnnjax sweep  --config PATH[:ARG] --workdir DIR [--seeds N] [--jobs K] [--summarize]
+  cnnjax summary MODEL [--image-size N] [--format table|json|csv] | --all
 
 One of several processes adds `--coordinator_address HOST:PORT
 --num_processes N --process_id I` (or sets CNNJAX_COORDINATOR_ADDRESS,
@@ -32,6 +33,7 @@ from typing import Callable
 from absl import logging as absl_logging
 
 from cnnjax import stopping, sweep
+from cnnjax.analysis import commands as analysis
 from cnnjax.errors import UserError
 from cnnjax.stopping import StopRun
 
@@ -121,6 +123,11 @@ COMMANDS = {
                      "cnnjax sweep --config PATH[:ARG] --workdir DIR [--seeds N] [--jobs K] "
                      "[--config.KEY=VALUE ...] [--summarize]",
                      sweep.add_arguments, "cnnjax.sweep:run"),
+    "summary": Command("a model's layer table: shapes, units, parameters, connections, "
+                       "multiply-accumulates, receptive fields",
+                       "cnnjax summary MODEL [--image-size N] [--channels C] [--num-classes K] "
+                       "[--config.model.KEY=VALUE ...] [--format table|json|csv] | --all",
+                       analysis.add_summary_arguments, "cnnjax.analysis.commands:summary"),
 }
 
 

@@ -1,10 +1,12 @@
 """Seeing inside the networks: tools that read models from the registry and
 runs from their workdirs, and never touch the training loop.
 
+- `cnnjax summary` (summary.py, zoo.py): the layer table of a network, with
+  units, parameters, connections, multiply-accumulates and receptive fields.
 - Convolution arithmetic (arithmetic.py), re-exported here:
   `conv_output_size`, `receptive_fields`, `Field`.
 
-Importing this package imports no JAX.
+Importing this package imports neither JAX nor matplotlib.
 """
 
 from cnnjax.analysis.arithmetic import Field, conv_output_size, receptive_fields

@@ -1,0 +1,135 @@
+"""`cnnjax summary`: its flags and what it does.
+
+Importing this module imports no JAX: the flags are checked first, and a
+mistake is a one-line UserError at once.
+
+  cnnjax summary MODEL [--image-size N] [--channels C] [--num-classes K]
+                       [--config.model.KEY=VALUE ...] [--format table|json|csv]
+  cnnjax summary --all [--format table|json|csv]
+"""
+
+import argparse
+import pathlib
+import sys
+
+from cnnjax.errors import UserError
+
+FORMATS = ("table", "json", "csv")
+MODEL_PREFIX = "model."
+
+
+def add_summary_arguments(command: argparse.ArgumentParser) -> None:
+  command.add_argument("model", nargs="?", metavar="MODEL",
+                       help="a registered model (`cnnjax models` lists them)")
+  command.add_argument("--all", action="store_true",
+                       help="one row per registered model: totals at its native input beside "
+                            "the published counts")
+  command.add_argument("--image-size", type=int, metavar="N",
+                       help="input side (default: the model's native size)")
+  command.add_argument("--channels", type=int, metavar="C",
+                       help="input channels (default: 1 for LeNet-5, 3 for the others)")
+  command.add_argument("--num-classes", type=int, metavar="K",
+                       help="classes (default: 10 for the MNIST/CIFAR nets, 1000 for ImageNet's)")
+  command.add_argument("--format", choices=FORMATS, default="table")
+
+
+def _model_overrides(overrides: list[tuple[str, str]]) -> list[tuple[str, str]]:
+  for key, _ in overrides:
+    if not key.startswith(MODEL_PREFIX) or key == "model.name":
+      raise UserError(f"cnnjax summary takes only model options as overrides "
+                      f"(--config.model.KEY=VALUE), not --config.{key}; name the model as MODEL")
+  return overrides
+
+
+def summary(args, overrides) -> int:
+  """Prints the layer table of one model, or the totals of every model."""
+  if args.all == bool(args.model):
+    raise UserError("give one MODEL or --all (see `cnnjax summary --help`)")
+  for flag, value in (("--image-size", args.image_size), ("--channels", args.channels),
+                      ("--num-classes", args.num_classes)):
+    if args.all and value is not None:
+      raise UserError(f"{flag} is for one MODEL; --all summarises each model at its native input")
+    if value is not None and value < 1:
+      raise UserError(f"{flag} must be at least 1, got {value}")
+  if args.all:
+    if overrides:
+      raise UserError("--config.model.KEY=VALUE is for one MODEL; --all takes no overrides")
+    return _summary_all(args.format)
+  spec = _model_spec(args, _model_overrides(overrides))
+  from cnnjax.analysis import summary as summary_lib
+
+  table = summary_lib.summarize(spec)
+  rows = [row.as_dict() for row in table.rows]
+  if args.format == "json":
+    _write(_render().as_json(rows))
+  elif args.format == "csv":
+    _write(_render().as_csv(rows, summary_lib.COLUMNS))
+  else:
+    print(f"{spec.name} at {spec.image_size}x{spec.image_size}x{spec.channels}, "
+          f"{spec.num_classes} classes, batch of one")
+    for row in rows:
+      row["name"] = row["name"].rpartition("/")[2]
+    _write(_render().table(rows, summary_lib.COLUMNS, _NUMBERS,
+                           indent=[row.depth for row in table.rows]))
+  for module, count in table.unused_params.items():
+    print(f"cnnjax: note: {module} holds {count:,} parameters and does not run at inference "
+          "(not in the table)", file=sys.stderr)
+  return 0
+
+
+_NUMBERS = frozenset(("units", "weights", "biases", "params", "connections", "macs",
+                      "receptive_field", "jump", "training_only_params", "registry_params",
+                      "published_params", "xla_macs", "published_gmacs"))
+
+
+def _render():
+  from cnnjax.analysis import render
+
+  return render
+
+
+def _write(text: str) -> None:
+  sys.stdout.write(text)
+  sys.stdout.flush()
+
+
+def _model_spec(args, overrides):
+  """The model, its options and input, every value checked (imports the registry)."""
+  import ml_collections
+
+  from cnnjax import config as config_lib
+  from cnnjax import models
+  from cnnjax.analysis import summary as summary_lib
+
+  defaults = models.model_defaults(args.model)  # An unknown name is a UserError here.
+  config = ml_collections.ConfigDict({"model": {"name": args.model, **defaults}})
+  for key, text in overrides:
+    config_lib.override(config, key, text)
+  options = {key: value for key, value in config.model.items() if key != "name"}
+  size, channels, classes = summary_lib.default_input(args.model)
+  spec = summary_lib.Model(args.model, args.image_size or size, args.channels or channels,
+                           args.num_classes or classes, options)
+  minimum = models.create_model(spec.name, num_classes=spec.num_classes, **options).min_input_size()
+  if spec.image_size < minimum:
+    raise UserError(f"--image-size {spec.image_size} is too small for {spec.name}, which needs "
+                    f"at least {minimum}x{minimum} with these options")
+  return spec
+
+
+def _summary_all(output_format: str) -> int:
+  from cnnjax import models
+  from cnnjax.analysis import zoo
+
+  names = models.list_models()
+  print(f"cnnjax: tracing {len(names)} models at their native inputs", file=sys.stderr, flush=True)
+  rows = [zoo.zoo_row(name) for name in names]
+  render = _render()
+  if output_format == "json":
+    _write(render.as_json(rows))
+  elif output_format == "csv":
+    _write(render.as_csv(rows, zoo.COLUMNS))
+  else:
+    print("every registered model at its native input, batch of one; published: torchvision's "
+          "metadata or the paper (GMACs: billions of multiply-accumulates)")
+    _write(render.table(rows, zoo.COLUMNS, _NUMBERS))
+  return 0
