@@ -7,6 +7,7 @@ one function in cnnjax.commands (or a tool module such as cnnjax.sweep).
   cnnjax models [NAME ...]
   cnnjax sweep  --config PATH[:ARG] --workdir DIR [--seeds N] [--jobs K] [--summarize]
   cnnjax summary MODEL [--image-size N] [--format table|json|csv] | --all
+  cnnjax plot   WORKDIR... --out DIR [--x step|epoch]
 
 One of several processes adds `--coordinator_address HOST:PORT
 --num_processes N --process_id I` (or sets CNNJAX_COORDINATOR_ADDRESS,
@@ -128,6 +129,9 @@ COMMANDS = {
                        "cnnjax summary MODEL [--image-size N] [--channels C] [--num-classes K] "
                        "[--config.model.KEY=VALUE ...] [--format table|json|csv] | --all",
                        analysis.add_summary_arguments, "cnnjax.analysis.commands:summary"),
+    "plot": Command("training and evaluation curves of workdirs, as one PNG",
+                    "cnnjax plot WORKDIR... --out DIR [--x step|epoch]",
+                    analysis.add_plot_arguments, "cnnjax.analysis.commands:plot"),
 }
 
 

@@ -1,7 +1,7 @@
 """cnnjax.analysis: convolution arithmetic against hand-computed values, the
 layer table against LeNet-5's published table, the registry's parameter
 counts, XLA's cost analysis and published multiply-accumulate counts, and the
-`summary` command."""
+`summary` and `plot` commands."""
 
 import json
 import subprocess
@@ -300,11 +300,68 @@ def test_summary_mistakes_are_one_line(argv, message, capsys):
   assert message in err and err.count("\n") == 1
 
 
-def test_argument_errors_import_no_jax():
+def test_argument_errors_import_no_jax(tmp_path):
   """So `--help` and mistakes answer at once."""
   probe = ("import sys; from cnnjax import cli; "
-           "statuses = [cli.main(['summary', 'lenet5', '--all'])]; "
+           "statuses = [cli.main(['summary', 'lenet5', '--all']), "
+           f"cli.main(['plot', {str(tmp_path / 'none')!r}, '--out', {str(tmp_path)!r}])]; "
            "print(statuses, sorted(m for m in ('jax', 'matplotlib', 'tensorflow') if m in sys.modules))")
   out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT,
                        check=True).stdout
-  assert out.strip() == "[2] []"
+  assert out.strip() == "[2, 2] []"
+
+
+# --- plot ------------------------------------------------------------------------------------
+
+def _workdir(path, records):
+  path.mkdir()
+  (path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+  return path
+
+
+RECORDS = [
+    {"step": 10, "epoch": 0.5, "train/loss": 2.0, "train/top1_error": 0.8,
+     "train/learning_rate": 0.1},
+    {"step": 20, "epoch": 1.0, "train/loss": 1.0, "train/top1_error": 0.4,
+     "train/learning_rate": 0.01},
+    {"step": 20, "epoch": 1.0, "eval/loss": 1.2, "eval/top1_error": 0.5, "eval/top5_error": 0.1},
+]
+
+
+def test_plot_writes_one_png_and_leaves_workdirs_alone(tmp_path, capsys):
+  first = _workdir(tmp_path / "relu", RECORDS)
+  second = _workdir(tmp_path / "tanh", RECORDS[:2])
+  with (second / "metrics.jsonl").open("a") as file:
+    file.write('{"step": 30, "train/lo')  # A torn last line: a run still writing.
+  before = {path: path.stat().st_mtime_ns for path in tmp_path.rglob("*")}
+  out = tmp_path / "plots"
+  assert cli.main(["plot", str(first), str(second), "--out", str(out), "--x", "epoch"]) == 0
+  assert capsys.readouterr().out.strip() == f"wrote {out / 'curves.png'}"
+  assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+  assert {path: path.stat().st_mtime_ns for path in before} == before
+  assert sorted(p.name for p in first.iterdir()) == ["metrics.jsonl"]
+
+
+@pytest.mark.parametrize("case, message", [
+    ("missing", "is not a directory"),
+    ("empty", "holds no records yet"),
+    ("no_metrics", "has no readable metrics.jsonl"),
+    ("no_epoch", "has records without an epoch"),
+    ("inside", "is inside the workdir"),
+])
+def test_plot_mistakes_are_one_line(case, message, tmp_path, capsys):
+  workdir = tmp_path / "run"
+  if case == "empty":
+    _workdir(workdir, [])
+  elif case == "no_metrics":
+    workdir.mkdir()
+  elif case == "no_epoch":
+    _workdir(workdir, [{"step": 1, "train/loss": 1.0}])
+  elif case == "inside":
+    _workdir(workdir, RECORDS)
+  out = workdir / "plots" if case == "inside" else tmp_path / "out"
+  argv = ["plot", str(workdir), "--out", str(out)] + (["--x", "epoch"] if case == "no_epoch" else [])
+  assert cli.main(argv) == 2
+  err = capsys.readouterr().err
+  assert message in err and err.count("\n") == 1
+  assert not out.exists()

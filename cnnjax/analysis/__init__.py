@@ -3,6 +3,7 @@ runs from their workdirs, and never touch the training loop.
 
 - `cnnjax summary` (summary.py, zoo.py): the layer table of a network, with
   units, parameters, connections, multiply-accumulates and receptive fields.
+- `cnnjax plot` (curves.py, plot.py): training and evaluation curves of runs.
 - Convolution arithmetic (arithmetic.py), re-exported here:
   `conv_output_size`, `receptive_fields`, `Field`.
 

@@ -1,11 +1,12 @@
-"""`cnnjax summary`: its flags and what it does.
+"""`cnnjax summary` and `cnnjax plot`: their flags and what they do.
 
-Importing this module imports no JAX: the flags are checked first, and a
-mistake is a one-line UserError at once.
+Importing this module imports neither JAX nor matplotlib: the flags are
+checked first, and a mistake is a one-line UserError at once.
 
   cnnjax summary MODEL [--image-size N] [--channels C] [--num-classes K]
                        [--config.model.KEY=VALUE ...] [--format table|json|csv]
   cnnjax summary --all [--format table|json|csv]
+  cnnjax plot WORKDIR... --out DIR [--x step|epoch]
 """
 
 import argparse
@@ -31,6 +32,15 @@ def add_summary_arguments(command: argparse.ArgumentParser) -> None:
   command.add_argument("--num-classes", type=int, metavar="K",
                        help="classes (default: 10 for the MNIST/CIFAR nets, 1000 for ImageNet's)")
   command.add_argument("--format", choices=FORMATS, default="table")
+
+
+def add_plot_arguments(command: argparse.ArgumentParser) -> None:
+  command.add_argument("workdirs", nargs="+", type=pathlib.Path, metavar="WORKDIR",
+                       help="workdirs of `cnnjax train` runs, each drawn in its own colour")
+  command.add_argument("--out", required=True, type=pathlib.Path, metavar="DIR",
+                       help="where curves.png goes (created if missing; not inside a workdir)")
+  command.add_argument("--x", choices=("step", "epoch"), default="step",
+                       help="the horizontal axis (default: step)")
 
 
 def _model_overrides(overrides: list[tuple[str, str]]) -> list[tuple[str, str]]:
@@ -132,4 +142,27 @@ def _summary_all(output_format: str) -> int:
     print("every registered model at its native input, batch of one; published: torchvision's "
           "metadata or the paper (GMACs: billions of multiply-accumulates)")
     _write(render.table(rows, zoo.COLUMNS, _NUMBERS))
+  return 0
+
+
+def plot(args, overrides) -> int:
+  """Writes DIR/curves.png: loss, top-1 error and learning rate of each workdir."""
+  if overrides:
+    raise UserError("cnnjax plot takes no --config overrides")
+  from cnnjax.analysis import curves
+
+  runs = [curves.read_run(workdir, args.x) for workdir in args.workdirs]
+  out = args.out.resolve()
+  for workdir in args.workdirs:
+    if out == workdir.resolve() or workdir.resolve() in out.parents:
+      raise UserError(f"--out {args.out} is inside the workdir {workdir}; plot never writes "
+                      "into a workdir, choose another DIR")
+  try:
+    out.mkdir(parents=True, exist_ok=True)
+  except OSError as error:
+    raise UserError(f"--out {args.out}: cannot create it ({error.strerror})") from None
+  from cnnjax.analysis import plot as plot_lib
+
+  path = plot_lib.plot_curves(runs, args.x, out / "curves.png")
+  print(f"wrote {path}")
   return 0

@@ -1,0 +1,73 @@
+"""Training and evaluation curves, read from workdirs' `metrics.jsonl` for
+`cnnjax plot`. Reads only; imports neither JAX nor matplotlib."""
+
+import dataclasses
+import json
+import math
+import pathlib
+
+from cnnjax.errors import UserError
+
+# (panel title, training key, evaluation key or None).
+PANELS = (("loss", "train/loss", "eval/loss"),
+          ("top-1 error (%)", "train/top1_error", "eval/top1_error"),
+          ("learning rate", "train/learning_rate", None))
+KEYS = tuple(key for _, *keys in PANELS for key in keys if key)
+
+
+@dataclasses.dataclass
+class Run:
+  """One workdir's curves: metric key -> [(x, value)], in logged order."""
+
+  label: str
+  series: dict[str, list[tuple[float, float]]]
+
+
+def _number(value) -> float | None:
+  """A logged value, or None for a missing, non-finite or "nan" one."""
+  try:
+    value = float(value)
+  except (TypeError, ValueError):
+    return None
+  return value if math.isfinite(value) else None
+
+
+def _records(path: pathlib.Path) -> list[dict]:
+  """The complete JSON records of `path`; a torn line (a writer killed while
+  writing, or still writing) is skipped."""
+  records = []
+  for line in path.read_text().splitlines():
+    try:
+      record = json.loads(line)
+    except ValueError:
+      continue
+    if isinstance(record, dict) and "step" in record:
+      records.append(record)
+  return records
+
+
+def read_run(workdir: pathlib.Path, x: str) -> Run:
+  """The curves of the run in `workdir` against `x` ("step" or "epoch"), or a
+  UserError naming what is wrong with the workdir."""
+  if not workdir.is_dir():
+    raise UserError(f"{workdir} is not a directory; pass the workdir of a `cnnjax train` run")
+  path = workdir / "metrics.jsonl"
+  try:
+    records = _records(path)
+  except OSError as error:
+    raise UserError(f"{workdir} has no readable metrics.jsonl ({error.strerror}); pass the "
+                    "workdir of a `cnnjax train` run") from None
+  if not records:
+    raise UserError(f"{path} holds no records yet; plot it once training has logged a step")
+  if x == "epoch" and any(_number(record.get("epoch")) is None for record in records):
+    raise UserError(f"{path} has records without an epoch (written by an older cnnjax); "
+                    "use --x step")
+  series = {}
+  for key in KEYS:
+    points = [(float(record[x]), value) for record in records
+              if (value := _number(record.get(key))) is not None]
+    if points:
+      series[key] = points
+  if not series:
+    raise UserError(f"{path} has none of {', '.join(KEYS)}; is it a cnnjax training run?")
+  return Run(str(workdir), series)
