@@ -37,9 +37,22 @@ The same rates are used on CIFAR-10, where nobody has searched them here:
 `shapes`: shapes/clean (cnnjax/data/shapes.py), all 50,000 training images
 at 32x32, 2,000 test images, batch 128, 1.5 epochs, target 25% training
 error as in the paper; 3 variants x 3 seeds, two runs at a time on 2 cores.
-Measured: see RESULTS below.
 
-RESULTS
+Measured on `:shapes` (commit 9254c78, 2-core AMD EPYC, otherwise idle):
+the whole sweep took 17 min 37 s (9 runs of 203-217 s, two at a time).
+
+  variant  final eval error  final train error  epochs to 25% train error
+  relu     0.02 ± 0.03%      0.00 ± 0.00%       0.28 ± 0.04 (3 of 3)
+  tanh     1.17 ± 0.79%      1.61 ± 0.74%       0.31 ± 0.03 (3 of 3)
+  sigmoid  89.70 ± 0.26%     90.57 ± 0.63%      not reached
+
+The claim is NOT reproduced at this scale: ReLU reaches 25% 1.09x faster
+than tanh (the seeds allow at most 1.40x), not 6x. The curves show why the
+target decides it: tanh's error falls from the first steps, ReLU's stays at
+chance for about 0.15 epochs and then falls much more steeply, crossing 25%
+at the same time as tanh and reaching 0% by 0.6 epochs while tanh is still
+near 5%. The paper's target was kept, not moved to where ReLU would win.
+Sigmoid never leaves chance.
 """
 
 import pathlib
