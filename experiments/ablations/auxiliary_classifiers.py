@@ -18,7 +18,10 @@ are written there); the heads are dropped at test time either way.
 GoogLeNet step at 80x80 runs at 28 images/s on one core, so this is what fits
 30 minutes); 2 variants x 3 seeds, two runs at a time on 2 cores.
 
-RESULTS
+Not yet measured: this `shapes` sweep has been sized and smoke-run, not run in
+full. Sizing (2-core AMD EPYC, commit 9254c78): GoogLeNet at 80x80 trains at
+28 images/s on one core, so the sweep should take about 25 minutes (6 runs,
+two at a time, plus compiling and evaluating).
 """
 
 import pathlib

@@ -29,7 +29,11 @@ test on 2,000 test images, the 13pct schedule (÷10 twice) shortened to
 images, 3.5 epochs), sized from their measured speed (75 and 84 images/s on
 one core) to fit the same 30 minutes.
 
-RESULTS
+Not yet measured: this `shapes` sweep has been sized and smoke-run, not run in
+full. Sizing (2-core AMD EPYC, commit 9254c78): the 13pct net at 24x24 trains
+at 262 images/s on one core (AlexNet at 67x67: 75; VGG-A half width at 32x32:
+84), so each `shapes` sweep should take about 21-23 minutes (6 runs, two at a
+time, plus compiling and evaluating).
 """
 
 import pathlib
