@@ -1,0 +1,56 @@
+"""GoogLeNet's auxiliary classifiers, weight 0.3, against none: GoogLeNet §5.
+
+  cnnjax sweep --config experiments/ablations/auxiliary_classifiers.py --workdir runs/auxiliary_classifiers
+  cnnjax sweep --config experiments/ablations/auxiliary_classifiers.py:shapes --workdir runs/auxiliary_classifiers_shapes
+  cnnjax sweep --config experiments/ablations/auxiliary_classifiers.py:smoke --workdir /tmp/auxiliary_classifiers_smoke
+
+The claim (§5): auxiliary classifiers on 4a and 4d, their losses added with
+weight 0.3, were meant to help the gradient reach the lower layers; "later
+control experiments have shown that the effect of the auxiliary networks is
+relatively minor (around 0.5%) and that it required only one of them to
+achieve the same effect" (§5 of the CVPR 2015 version).
+GoogLeNet on ImageNet with ablation_common.googlenet_imagenet (its departures
+are written there); the heads are dropped at test time either way.
+
+`shapes`: ablation_common.googlenet_shapes: shapes/hard resized to 80x80
+(the smallest size at which the heads' 5x5/3 pooling fits), the first
+5,000 training images, 2,000 test images, 2.5 epochs (390 steps of 32: a
+GoogLeNet step at 80x80 runs at 28 images/s on one core, so this is what fits
+30 minutes); 2 variants x 3 seeds, two runs at a time on 2 cores.
+
+Not yet measured: this `shapes` sweep has been sized and smoke-run, not run in
+full. Sizing (2-core AMD EPYC, commit 9254c78): GoogLeNet at 80x80 trains at
+28 images/s on one core, so the sweep should take about 25 minutes (6 runs,
+two at a time, plus compiling and evaluating).
+"""
+
+import pathlib
+import sys
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+import ablation_common as common  # noqa: E402
+
+from cnnjax.sweep import Claim, Sweep, Variant  # noqa: E402
+
+ARGS = {"shapes": "the CPU-scale setting on shapes/hard",
+        "smoke": "a few steps of every variant (implies shapes)"}
+SHAPES = dict(train_examples=5_000, num_epochs=2.5)
+
+
+def get_config(arg=None):
+  args = common.words(arg, "auxiliary_classifiers", ARGS)
+  config = (common.googlenet_shapes(**SHAPES) if args & {"shapes", "smoke"}
+            else common.googlenet_imagenet())
+  if "smoke" in args:
+    common.smoke(config)
+  return config
+
+
+def get_sweep(arg=None):
+  common.words(arg, "auxiliary_classifiers", ARGS)
+  return Sweep(
+      [Variant("aux", {"model.aux_classifiers": True, "aux_loss_weight": 0.3}),
+       Variant("no_aux", {"model.aux_classifiers": False, "aux_loss_weight": 0.0})],
+      claims=[Claim("the effect of the auxiliary networks is relatively minor (around 0.5%)",
+                    "GoogLeNet §5", metric="final eval/top1_error", better="aux",
+                    worse="no_aux", difference=0.005)])

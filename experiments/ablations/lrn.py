@@ -1,0 +1,95 @@
+"""Local response normalisation on and off: AlexNet §3.3 and VGG Table 3.
+
+  cnnjax sweep --config experiments/ablations/lrn.py --workdir runs/lrn
+  cnnjax sweep --config experiments/ablations/lrn.py:shapes --workdir runs/lrn_shapes
+  cnnjax sweep --config experiments/ablations/lrn.py:smoke --workdir /tmp/lrn_smoke
+  cnnjax sweep --config experiments/ablations/lrn.py:alexnet --workdir runs/lrn_alexnet
+  cnnjax sweep --config experiments/ablations/lrn.py:vgg --workdir runs/lrn_vgg
+
+The claims:
+- AlexNet §3.3 (CIFAR-10): "a four-layer CNN achieved a 13% test error rate
+  without normalization and 11% with normalization". The networks are
+  cuda-convnet's layers-conv-local-13pct.cfg and its first
+  layers-conv-local-11pct.cfg (cifar_convnet_13pct, and the same network
+  with `model.norm=cross_map`: cross-map LRN of size 5 after conv1 and conv2,
+  see cnnjax/models/cuda_convnet.py), with experiments/cuda_convnet_cifar10.py's
+  13pct recipe and ten-view test (the paper's 13% and 11% are ten-view).
+- AlexNet §3.3 (ImageNet, `:alexnet`): "response normalization reduces our
+  top-1 and top-5 error rates by 1.4% and 1.2%"; the recipe is
+  ablation_common.alexnet_imagenet (its departures are written there).
+- VGG Table 3 (`:vgg`): A-LRN (29.7% top-1) is no better than A (29.6%)
+  "without any normalisation layers"; the recipe is ablation_common.vgg_imagenet.
+
+`shapes` (alone: the CIFAR-10 pair): shapes/hard (cnnjax/data/shapes.py), all
+50,000 training images, 24x24 random crops with flips as on CIFAR-10, ten-view
+test on 2,000 test images, the 13pct schedule (÷10 twice) shortened to
+2 epochs; 2 variants x 3 seeds, two runs at a time on 2 cores.
+`alexnet,shapes` and `vgg,shapes` are ablation_common's alexnet_shapes (67x67,
+10,000 training images, 3 epochs) and vgg_a_shapes (32x32, 10,000 training
+images, 3.5 epochs), sized from their measured speed (75 and 84 images/s on
+one core) to fit the same 30 minutes.
+
+Not yet measured: this `shapes` sweep has been sized and smoke-run, not run in
+full. Sizing (2-core AMD EPYC, commit 9254c78): the 13pct net at 24x24 trains
+at 262 images/s on one core (AlexNet at 67x67: 75; VGG-A half width at 32x32:
+84), so each `shapes` sweep should take about 21-23 minutes (6 runs, two at a
+time, plus compiling and evaluating).
+"""
+
+import pathlib
+import sys
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+import ablation_common as common  # noqa: E402
+
+from cnnjax.sweep import Claim, Sweep, Variant  # noqa: E402
+
+ARGS = {"alexnet": "AlexNet on ImageNet (§3.3) instead of the CIFAR-10 pair",
+        "vgg": "VGG-A against A-LRN on ImageNet (VGG Table 3) instead of the CIFAR-10 pair",
+        "shapes": "the CPU-scale setting on shapes/hard",
+        "smoke": "a few steps of every variant (implies shapes)"}
+SHAPES = {"cuda_convnet": dict(train_examples=50_000, num_epochs=2.0),
+          "alexnet": dict(train_examples=10_000, num_epochs=3.0),
+          "vgg": dict(train_examples=10_000, num_epochs=3.5)}
+
+
+def get_config(arg=None):
+  args = common.words(arg, "lrn", ARGS)
+  if {"alexnet", "vgg"} <= args:
+    raise common.UserError("lrn.py: choose one of alexnet and vgg, e.g. lrn.py:vgg,shapes")
+  small = bool(args & {"shapes", "smoke"})
+  if "alexnet" in args:
+    config = (common.alexnet_shapes(**SHAPES["alexnet"]) if small
+              else common.alexnet_imagenet())
+  elif "vgg" in args:
+    config = (common.vgg_a_shapes(**SHAPES["vgg"]) if small
+              else common.vgg_imagenet("vgg_a"))
+  else:
+    config = (common.cuda_convnet_13pct_shapes(**SHAPES["cuda_convnet"]) if small
+              else common.cuda_convnet("13pct"))
+  if "smoke" in args:
+    common.smoke(config)
+  return config
+
+
+def get_sweep(arg=None):
+  args = common.words(arg, "lrn", ARGS)
+  if "alexnet" in args:
+    return Sweep(
+        [Variant("lrn", {"model.norm": "lrn"}), Variant("no_lrn", {"model.norm": "none"})],
+        claims=[Claim("response normalization reduces the top-1 error rate by 1.4%",
+                      "AlexNet §3.3", metric="final eval/top1_error", better="lrn",
+                      worse="no_lrn", difference=0.014)])
+  if "vgg" in args:
+    return Sweep(
+        [Variant("a", {"model.norm": "none"}), Variant("a_lrn", {"model.norm": "lrn"})],
+        claims=[Claim("local response normalisation (A-LRN) does not improve on model A "
+                      "without any normalisation layers", "VGG §4.1, Table 3 (A 29.6%, "
+                      "A-LRN 29.7% top-1)", metric="final eval/top1_error", better="a",
+                      worse="a_lrn", difference=-0.005)])
+  return Sweep(
+      [Variant("no_lrn", {"model.norm": "none"}), Variant("lrn", {"model.norm": "cross_map"})],
+      claims=[Claim("a four-layer CNN achieved a 13% test error rate without normalization "
+                    "and 11% with normalization", "AlexNet §3.3 (CIFAR-10)",
+                    metric="final eval/top1_error", better="lrn", worse="no_lrn",
+                    difference=0.02)])
