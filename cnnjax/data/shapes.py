@@ -66,7 +66,7 @@ Measured on 2 CPU cores (AMD EPYC) shared with other work:
 | model | clean | hard |
 | --- | ---: | ---: |
 | logistic regression on pixels (200 L-BFGS iterations) | 69.3% | 89.8% |
-| modern LeNet-5, 5 epochs (experiments/lenet5_shapes.py) | 0.00% | 21.4%, 25.7% |
+| modern LeNet-5, 5 epochs (experiments/lenet5_shapes.py) | 0.00% | 23.4% |
 
   PYTHONPATH=$PWD python scripts/shapes_baselines.py shapes/clean shapes/hard
   cnnjax train --config experiments/lenet5_shapes.py --workdir runs/shapes_hard
@@ -74,12 +74,11 @@ Measured on 2 CPU cores (AMD EPYC) shared with other work:
 
 The linear model is near chance on `hard` (72.7% train error: what it fits
 does not carry over): with either of shape and background the brighter, no
-weighted sum of pixels says which shape is there. LeNet's two runs on `hard`
-differ in data order (one before, one after the pipeline's `num_shards`) and
-in how many of its ReLUs died early (C5: 82 and 31 of 120 ever active on 500
-test images), see experiments/lenet5_shapes.py. Calibration: the first
-`hard` occluded half the images and gave 24.6% and 25.6%; occluding 40% was
-meant to bring it well inside the 10-25% aimed at, which the spread blurs.
+weighted sum of pixels says which shape is there. LeNet's 23.4% is with He's
+initialisation (commit e8678b8); two earlier runs with the paper's, whose
+ReLUs partly died, gave 21.4% and 25.7% (experiments/lenet5_shapes.py).
+Calibration: the first `hard` occluded half the images and gave 24.6% and
+25.6%; occluding 40% was meant to bring it well inside the 10-25% aimed at.
 """
 
 import dataclasses
