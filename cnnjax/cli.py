@@ -6,6 +6,7 @@ one function in cnnjax.commands (or a tool module such as cnnjax.sweep).
   cnnjax config --config PATH[:ARG] [--config.KEY=VALUE ...]
   cnnjax models [NAME ...]
   cnnjax sweep  --config PATH[:ARG] --workdir DIR [--seeds N] [--jobs K] [--summarize]
+  cnnjax bench  --model NAME|all [--batch-size B] [--dtype D] [--format table|json] [...]
 
 One of several processes adds `--coordinator_address HOST:PORT
 --num_processes N --process_id I` (or sets CNNJAX_COORDINATOR_ADDRESS,
@@ -31,7 +32,7 @@ from typing import Callable
 
 from absl import logging as absl_logging
 
-from cnnjax import stopping, sweep
+from cnnjax import bench, stopping, sweep
 from cnnjax.errors import UserError
 from cnnjax.stopping import StopRun
 
@@ -121,6 +122,13 @@ COMMANDS = {
                      "cnnjax sweep --config PATH[:ARG] --workdir DIR [--seeds N] [--jobs K] "
                      "[--config.KEY=VALUE ...] [--summarize]",
                      sweep.add_arguments, "cnnjax.sweep:run"),
+    "bench": Command("time the compiled training step of a model, or of every model, on "
+                     "synthetic data: images/s, compile time, FLOPs, MFU, memory",
+                     "cnnjax bench --model NAME|all [--image-size N] [--channels C] "
+                     "[--num-classes K] [--batch-size B] [--steps S] [--repeats R] "
+                     "[--dtype float32|bfloat16] [--format table|json] [--peak-tflops X] "
+                     "[--config.model.KEY=VALUE ...]",
+                     bench.add_arguments, "cnnjax.bench:run"),
 }
 
 
