@@ -125,11 +125,18 @@ class _CompileCounter:
     jax.monitoring.unregister_event_duration_listener(self._listen)
 
 
-def measure(case: Case, peak_tflops: float | None = None,
-            say: Callable[[str], None] = lambda text: None) -> dict:
-  """Compiles and times the training step of `case`; the figures as a dict
-  (see cnnjax.bench for the keys). `say` receives progress lines."""
-  per_device_batch = check_devices(case.batch_size)
+@dataclasses.dataclass
+class _Step:
+  """The train step of a case, ready to call as `state, _ = call(state, batch, rng)`."""
+
+  call: Callable
+  state: object
+  batch: dict
+  rng: jax.Array
+
+
+def _build_step(case: Case, per_device_batch: int, say: Callable[[str], None]) -> _Step:
+  """The step, state and data as `cnnjax train` makes them (see the module docstring)."""
   config = train_config(case)
   model = models.from_config(config, steps.AXIS, num_classes=case.num_classes)
   image_shape = (case.image_size, case.image_size, case.channels)
@@ -144,39 +151,53 @@ def measure(case: Case, peak_tflops: float | None = None,
   say(f"{case.model}: {'x'.join(map(str, image_shape))} images, batch {case.batch_size} on "
       f"{len(devices)} {devices[0].platform} device(s), {case.dtype}: compiling the train step")
   state = steps.create_train_state(jax.random.key(config.seed), model, optimizer, image_shape)
-  state = parallel.replicate(jax.device_get(state))
-  rng = parallel.replicate(jax.random.PRNGKey(config.seed))
-  batch = _synthetic_batch(case, per_device_batch)
-  train_fn = parallel.map_train_step(
-      steps.bind_train_step(config, model, optimizer, schedule))
+  return _Step(parallel.map_train_step(steps.bind_train_step(config, model, optimizer, schedule)),
+               parallel.replicate(jax.device_get(state)), _synthetic_batch(case, per_device_batch),
+               parallel.replicate(jax.random.PRNGKey(config.seed)))
 
+
+def _compile(step: _Step) -> tuple[float, float | None]:
+  """Seconds to trace, lower and compile the step, and its FLOPs (one device's program)."""
   started = time.perf_counter()
-  compiled = train_fn.lower(state, batch, rng).compile()
-  compile_s = time.perf_counter() - started
-  flops = _flops(compiled)
-  del compiled  # The pmapped function reuses its executable from JAX's caches.
+  compiled = step.call.lower(step.state, step.batch, step.rng).compile()
+  # The mapped step reuses this executable from JAX's caches (`_time` refuses a recompile).
+  return time.perf_counter() - started, _flops(compiled)
 
+
+def _time(step: _Step, case: Case) -> tuple[int, list[float]]:
+  """Steps per timing and the seconds of each of `case.repeats` timings."""
   for _ in range(WARMUP_STEPS):
     started = time.perf_counter()
-    state, _ = train_fn(state, batch, rng)
-    jax.block_until_ready(state)
+    step.state, _ = step.call(step.state, step.batch, step.rng)
+    jax.block_until_ready(step.state)
     step_s = time.perf_counter() - started
   steps_per_repeat = case.steps or max(1, round(SECONDS_PER_REPEAT / step_s))
-  say(f"{case.model}: compiled in {compile_s:.1f} s; timing {case.repeats} x "
-      f"{steps_per_repeat} steps")
   seconds = []
   with _CompileCounter() as compilations:
     for _ in range(case.repeats):
       started = time.perf_counter()
       for _ in range(steps_per_repeat):
-        state, _ = train_fn(state, batch, rng)
-      jax.block_until_ready(state)
+        step.state, _ = step.call(step.state, step.batch, step.rng)
+      jax.block_until_ready(step.state)
       seconds.append(time.perf_counter() - started)
   if compilations.count:
     raise RuntimeError(f"the train step of {case.model} compiled again while timed "
                        f"({compilations.count} compilations): its figures would be wrong")
+  return steps_per_repeat, seconds
+
+
+def measure(case: Case, peak_tflops: float | None = None,
+            say: Callable[[str], None] = lambda text: None) -> dict:
+  """Compiles and times the training step of `case`; the figures as a dict
+  (see cnnjax.bench for the keys). `say` receives progress lines."""
+  per_device_batch = check_devices(case.batch_size)
+  step = _build_step(case, per_device_batch, say)
+  compile_s, flops = _compile(step)
+  say(f"{case.model}: compiled in {compile_s:.1f} s; timing")
+  steps_per_repeat, seconds = _time(step, case)
+  devices = jax.local_devices()
   memory = _peak_memory_bytes(devices)
-  del state, batch
+  del step  # Frees the devices for the matmul.
 
   rates = [case.batch_size * steps_per_repeat / s for s in seconds]
   images_per_sec = statistics.median(rates)
