@@ -3,6 +3,7 @@ hang together, and bad input refused in one line before anything compiles."""
 
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 
@@ -119,3 +120,14 @@ def test_bad_input_is_one_line_and_exit_2(arguments, message, capsys):
   error = capsys.readouterr().err.strip()
   assert len(error.splitlines()) == 1 and error.startswith("cnnjax: error: ")
   assert message in error
+
+
+def test_flag_mistakes_are_reported_before_jax_is_imported():
+  code = ("import sys\nfrom cnnjax import cli\ncode = cli.main(sys.argv[1:])\n"
+          "print(sorted(m for m in ('jax', 'flax', 'tensorflow') if m in sys.modules))\n"
+          "sys.exit(code)")
+  run = subprocess.run([sys.executable, "-c", code, "bench", "--model", "resnet50", "--repeats",
+                        "0"], capture_output=True, text=True, cwd=ROOT, timeout=60,
+                       env={**os.environ, "PYTHONPATH": str(ROOT)})
+  assert run.returncode == 2 and run.stdout.strip() == "[]"
+  assert run.stderr.strip() == "cnnjax: error: --repeats must be a positive integer, got '0'"
