@@ -8,6 +8,7 @@ one function in cnnjax.commands (or a tool module such as cnnjax.sweep).
   cnnjax sweep  --config PATH[:ARG] --workdir DIR [--seeds N] [--jobs K] [--summarize]
   cnnjax summary MODEL [--image-size N] [--format table|json|csv] | --all
   cnnjax plot   WORKDIR... --out DIR [--x step|epoch]
+  cnnjax bench  --model NAME|all [--batch-size B] [--dtype D] [--format table|json] [...]
 
 One of several processes adds `--coordinator_address HOST:PORT
 --num_processes N --process_id I` (or sets CNNJAX_COORDINATOR_ADDRESS,
@@ -33,7 +34,7 @@ from typing import Callable
 
 from absl import logging as absl_logging
 
-from cnnjax import stopping, sweep
+from cnnjax import bench, stopping, sweep
 from cnnjax.analysis import commands as analysis
 from cnnjax.errors import UserError
 from cnnjax.stopping import StopRun
@@ -132,6 +133,13 @@ COMMANDS = {
     "plot": Command("training and evaluation curves of workdirs, as one PNG",
                     "cnnjax plot WORKDIR... --out DIR [--x step|epoch]",
                     analysis.add_plot_arguments, "cnnjax.analysis.commands:plot"),
+    "bench": Command("time the compiled training step of a model, or of every model, on "
+                     "synthetic data: images/s, compile time, FLOPs, MFU, memory",
+                     "cnnjax bench --model NAME|all [--image-size N] [--channels C] "
+                     "[--num-classes K] [--batch-size B] [--steps S] [--repeats R] "
+                     "[--dtype float32|bfloat16] [--format table|json] [--peak-tflops X] "
+                     "[--config.model.KEY=VALUE ...]",
+                     bench.add_arguments, "cnnjax.bench:run"),
 }
 
 

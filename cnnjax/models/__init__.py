@@ -120,14 +120,17 @@ def describe(name: str) -> dict:
           "options": model_defaults(name)}
 
 
-def from_config(config, axis_name: str | None = None) -> nn.Module:
-  """The model `config.model` describes, for the classes of `config.dataset`,
-  computing in bfloat16 under `config.half_precision`. `axis_name` (the
-  device axis) is given to models that take it when `config.sync_batch_norm`."""
+def from_config(config, axis_name: str | None = None, num_classes: int | None = None) -> nn.Module:
+  """The model `config.model` describes, for the classes of `config.dataset`
+  (or `num_classes`: `cnnjax bench` has no dataset), computing in bfloat16
+  under `config.half_precision`. `axis_name` (the device axis) is given to
+  models that take it when `config.sync_batch_norm`."""
   from cnnjax.data import dataset_spec
 
+  if num_classes is None:
+    num_classes = dataset_spec(config.dataset.name).num_classes
   options = {key: value for key, value in config.model.items() if key != "name"}
-  model = create_model(config.model.name, num_classes=dataset_spec(config.dataset.name).num_classes,
+  model = create_model(config.model.name, num_classes=num_classes,
                        dtype=jnp.bfloat16 if config.half_precision else jnp.float32, **options)
   if axis_name and config.sync_batch_norm and "axis_name" in model_options(config.model.name):
     model = model.clone(axis_name=axis_name)

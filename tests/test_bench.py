@@ -1,0 +1,126 @@
+"""`cnnjax bench`: the real train step timed without TensorFlow, figures that
+hang together, and bad input refused in one line before anything compiles."""
+
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import pytest
+from helpers import ROOT
+
+from cnnjax import bench, bench_timing, cli, models
+from cnnjax.analysis import summary
+
+KEYS = ("model", "image_size", "batch_size", "dtype", "images_per_sec", "step_ms", "compile_s",
+        "flops_per_image", "achieved_tflops", "mfu", "peak_memory_bytes")
+# Installed in every Python process that finds it on PYTHONPATH: importing
+# TensorFlow (or TFDS) there fails, so a bench process that imports it dies.
+NO_TENSORFLOW = """
+import importlib.abc, sys
+
+class NoTensorFlow(importlib.abc.MetaPathFinder):
+  def find_spec(self, name, path, target=None):
+    if name.partition(".")[0] in ("tensorflow", "tensorflow_datasets"):
+      raise ImportError(f"{name} is blocked: the bench path must not import it")
+
+sys.meta_path.insert(0, NoTensorFlow())
+"""
+
+
+def _forward_macs(name: str) -> int:
+  """The model's forward multiply-accumulates at its native input, as
+  `cnnjax summary` counts them."""
+  size, channels, _ = summary.default_input(name)
+  return summary.summarize(summary.Model(name, size, channels, 10, {})).rows[-1].macs
+
+
+def test_zoo_times_each_model_in_a_process_without_tensorflow(tmp_path, monkeypatch, capsys):
+  """`--model all` over a two-model zoo: each model's own process, where
+  importing TensorFlow fails; the first measures the peak, the second is given it."""
+  (tmp_path / "sitecustomize.py").write_text(NO_TENSORFLOW)
+  monkeypatch.setenv("PYTHONPATH", f"{tmp_path}:{ROOT}")
+  blocked = subprocess.run([sys.executable, "-c", "import tensorflow"], capture_output=True,
+                           text=True)
+  assert blocked.returncode == 1 and "tensorflow is blocked" in blocked.stderr
+  monkeypatch.setattr(models, "list_models", lambda: ["lenet5", "lenet5_modern"])
+
+  assert cli.main(["bench", "--model", "all", "--batch-size", "8", "--steps", "2",
+                   "--repeats", "2", "--format", "json"]) == 0
+
+  out, err = capsys.readouterr()
+  rows = json.loads(out)
+  assert [row["model"] for row in rows] == ["lenet5", "lenet5_modern"]
+  assert "[1/2] lenet5" in err and "[2/2] lenet5_modern" in err
+  lenet5_macs = _forward_macs("lenet5")
+  for row in rows:
+    assert all(key in row for key in KEYS)
+    assert (row["image_size"], row["channels"], row["num_classes"]) == (32, 1, 10)
+    assert (row["batch_size"], row["dtype"], row["steps"], row["repeats"]) == (8, "float32", 2, 2)
+    assert row["images_per_sec_min"] <= row["images_per_sec"] <= row["images_per_sec_max"]
+    assert row["step_ms"] == pytest.approx(1000 * 8 / row["images_per_sec"])
+    assert row["compile_s"] > 0 and row["peak_memory_bytes"] is None  # CPU reports none.
+    assert row["platform"] == "cpu" and row["device_count"] == 4
+    # A training step is about 3 forward passes (input and weight gradients),
+    # 2 FLOPs per multiply-accumulate; one device's program over its 2 images.
+    assert 4 * lenet5_macs < row["flops_per_image"] < 10 * lenet5_macs
+    assert row["achieved_tflops"] == pytest.approx(
+        row["flops_per_image"] * row["images_per_sec"] / 1e12)
+    assert row["mfu"] == pytest.approx(row["achieved_tflops"] / rows[0]["peak_tflops"])
+  assert [row["peak_source"] for row in rows] == ["measured", "given"]
+  assert rows[1]["peak_tflops"] == rows[0]["peak_tflops"] > 0
+
+  table = bench.table(rows)
+  assert "| lenet5 | 32x32x1 | 8 | float32 |" in table and "| lenet5_modern |" in table
+  assert "4 x cpu" in table and "(measured, float32 matmul)" in table
+
+
+def test_bfloat16_step_and_given_peak(capsys):
+  """In the test's process: bfloat16 compute, a model option, the table."""
+  assert cli.main(["bench", "--model", "lenet5", "--image-size", "36", "--batch-size", "4",
+                   "--steps", "1", "--repeats", "1", "--dtype", "bfloat16",
+                   "--peak-tflops", "0.5", "--config.model.activation=relu"]) == 0
+  out, _ = capsys.readouterr()
+  assert "| lenet5 | 36x36x1 | 4 | bfloat16 |" in out and "peak 0.5 TFLOP/s per device (given)" in out
+
+
+def test_compile_counter_sees_a_compilation():
+  """The guard that refuses figures timed across a recompilation can see one."""
+  ones = jax.numpy.ones(7)
+  with bench_timing._CompileCounter() as compilations:
+    jax.jit(lambda x: x * 3.25 + 0.125)(ones)
+  assert compilations.count >= 1
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["--model", "no_such_net"], "unknown --model 'no_such_net'; registered models:"),
+    (["--model", "lenet5", "--batch-size", "6"],
+     "--batch-size 6 does not divide evenly over 4 cpu devices; use a multiple of 4"),
+    (["--model", "lenet5", "--steps", "0"], "--steps must be a positive integer, got '0'"),
+    (["--model", "lenet5", "--peak-tflops", "nan"], "--peak-tflops must be a positive number"),
+    (["--model", "lenet5", "--dtype", "float16"], "argument --dtype: invalid choice"),
+    (["--model", "all", "--image-size", "64"], "--model all runs every model at its native"),
+    (["--model", "lenet5", "--image-size", "16"], "lenet5 needs inputs of at least 32x32"),
+    (["--model", "lenet5", "--config.model.activation=swish"], "(config.model.activation)"),
+    (["--model", "lenet5", "--config.model.no_such=1"], "unknown config key 'config.model.no_such'"),
+    (["--model", "lenet5", "--config.optimizer.name=adam"],
+     "takes only --config.model.KEY overrides, not --config.optimizer.name"),
+    (["--model", "lenet5", "--config.model.name=alexnet"], "takes the model from --model"),
+])
+def test_bad_input_is_one_line_and_exit_2(arguments, message, capsys):
+  assert cli.main(["bench", *arguments]) == 2
+  error = capsys.readouterr().err.strip()
+  assert len(error.splitlines()) == 1 and error.startswith("cnnjax: error: ")
+  assert message in error
+
+
+def test_flag_mistakes_are_reported_before_jax_is_imported():
+  code = ("import sys\nfrom cnnjax import cli\ncode = cli.main(sys.argv[1:])\n"
+          "print(sorted(m for m in ('jax', 'flax', 'tensorflow') if m in sys.modules))\n"
+          "sys.exit(code)")
+  run = subprocess.run([sys.executable, "-c", code, "bench", "--model", "resnet50", "--repeats",
+                        "0"], capture_output=True, text=True, cwd=ROOT, timeout=60,
+                       env={**os.environ, "PYTHONPATH": str(ROOT)})
+  assert run.returncode == 2 and run.stdout.strip() == "[]"
+  assert run.stderr.strip() == "cnnjax: error: --repeats must be a positive integer, got '0'"
