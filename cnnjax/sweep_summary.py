@@ -168,7 +168,7 @@ def last_attempt(log: pathlib.Path) -> tuple[int | None, str, bool]:
   return status, printed, signalled
 
 
-def _number(value) -> float | None:
+def finite_number(value) -> float | None:
   """A metric as written by cnnjax.metrics: a number, or "nan"/"inf" as a string."""
   try:
     value = float(value)
@@ -180,15 +180,15 @@ def _number(value) -> float | None:
 def epochs_to_target(records: list[dict], target: float) -> float | None:
   """The epoch of the first training record with train/top1_error <= target."""
   for record in records:
-    error = _number(record.get("train/top1_error"))
+    error = finite_number(record.get("train/top1_error"))
     if error is not None and error <= target:
       return float(record["epoch"])
   return None
 
 
 def _curve(records: list[dict], key: str) -> list[tuple[int, float, float]]:
-  return [(record["step"], float(record["epoch"]), _number(record[key]))
-          for record in records if _number(record.get(key)) is not None]
+  return [(record["step"], float(record["epoch"]), finite_number(record[key]))
+          for record in records if finite_number(record.get(key)) is not None]
 
 
 def read_run(run: Run, target: float | None, running: bool = False) -> RunResult:
@@ -221,9 +221,9 @@ def read_run(run: Run, target: float | None, running: bool = False) -> RunResult
     result.status, result.reason = "incomplete", printed
   if result.status != "finished":
     return result
-  result.final_eval_top1_error = _number(results["final_eval"]["eval/top1_error"])
-  result.best_eval_top1_error = _number(results["best_eval"]["eval/top1_error"])
-  result.final_train_top1_error = _number(results["final_train"]["train/top1_error"])
+  result.final_eval_top1_error = finite_number(results["final_eval"]["eval/top1_error"])
+  result.best_eval_top1_error = finite_number(results["best_eval"]["eval/top1_error"])
+  result.final_train_top1_error = finite_number(results["final_train"]["train/top1_error"])
   result.epochs = float(results["epochs"])
   result.train_time_s = float(results["train_time_s"])
   result.parameters = int(results["parameters"])

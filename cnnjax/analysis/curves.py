@@ -7,6 +7,7 @@ import math
 import pathlib
 
 from cnnjax.errors import UserError
+from cnnjax.sweep_summary import finite_number
 
 # (panel title, training key, evaluation key or None).
 PANELS = (("loss", "train/loss", "eval/loss"),
@@ -21,15 +22,6 @@ class Run:
 
   label: str
   series: dict[str, list[tuple[float, float]]]
-
-
-def _number(value) -> float | None:
-  """A logged value, or None for a missing, non-finite or "nan" one."""
-  try:
-    value = float(value)
-  except (TypeError, ValueError):
-    return None
-  return value if math.isfinite(value) else None
 
 
 def _records(path: pathlib.Path) -> list[dict]:
@@ -59,13 +51,13 @@ def read_run(workdir: pathlib.Path, x: str) -> Run:
                     "workdir of a `cnnjax train` run") from None
   if not records:
     raise UserError(f"{path} holds no records yet; plot it once training has logged a step")
-  if x == "epoch" and any(_number(record.get("epoch")) is None for record in records):
+  if x == "epoch" and any(finite_number(record.get("epoch")) is None for record in records):
     raise UserError(f"{path} has records without an epoch (written by an older cnnjax); "
                     "use --x step")
   series = {}
   for key in KEYS:
     points = [(float(record[x]), value) for record in records
-              if (value := _number(record.get(key))) is not None]
+              if (value := finite_number(record.get(key))) is not None]
     if points:
       series[key] = points
   if not series:

@@ -21,7 +21,7 @@ width (cnnjax.analysis.arithmetic):
   statistics over the batch carry none.
 
 An image-dependent value through a primitive not listed here is a
-NotImplementedError naming it, rather than a silently wrong field.
+UserError naming it (exit status 2), rather than a silently wrong field.
 """
 
 import dataclasses
@@ -32,6 +32,8 @@ from typing import Any
 import jax
 from flax import linen as nn
 from jax.extend import core
+
+from cnnjax.errors import UserError
 
 SCOPE_PREFIX = "cnnjax_summary_call"
 _SCOPE = re.compile(SCOPE_PREFIX + r"(\d+)")
@@ -270,7 +272,7 @@ def _propagate(eqn: core.JaxprEqn, operands: list[State | None]) -> State | None
   first = next(state for state in operands if state is not None)
   if name == "conv_general_dilated":
     if any(d != 1 for d in params["lhs_dilation"]) or operands[0] is None:
-      raise NotImplementedError("receptive fields of transposed convolutions")
+      raise UserError("cnnjax summary cannot follow receptive fields of transposed convolutions")
     lhs, rhs, out = params["dimension_numbers"]
     kernel_shape = eqn.invars[1].aval.shape
     rank = len(shape_in)
@@ -283,7 +285,8 @@ def _propagate(eqn: core.JaxprEqn, operands: list[State | None]) -> State | None
                      lambda axis: out[list(lhs).index(axis)])
   if name.startswith("reduce_window"):
     if any(d != 1 for d in params["base_dilation"]):
-      raise NotImplementedError(f"receptive fields through a dilated-base {name}")
+      raise UserError(f"cnnjax summary cannot follow receptive fields through a dilated-base "
+                      f"{name}")
     return _windowed(first, params["window_dimensions"], params["window_strides"],
                      params["window_dilation"])
   if name in ("reduce_sum", "reduce_max", "reduce_min", "reduce_prod", "argmax", "argmin"):
@@ -295,7 +298,7 @@ def _propagate(eqn: core.JaxprEqn, operands: list[State | None]) -> State | None
     return first.mapped(permutation.index)
   if name == "reshape":
     if params.get("dimensions") is not None:
-      raise NotImplementedError("receptive fields through a transposing reshape")
+      raise UserError("cnnjax summary cannot follow receptive fields through a transposing reshape")
     return first if shape_in == shape_out else _reshaped(first, shape_in, shape_out)
   if name == "squeeze":
     return _merge_axes(first, tuple(params["dimensions"]), shape_in)
@@ -307,9 +310,9 @@ def _propagate(eqn: core.JaxprEqn, operands: list[State | None]) -> State | None
     return _windowed(first, (1,) * len(shape_in), strides, (1,) * len(shape_in))
   if name == "pad":
     if any(interior for _, _, interior in params["padding_config"]):
-      raise NotImplementedError("receptive fields through interior padding")
+      raise UserError("cnnjax summary cannot follow receptive fields through interior padding")
     return first  # Border padding moves no unit's field (ResNet's option-A new maps).
   if name == "concatenate" or shape_out == shape_in or all(
       var.aval.shape in (shape_out, ()) for var in eqn.invars):
     return _merge(operands)  # Element-wise, padding, concatenation along channels.
-  raise NotImplementedError(f"receptive fields through the primitive {name!r}")
+  raise UserError(f"cnnjax summary cannot follow receptive fields through the primitive {name!r}")
