@@ -61,6 +61,10 @@ def base_config() -> ml_collections.ConfigDict:
   config.optimizer = ml_collections.ConfigDict(dict(
       name="sgd",  # sgd, adam, adamw, rmsprop.
       learning_rate=0.1,
+      # Linear scaling (Goyal et al. 2017): with a base batch size B0 > 0 the
+      # rate used is learning_rate * batch_size / B0, so a recipe states the
+      # paper's rate and batch and keeps them when the user changes the batch.
+      base_batch_size=0,
       momentum=0.9,  # sgd and rmsprop; 0 disables.
       nesterov=False,
       b1=0.9,
@@ -80,6 +84,10 @@ def base_config() -> ml_collections.ConfigDict:
   config.schedule = ml_collections.ConfigDict(dict(
       name="constant",  # constant, multistep, exponential, cosine, plateau.
       warmup_epochs=0.0,
+      # "linear": from 0 up to the rate; "constant": the rate x warmup_factor
+      # throughout (ResNet §4.2: ResNet-110 starts at 0.01 of 0.1).
+      warmup_kind="linear",
+      warmup_factor=0.1,
       boundaries_epochs=(),  # multistep: where the rate is multiplied by decay_factor.
       decay_factor=0.1,  # multistep, exponential and plateau.
       decay_every_epochs=1.0,  # exponential (staircase).
@@ -324,6 +332,12 @@ def validate(config: ml_collections.ConfigDict) -> None:
       ("aux_loss_weight", config.aux_loss_weight, config.aux_loss_weight >= 0, "0 or positive"),
       ("schedule.warmup_epochs", config.schedule.warmup_epochs,
        config.schedule.warmup_epochs >= 0, "0 or positive"),
+      ("schedule.warmup_kind", config.schedule.warmup_kind,
+       config.schedule.warmup_kind in ("linear", "constant"), "'linear' or 'constant'"),
+      ("schedule.warmup_factor", config.schedule.warmup_factor,
+       config.schedule.warmup_factor > 0, "positive"),
+      ("optimizer.base_batch_size", config.optimizer.base_batch_size,
+       config.optimizer.base_batch_size >= 0, "0 (no scaling) or positive"),
       ("schedule.decay_factor", config.schedule.decay_factor,
        0 < config.schedule.decay_factor <= 1, "in (0, 1]"),
       ("schedule.decay_every_epochs", config.schedule.decay_every_epochs,

@@ -102,13 +102,23 @@ def _direction(config: ml_collections.ConfigDict) -> optax.GradientTransformatio
   return directions[config.name]()
 
 
+def scaled_learning_rate(optimizer: ml_collections.ConfigDict, batch_size: int) -> float:
+  """The rate the run uses: `learning_rate`, scaled linearly with the global
+  batch when `base_batch_size` is set (Goyal et al. 2017, §2.1: "when the
+  minibatch size is multiplied by k, multiply the learning rate by k")."""
+  if not optimizer.base_batch_size:
+    return float(optimizer.learning_rate)
+  return float(optimizer.learning_rate) * batch_size / optimizer.base_batch_size
+
+
 # Schedules laid over the run's total steps: a longer run stretches them.
 SCHEDULES_OVER_TOTAL_STEPS = frozenset({"cosine"})
 
 
 def create_schedule(config: ml_collections.ConfigDict, learning_rate: float,
                     steps_per_epoch: int, total_steps: int) -> optax.Schedule:
-  """The learning rate at each step: linear warmup, then the named schedule.
+  """The learning rate at each step: the warmup (linear from 0, or constant at
+  `warmup_factor` of the rate), then the named schedule.
 
   "plateau" is constant here; its reductions are applied by `plateau_scaling`.
   """
@@ -135,8 +145,11 @@ def create_schedule(config: ml_collections.ConfigDict, learning_rate: float,
   schedule = schedules[config.name]()
   if not warmup:
     return schedule
-  return optax.join_schedules(
-      [optax.linear_schedule(0.0, learning_rate, warmup), schedule], [warmup])
+  if config.warmup_kind == "constant":
+    warming = optax.constant_schedule(learning_rate * config.warmup_factor)
+  else:
+    warming = optax.linear_schedule(0.0, learning_rate, warmup)
+  return optax.join_schedules([warming, schedule], [warmup])
 
 
 def plateau_scaling(config: ml_collections.ConfigDict, steps_per_epoch: int):

@@ -78,8 +78,9 @@ def plan(config: ml_collections.ConfigDict, devices: parallel.Devices = None) ->
   total_steps = (config.num_train_steps if config.num_train_steps > 0
                  else math.ceil(config.num_epochs * steps_per_epoch))
   per_epoch = lambda every: steps_per_epoch if every == -1 else every
-  schedule = optim.create_schedule(config.schedule, config.optimizer.learning_rate,
-                                   steps_per_epoch, total_steps)
+  schedule = optim.create_schedule(
+      config.schedule, optim.scaled_learning_rate(config.optimizer, config.batch_size),
+      steps_per_epoch, total_steps)
   optimizer = optim.create_optimizer(config, schedule, steps_per_epoch)
   # The optimizer meets the parameters: a weight-decay pattern matching no layer fails here.
   jax.eval_shape(optimizer.init, variables["params"])
@@ -192,6 +193,10 @@ def _train(plan: Plan, workdir: pathlib.Path, checkpointer: Checkpointer,
   batches = parallel.to_devices(_without_ids(
       plan.pipeline.train_batches(plan.train_batch.global_batch, start_step), batch_ids),
       plan.devices)
+  if config.optimizer.base_batch_size and config.batch_size != config.optimizer.base_batch_size:
+    _say(f"learning rate {optim.scaled_learning_rate(config.optimizer, config.batch_size):g}: "
+         f"{config.optimizer.learning_rate:g} for batch {config.optimizer.base_batch_size}, "
+         f"scaled linearly to batch {config.batch_size}")
   _say(f"compiling the train step of {config.model.name} ({plan.total_steps - start_step} "
        f"steps to go, {plan.train_batch.global_batch} images each)")
   progress = metrics_lib.Progress(plan.total_steps, start_step, enabled=is_writer)

@@ -104,6 +104,23 @@ def test_cosine_with_linear_warmup():
   np.testing.assert_allclose(float(schedule(100)), 0.0, atol=1e-7)
 
 
+def test_constant_warmup_as_resnet110_then_the_schedule():
+  """ResNet §4.2: ResNet-110 trains at 0.01 for its first ~400 iterations, then at 0.1."""
+  schedule = _schedule(name="multistep", boundaries_epochs=(5,), warmup_epochs=1,
+                       warmup_kind="constant", warmup_factor=0.1)
+  np.testing.assert_allclose([float(schedule(s)) for s in (0, 9, 10, 49, 50)],
+                             [0.01, 0.01, 0.1, 0.1, 0.01], rtol=1e-6)
+
+
+def test_the_rate_scales_linearly_with_the_batch_from_its_base():
+  optimizer = config_lib.base_config().optimizer
+  optimizer.update(learning_rate=0.1, base_batch_size=256)
+  assert optim.scaled_learning_rate(optimizer, 256) == pytest.approx(0.1)
+  assert optim.scaled_learning_rate(optimizer, 1024) == pytest.approx(0.4)
+  optimizer.base_batch_size = 0  # No base: the rate as given, whatever the batch.
+  assert optim.scaled_learning_rate(optimizer, 1024) == pytest.approx(0.1)
+
+
 def test_plateau_divides_the_rate_when_the_epoch_loss_stalls():
   config = config_lib.base_config()
   config.schedule.update(name="plateau", plateau_patience_epochs=1, decay_factor=0.1)
