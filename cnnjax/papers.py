@@ -85,8 +85,12 @@ _CUDA_CONVNET = "cuda-convnet (Krizhevsky 2012)"
 
 def _vgg(model: str, table: str, mode: str, top1: float, top5: float, train_scale: tuple,
          test_scales: tuple) -> Published:
-  return Published(PAPER, f"{_VGG}, {table}", model, *IMAGENET, mode, top1, top5,
-                   train_scale=train_scale, test_scales=test_scales)
+  scale = ("S=" + str(train_scale[0]) if len(train_scale) == 1
+           else "S=[" + ";".join(map(str, train_scale)) + "]")  # The paper's notation.
+  tests = (f"Q={test_scales[0]}" if len(test_scales) == 1
+           else "Q={" + ",".join(map(str, test_scales)) + "}")
+  return Published(PAPER, f"{_VGG}, {table} ({scale}, {tests})", model, *IMAGENET, mode, top1,
+                   top5, train_scale=train_scale, test_scales=test_scales)
 
 
 def _resnet(model: str, table: str, mode: str, top1: float, top5: float | None,

@@ -68,7 +68,7 @@ class Run:
 
   label: str  # The DIR as given, or DIR/<variant>/seed<k> for a sweep's run.
   path: pathlib.Path
-  status: str  # complete, unfinished, stopped, failed (exit N), not started
+  status: str  # complete, unfinished, stopped, failed (exit N), no training logged, not started
   config: dict = dataclasses.field(default_factory=dict)
   results: dict | None = None
   records: list = dataclasses.field(default_factory=list)
@@ -96,6 +96,7 @@ class Row:
   eval_recipe: str = ""
   paper: papers.Published | None = None
   torchvision: papers.Published | None = None
+  unmatched: list = dataclasses.field(default_factory=list)  # See near_misses.
 
   def difference(self, published: papers.Published | None, which: str) -> float | None:
     ours, theirs = getattr(self, which), published and getattr(published, which)
@@ -154,7 +155,7 @@ def _evaluations(workdir: pathlib.Path) -> list[tuple[int, dict]]:
   return found
 
 
-def _status(workdir: pathlib.Path, results: dict | None) -> str:
+def _status(workdir: pathlib.Path, results: dict | None, records: list[dict]) -> str:
   if results and results.get("status") == "complete" and results.get("step") == results.get(
       "total_steps"):
     return "complete"
@@ -163,7 +164,8 @@ def _status(workdir: pathlib.Path, results: dict | None) -> str:
     return "stopped"
   if exit_status:
     return f"failed (exit {exit_status})"
-  return "unfinished"
+  # Imported weights (`cnnjax import-weights`), or a training yet to log its first step.
+  return "unfinished" if records else "no training logged"
 
 
 def read_workdir(workdir: pathlib.Path, label: str) -> Run:
@@ -177,8 +179,9 @@ def read_workdir(workdir: pathlib.Path, label: str) -> Run:
   if results is not None and not isinstance(results.get("final_eval", {}) or {}, dict):
     raise UserError(f"{workdir / RESULTS_FILE} is damaged (final_eval is not an object); rerun "
                     "the same `cnnjax train` command, which rewrites it")
-  return Run(label, workdir, _status(workdir, results), config, results,
-             _records(workdir / METRICS_FILE), _evaluations(workdir))
+  records = _records(workdir / METRICS_FILE)
+  return Run(label, workdir, _status(workdir, results, records), config, results, records,
+             _evaluations(workdir))
 
 
 def read_sweep(directory: pathlib.Path, label: str) -> list[Run]:
@@ -273,7 +276,8 @@ def scheme(prefix: str, recipe: str) -> str:
 
 def eval_recipe(config: dict, prefix: str) -> str:
   """The recipe of the evaluation written as `prefix`/... (config.extra_evals
-  for eval_NAME; dataset.eval_preprocess for eval)."""
+  for eval_NAME; dataset.eval_preprocess for eval; the same for their _ema)."""
+  prefix = _without_ema(prefix)
   if prefix == "eval":
     return str(config.get("dataset", {}).get("eval_preprocess", ""))
   for entry in config.get("extra_evals", ()) or ():
@@ -284,16 +288,32 @@ def eval_recipe(config: dict, prefix: str) -> str:
 
 def matches(row: papers.Published, config: dict, mode: str, split: str, recipe: str) -> bool:
   """Whether the published `row` is about this run's `mode` (see the module docstring)."""
-  model, dataset = config.get("model", {}), config.get("dataset", {})
-  base = mode[:-len(EMA_SUFFIX)] if mode.endswith(EMA_SUFFIX) else mode
-  train_recipe = dataset.get("train_preprocess", "")
-  return (row.model in papers.names_of(model.get("name", "")) and
+  return _same_evaluation(row, config, mode, split, recipe) and not _unmet(row, config, recipe)
+
+
+def _without_ema(mode: str) -> str:
+  return mode[:-len(EMA_SUFFIX)] if mode.endswith(EMA_SUFFIX) else mode
+
+
+def _same_evaluation(row: papers.Published, config: dict, mode: str, split: str,
+                     recipe: str) -> bool:
+  """The same network, data, split and evaluation scheme."""
+  dataset = config.get("dataset", {})
+  return (row.model in papers.names_of(config.get("model", {}).get("name", "")) and
           row.dataset == dataset.get("name") and row.split == split and
-          row.mode == scheme(base, recipe) and
-          (row.train_scale is None or row.train_scale == train_scale(train_recipe)) and
-          (row.test_scales is None or row.test_scales == test_scales(recipe)) and
-          (row.augmentation is None or row.augmentation == augmented(train_recipe)) and
-          all(model.get(key) == value for key, value in row.options))
+          row.mode == scheme(_without_ema(mode), recipe))
+
+
+def _unmet(row: papers.Published, config: dict, recipe: str) -> list[str]:
+  """The row's conditions the run does not meet, as "name: the row's / the run's"."""
+  model = config.get("model", {})
+  train_recipe = config.get("dataset", {}).get("train_preprocess", "")
+  shown = {"train_scale": (row.train_scale, train_scale(train_recipe)),
+           "test_scales": (row.test_scales, test_scales(recipe)),
+           "augmentation": (row.augmentation, augmented(train_recipe)),
+           **{f"model.{key}": (value, model.get(key)) for key, value in row.options}}
+  return [f"{name} {wanted!r} (the run's: {found!r})" for name, (wanted, found) in shown.items()
+          if wanted is not None and wanted != found]
 
 
 def published_for(config: dict, mode: str, split: str,
@@ -304,6 +324,15 @@ def published_for(config: dict, mode: str, split: str,
     if found[row.source] is None and matches(row, config, mode, split, recipe):
       found[row.source] = row
   return found
+
+
+def near_misses(config: dict, mode: str, split: str, recipe: str, sources) -> list[str]:
+  """The rows of `sources` about this very evaluation that a condition kept
+  out, with the conditions the run does not meet: a strict match does not
+  hide a published number silently."""
+  return [f"{row.citation}: needs {', '.join(unmet)}" for row in papers.PUBLISHED
+          if row.source in sources and _same_evaluation(row, config, mode, split, recipe)
+          and (unmet := _unmet(row, config, recipe))]
 
 
 # --- Rows ----------------------------------------------------------------------
@@ -327,10 +356,12 @@ def _modes(records: list[dict]) -> list[str]:
 def _row(run: Run, mode: str, measured: str, split: str, recipe: str, **values) -> Row:
   config = run.config
   found = published_for(config, mode, split, recipe)
+  missing = [source for source, row in found.items() if row is None]
   return Row(run.label, config.get("model", {}).get("name", ""),
              config.get("dataset", {}).get("name", ""), mode, run.status, measured,
              eval_recipe=recipe, paper=found[papers.PAPER],
-             torchvision=found[papers.TORCHVISION], **values)
+             torchvision=found[papers.TORCHVISION],
+             unmatched=near_misses(config, mode, split, recipe, missing), **values)
 
 
 def rows_of(run: Run) -> list[Row]:
@@ -427,7 +458,7 @@ def as_markdown(rows: list[Row]) -> str:
     best = ("" if row.best_top1_error is None else
             f"{_number(row.best_top1_error)} (step {row.best_step})")
     cells = [row.experiment, row.model, row.dataset, row.mode, row.status, _measured(row),
-             _number(row.epochs, 3 if row.epochs is not None and row.epochs < 10 else 1),
+             "" if row.epochs is None else f"{row.epochs:.3g}",
              _duration(row.train_time_s), _pair(row.top1_error, row.top5_error), best,
              cite(row.paper),
              _pair(row.difference(row.paper, "top1_error"),
@@ -440,6 +471,10 @@ def as_markdown(rows: list[Row]) -> str:
             "latest: an unfinished run's last evaluation); Δ = ours − published, in points."]
   if citations:
     lines += [""] + [f"[{index}] {text}" for index, text in enumerate(citations, 1)]
+  unmatched = [f"- {row.experiment} {row.mode}: {miss}" for row in rows for miss in row.unmatched]
+  if unmatched:
+    lines += ["", "Published numbers about the same evaluation that a condition kept out:"]
+    lines += unmatched
   return "\n".join(lines) + "\n"
 
 
@@ -448,7 +483,7 @@ CSV_COLUMNS = (
     "epochs", "train_time_s", "top1_error", "top5_error", "best_top1_error", "best_step",
     "paper_top1_error", "paper_top5_error", "paper_diff_top1", "paper_diff_top5",
     "paper_citation", "paper_note", "torchvision_top1_error", "torchvision_top5_error",
-    "torchvision_diff_top1", "torchvision_diff_top5", "torchvision_citation")
+    "torchvision_diff_top1", "torchvision_diff_top5", "torchvision_citation", "unmatched")
 
 
 def as_dict(row: Row) -> dict:
@@ -467,6 +502,7 @@ def as_dict(row: Row) -> dict:
         f"{name}_diff_top5": row.difference(published, "top5_error"),
         f"{name}_citation": published and published.citation})
   values["paper_note"] = row.paper and row.paper.note
+  values["unmatched"] = "; ".join(row.unmatched)
   return values
 
 

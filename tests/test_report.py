@@ -91,13 +91,13 @@ def _cited(config, mode, split=None):
     (_config("resnet50", "imagenet2012", shortcut="B"), "eval_dense_multiscale", "Table 4", None),
     # VGG: Table 3 picks the row by S (and Q = 384 for a jittered S); vgg_d is torchvision's vgg16.
     (_config("vgg_d", "imagenet2012", train=VGG_JITTERED, extra_evals=VGG_EVALS), "eval_dense",
-     "Table 3", None),
+     "Table 3 (S=[256;512], Q=384)", None),
     (_config("vgg_d", "imagenet2012", train=VGG_JITTERED, extra_evals=VGG_EVALS),
      "eval_dense_multiscale", "Tables 4 and 5", None),
     (_config("vgg_d", "imagenet2012", train=VGG_JITTERED, extra_evals=VGG_EVALS), "eval", None,
      "VGG16_Weights"),
     (_config("vgg_d", "imagenet2012", train=VGG_FIXED, extra_evals=(("dense", "dense(256)"),)),
-     "eval_dense", "Table 3", None),
+     "eval_dense", "Table 3 (S=256, Q=256)", None),
     # Trained at S = 256 but tested at Q = 384: not a row of Table 3.
     (_config("vgg_d", "imagenet2012", train=VGG_FIXED, extra_evals=VGG_EVALS), "eval_dense",
      None, None),
@@ -130,6 +130,18 @@ def test_a_run_meets_the_row_its_config_describes(config, mode, paper, torchvisi
   for source, expected in ((papers.PAPER, paper), (papers.TORCHVISION, torchvision)):
     assert (cited[source] is None) == (expected is None), cited
     assert expected is None or expected in cited[source], cited
+
+
+def test_a_row_kept_out_by_a_condition_is_named_with_it():
+  config = _config("vgg_d", "imagenet2012", train=VGG_FIXED, extra_evals=VGG_EVALS)
+  misses = report.near_misses(config, "eval_dense", "validation", "dense(384)", (papers.PAPER,))
+  assert misses == [
+      "Simonyan & Zisserman 2015 (VGG), Table 3 (S=256, Q=256): needs test_scales (256,) (the "
+      "run's: (384,))",
+      "Simonyan & Zisserman 2015 (VGG), Table 3 (S=384, Q=384): needs train_scale (384,) (the "
+      "run's: (256,))",
+      "Simonyan & Zisserman 2015 (VGG), Table 3 (S=[256;512], Q=384): needs train_scale "
+      "(256, 512) (the run's: (256,))"]
 
 
 def test_recipe_strings_are_read_as_the_agreed_ops():
@@ -284,6 +296,36 @@ def test_a_sweep_is_expanded_into_its_runs(tmp_path, capsys):
       (f"{sweep_dir}/b/seed1", "", "not started"),
       (f"{sweep_dir}/c/seed1", "", "not started")]
   assert [row["paper_top1_error"] for row in rows[:4]] == ["", "24.52", "", "24.19"]
+
+
+def test_evaluations_of_cnnjax_eval_have_rows_of_their_own(tmp_path, capsys):
+  """An imported checkpoint evaluated with `cnnjax eval`: no training, one evaluation."""
+  workdir = tmp_path / "resnet50_torchvision"
+  workdir.mkdir()
+  config = _imagenet_config("resnet50", shortcut="B")
+  workdir_lib.write_config(config, workdir, 0, None)
+  results.record_evaluation(workdir, 0, {
+      "split": "validation", "preprocess": "resize_center_crop", "checkpoint": "latest",
+      "half_precision": False, "metrics": _eval("eval", 0.2388, 0.0713)})
+  status, out, _ = _report(capsys, workdir, "--format", "csv")
+  (row,) = _csv_rows(out)
+  assert status == 0
+  assert (row["status"], row["measured"], row["step"], row["eval_recipe"]) == (
+      "no training logged", "cnnjax eval (latest checkpoint)", "0", "resize_center_crop")
+  assert float(row["torchvision_diff_top1"]) == pytest.approx(0.01)
+
+
+def test_the_markdown_names_what_a_condition_kept_out(tmp_path, capsys):
+  config = _imagenet_config("vgg_d")
+  config.dataset.train_preprocess = VGG_FIXED
+  config.extra_evals = VGG_EVALS
+  _write_run(tmp_path / "vgg_d", config, [(100, _eval("eval_dense", 0.27, 0.09))],
+             steps_per_epoch=100, total_steps=100)
+  status, out, _ = _report(capsys, tmp_path / "vgg_d")
+  assert status == 0 and "| eval_dense | complete | final, step 100 |" in out
+  assert ("Published numbers about the same evaluation that a condition kept out:\n"
+          f"- {tmp_path / 'vgg_d'} eval_dense: Simonyan & Zisserman 2015 (VGG), Table 3 (S=256, "
+          "Q=256): needs test_scales (256,) (the run's: (384,))") in out
 
 
 @pytest.mark.parametrize("case, message", [
