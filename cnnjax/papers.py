@@ -18,12 +18,14 @@ the metrics cnnjax writes (cnnjax.train, config.extra_evals):
 A run's Polyak/EMA parameters (`eval_ema`, `eval_NAME_ema`) are compared with
 the same rows as its raw parameters: the mode names how the images are cut.
 
-Conditions that tell rows of one (model, dataset, mode) apart, each matched
-against what the run's config shows (cnnjax.report derives them):
+Conditions a row states (what tells rows of one model, dataset and mode
+apart, and the scales and network options the paper gives with a number),
+each matched against what the run's config shows (cnnjax.report reads them):
   train_scale   the shorter side when training, (S,) fixed or (S_min, S_max)
                 jittered (VGG §3.1): the run's `resize_shorter(...)` op
-  test_scales   the shorter side(s) the evaluation resizes to, Q (VGG §3.2):
-                the arguments of the mode's `dense(...)` or `resize_shorter(...)` op
+  test_scales   the shorter side(s) the evaluation resizes to, Q (VGG §3.2,
+                ResNet §3.4): the arguments of the mode's `dense(...)` or
+                `resize_shorter(...)` op
   augmentation  trained on augmented images (the CIFAR papers' C10 / C10+)
   options       model options the network had (`model.KEY` of the run's config)
 None (or empty) means the row does not depend on it.
@@ -31,8 +33,13 @@ None (or empty) means the row does not depend on it.
 `SAME_NETWORK` names the registry's aliases (VGG's letters and torchvision's
 depths are one class), so a row about `vgg16` also stands beside a `vgg_d` run.
 
-Sources: /work/shared/PAPERS.md, itself from the papers' tables and
-torchvision's weight metadata (`IMAGENET1K_V1` weights' `_metrics`).
+Sources: each row's citation: the papers' tables (as collected in the
+project's PAPERS.md notes; ResNet Table 4's scales from §3.4) and torchvision's
+weight metadata (the `IMAGENET1K_V1` weights' published acc@1 and acc@5).
+Left out: ensembles (AlexNet's 5 CNNs, GoogLeNet's 7 models), AlexNet's
+ILSVRC-2010 test numbers (no TFDS split), LeNet-5's 0.8% with distortions (no
+such recipe), VGG's multi-crop and Table 4 rows other than the jittered D
+and E, DenseNet-161 and the numbers PAPERS.md does not give.
 """
 
 import dataclasses
@@ -94,9 +101,16 @@ def _vgg(model: str, table: str, mode: str, top1: float, top5: float, train_scal
 
 
 def _resnet(model: str, table: str, mode: str, top1: float, top5: float | None,
-            shortcut: str, note: str = "") -> Published:
+            shortcut: str) -> Published:
   return Published(PAPER, f"{_RESNET}, {table}", model, *IMAGENET, mode, top1, top5,
-                   options=(("shortcut", shortcut),), note=note)
+                   options=(("shortcut", shortcut),))
+
+
+def _resnet_multiscale(model: str, table: str, top1: float, top5: float) -> Published:
+  """ResNet Table 4: fully convolutional, scores averaged over the shorter
+  sides 224, 256, 384, 480, 640 (§3.4), option B shortcuts."""
+  return Published(PAPER, f"{_RESNET}, {table}", model, *IMAGENET, "eval_dense_multiscale", top1,
+                   top5, test_scales=(224, 256, 384, 480, 640), options=(("shortcut", "B"),))
 
 
 def _googlenet(mode: str, crops: str, top5: float) -> Published:
@@ -115,8 +129,6 @@ def _densenet(model: str, mode: str, top1: float, top5: float) -> Published:
   return Published(PAPER, f"{_DENSENET}, Table 3 ({crop})", model, *IMAGENET, mode, top1, top5)
 
 
-_RESNET_TABLE4_NOTE = ("fully convolutional, scores averaged over shorter sides "
-                       "224, 256, 384, 480, 640 (§3.4)")
 _JITTERED = (256, 512)  # VGG §3.1: S uniform in [256, 512]; tested at Q = 384 (Table 3).
 
 PUBLISHED: tuple[Published, ...] = (
@@ -161,13 +173,10 @@ PUBLISHED: tuple[Published, ...] = (
     _resnet("resnet101", "Table 3", "eval_10crop", 21.75, 6.05, "B"),
     _resnet("resnet152", "Table 3", "eval_10crop", 21.43, 5.71, "B"),
     # ResNet Table 4: single models, fully convolutional at several scales.
-    _resnet("resnet34", "Table 4 (34 B)", "eval_dense_multiscale", 21.84, 5.71, "B",
-            _RESNET_TABLE4_NOTE),
-    _resnet("resnet50", "Table 4", "eval_dense_multiscale", 20.74, 5.25, "B", _RESNET_TABLE4_NOTE),
-    _resnet("resnet101", "Table 4", "eval_dense_multiscale", 19.87, 4.60, "B",
-            _RESNET_TABLE4_NOTE),
-    _resnet("resnet152", "Table 4", "eval_dense_multiscale", 19.38, 4.49, "B",
-            _RESNET_TABLE4_NOTE),
+    _resnet_multiscale("resnet34", "Table 4 (34 B)", 21.84, 5.71),
+    _resnet_multiscale("resnet50", "Table 4", 20.74, 5.25),
+    _resnet_multiscale("resnet101", "Table 4", 19.87, 4.60),
+    _resnet_multiscale("resnet152", "Table 4", 19.38, 4.49),
     # ResNet Table 6 (§4.2): CIFAR-10 test error, option A, 4-pixel pad + crop + flip.
     _resnet_cifar("resnet20", 8.75),
     _resnet_cifar("resnet32", 7.51),

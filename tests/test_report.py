@@ -72,6 +72,7 @@ def _config(model, dataset, split="validation", train="resize", evaluation="resi
 VGG_JITTERED = "resize_shorter(256, 512) | random_crop(224) | flip | pca_lighting(0.1)"
 VGG_FIXED = "resize_shorter(256) | random_crop(224) | flip | pca_lighting(0.1)"
 VGG_EVALS = (("dense", "dense(384)"), ("dense_multiscale", "dense(256, 384, 512)"))
+RESNET_EVALS = (("dense_multiscale", "dense(224, 256, 384, 480, 640)"),)
 
 
 def _cited(config, mode, split=None):
@@ -88,7 +89,10 @@ def _cited(config, mode, split=None):
     (_config("resnet34", "imagenet2012", shortcut="A"), "eval_10crop", "Tables 2 and 3 (34 A)",
      None),
     (_config("resnet34", "imagenet2012", shortcut="C"), "eval_10crop", "Table 3 (34 C)", None),
-    (_config("resnet50", "imagenet2012", shortcut="B"), "eval_dense_multiscale", "Table 4", None),
+    (_config("resnet50", "imagenet2012", shortcut="B", extra_evals=RESNET_EVALS),
+     "eval_dense_multiscale", "Table 4", None),
+    (_config("resnet50", "imagenet2012", shortcut="B", extra_evals=VGG_EVALS),
+     "eval_dense_multiscale", None, None),
     # VGG: Table 3 picks the row by S (and Q = 384 for a jittered S); vgg_d is torchvision's vgg16.
     (_config("vgg_d", "imagenet2012", train=VGG_JITTERED, extra_evals=VGG_EVALS), "eval_dense",
      "Table 3 (S=[256;512], Q=384)", None),
