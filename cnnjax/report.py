@@ -67,7 +67,6 @@ class Run:
   """One workdir as its files show it."""
 
   label: str  # The DIR as given, or DIR/<variant>/seed<k> for a sweep's run.
-  path: pathlib.Path
   status: str  # complete, unfinished, stopped, failed (exit N), no training logged, not started
   config: dict = dataclasses.field(default_factory=dict)
   results: dict | None = None
@@ -170,7 +169,8 @@ def _status(workdir: pathlib.Path, results: dict | None, records: list[dict]) ->
 
 def read_workdir(workdir: pathlib.Path, label: str) -> Run:
   """The run in `workdir`, or a UserError naming what is wrong with it."""
-  config = _json_object(workdir / CONFIG_FILE, "it is not a workdir cnnjax can report")
+  config = _json_object(workdir / CONFIG_FILE, "restore it (`cnnjax train` and `cnnjax eval` "
+                        "need it too), or leave this workdir out")
   if config is None:
     raise UserError(f"{workdir} is neither a workdir (no {CONFIG_FILE}) nor a sweep (no "
                     f"{SWEEP_FILE}); pass the --workdir of `cnnjax train` or `cnnjax sweep`")
@@ -180,7 +180,7 @@ def read_workdir(workdir: pathlib.Path, label: str) -> Run:
     raise UserError(f"{workdir / RESULTS_FILE} is damaged (final_eval is not an object); rerun "
                     "the same `cnnjax train` command, which rewrites it")
   records = _records(workdir / METRICS_FILE)
-  return Run(label, workdir, _status(workdir, results, records), config, results, records,
+  return Run(label, _status(workdir, results, records), config, results, records,
              _evaluations(workdir))
 
 
@@ -202,7 +202,7 @@ def read_sweep(directory: pathlib.Path, label: str) -> list[Run]:
     if (workdir / CONFIG_FILE).exists():
       runs.append(read_workdir(workdir, name))
     else:
-      runs.append(Run(name, workdir, "not started"))
+      runs.append(Run(name, "not started"))
   return runs
 
 

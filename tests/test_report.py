@@ -284,6 +284,10 @@ def test_a_sweep_is_expanded_into_its_runs(tmp_path, capsys):
     _write_run(sweep_dir / variant / "seed0", config,
                [(100, _eval("eval", top1 + 0.01, 0.08)), (200, _eval("eval_10crop", top1, 0.075))],
                steps_per_epoch=100, total_steps=200 if variant == "b" else 300)
+  # The sweep's log of c's attempt: preempted (SIGTERM, exit 75); a rerun resumes it.
+  (sweep_dir / "c" / "seed0" / sweep_summary.LOG_FILE).write_text(
+      f"{sweep_summary.LOG_START} 2026-11-22T08:00:00 on cpus 0,1: python -m cnnjax train\n"
+      f"step 200: eval_10crop/top1_error=0.2410\n{sweep_summary.LOG_EXIT} 75 after 61.0 s\n")
   runs = [sweep_summary.RunResult(variant, seed, str(sweep_dir / variant / f"seed{seed}"), [],
                                   "finished") for seed in (0, 1) for variant in ("b", "c")]
   summary = sweep_summary.Summary("experiments/resnet34.py", Sweep(variants), 2, runs, [])
@@ -295,8 +299,8 @@ def test_a_sweep_is_expanded_into_its_runs(tmp_path, capsys):
   assert [(row["experiment"], row["evaluation"], row["status"]) for row in rows] == [
       (f"{sweep_dir}/b/seed0", "eval", "complete"),
       (f"{sweep_dir}/b/seed0", "eval_10crop", "complete"),
-      (f"{sweep_dir}/c/seed0", "eval", "unfinished"),
-      (f"{sweep_dir}/c/seed0", "eval_10crop", "unfinished"),
+      (f"{sweep_dir}/c/seed0", "eval", "stopped"),
+      (f"{sweep_dir}/c/seed0", "eval_10crop", "stopped"),
       (f"{sweep_dir}/b/seed1", "", "not started"),
       (f"{sweep_dir}/c/seed1", "", "not started")]
   assert [row["paper_top1_error"] for row in rows[:4]] == ["", "24.52", "", "24.19"]
