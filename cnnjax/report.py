@@ -12,6 +12,8 @@ logged, the published numbers that match (cnnjax.papers), the differences
 (ours minus published, in points), epochs and training time. A run with no
 published counterpart (the embedded datasets, a smoke run) still has its row,
 with the published columns empty; an unfinished run is shown with its status.
+The experiment column is the workdir as given (DIR/<variant>/seed<k> for a
+sweep's run): config.json does not record which experiment file made it.
 
 Which published row a (run, mode) meets: the same network (model name, or an
 alias of it in papers.SAME_NETWORK), dataset and evaluation split; the same
