@@ -488,20 +488,26 @@ CSV_COLUMNS = (
     "torchvision_diff_top1", "torchvision_diff_top5", "torchvision_citation", "unmatched")
 
 
+def _rounded(value: float | None) -> float | None:
+  """Without the binary noise of a difference (0.15, not 0.14999999999999858)."""
+  return None if value is None else round(value, 6)
+
+
 def as_dict(row: Row) -> dict:
-  """The row with raw numbers (errors and differences in percent), None where unknown."""
+  """The row with raw numbers (errors and differences in percent, to 6
+  decimals), None where unknown."""
   values = {"experiment": row.experiment, "model": row.model, "dataset": row.dataset,
             "evaluation": row.mode, "eval_recipe": row.eval_recipe, "status": row.status,
             "measured": row.measured, "step": row.step, "epochs": row.epochs,
-            "train_time_s": row.train_time_s, "top1_error": row.top1_error,
-            "top5_error": row.top5_error, "best_top1_error": row.best_top1_error,
-            "best_step": row.best_step}
+            "train_time_s": row.train_time_s, "top1_error": _rounded(row.top1_error),
+            "top5_error": _rounded(row.top5_error),
+            "best_top1_error": _rounded(row.best_top1_error), "best_step": row.best_step}
   for name, published in (("paper", row.paper), ("torchvision", row.torchvision)):
     values.update({
         f"{name}_top1_error": published and published.top1_error,
         f"{name}_top5_error": published and published.top5_error,
-        f"{name}_diff_top1": row.difference(published, "top1_error"),
-        f"{name}_diff_top5": row.difference(published, "top5_error"),
+        f"{name}_diff_top1": _rounded(row.difference(published, "top1_error")),
+        f"{name}_diff_top5": _rounded(row.difference(published, "top5_error")),
         f"{name}_citation": published and published.citation})
   values["paper_note"] = row.paper and row.paper.note
   values["unmatched"] = "; ".join(row.unmatched)
