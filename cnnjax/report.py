@@ -393,9 +393,12 @@ def rows_of(run: Run) -> list[Row]:
                      best_step=best.get("step")))
   for step, evaluation in run.evaluations:
     metrics = evaluation["metrics"]
+    # The recipes as evaluated: `cnnjax eval` may have been told other ones.
+    evaluated = {"dataset": {"eval_preprocess": evaluation.get(
+                     "preprocess", run.config.get("dataset", {}).get("eval_preprocess", ""))},
+                 "extra_evals": evaluation.get("extra_evals", run.config.get("extra_evals", ()))}
     for mode in _modes([metrics]):
-      recipe = (str(evaluation.get("preprocess", "")) if mode == "eval"
-                else eval_recipe(run.config, mode))
+      recipe = eval_recipe(evaluated, mode)
       checkpoint = evaluation.get("checkpoint", "")
       rows.append(_row(run, mode, f"cnnjax eval ({checkpoint} checkpoint)", str(
           evaluation.get("split", split)), recipe, step=step,

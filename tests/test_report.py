@@ -311,16 +311,21 @@ def test_evaluations_of_cnnjax_eval_have_rows_of_their_own(tmp_path, capsys):
   workdir = tmp_path / "resnet50_torchvision"
   workdir.mkdir()
   config = _imagenet_config("resnet50", shortcut="B")
+  config.extra_evals = ()  # Trained without; `cnnjax eval` was asked for the 10 crops.
   workdir_lib.write_config(config, workdir, 0, None)
   results.record_evaluation(workdir, 0, {
-      "split": "validation", "preprocess": "resize_center_crop", "checkpoint": "latest",
-      "half_precision": False, "metrics": _eval("eval", 0.2388, 0.0713)})
+      "split": "validation", "preprocess": "resize_center_crop",
+      "extra_evals": [["10crop", "resize_shorter(256) | ten_crop(224)"]], "checkpoint": "latest",
+      "half_precision": False,
+      "metrics": {**_eval("eval", 0.2388, 0.0713), **_eval("eval_10crop", 0.2249, 0.0652)}})
   status, out, _ = _report(capsys, workdir, "--format", "csv")
-  (row,) = _csv_rows(out)
+  single, ten_crop = _csv_rows(out)
   assert status == 0
-  assert (row["status"], row["measured"], row["step"], row["eval_recipe"]) == (
+  assert (single["status"], single["measured"], single["step"], single["eval_recipe"]) == (
       "no training logged", "cnnjax eval (latest checkpoint)", "0", "resize_center_crop")
-  assert float(row["torchvision_diff_top1"]) == pytest.approx(0.01)
+  assert single["torchvision_diff_top1"] == "0.01"
+  assert ten_crop["eval_recipe"] == "resize_shorter(256) | ten_crop(224)"
+  assert ten_crop["paper_diff_top1"] == "-0.36"  # 22.49 - 22.85, ResNet Table 3.
 
 
 def test_the_markdown_names_what_a_condition_kept_out(tmp_path, capsys):
