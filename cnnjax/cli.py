@@ -8,6 +8,7 @@ one function in cnnjax.commands (or a tool module such as cnnjax.sweep).
   cnnjax sweep  --config PATH[:ARG] --workdir DIR [--seeds N] [--jobs K] [--summarize]
   cnnjax summary MODEL [--image-size N] [--format table|json|csv] | --all
   cnnjax plot   WORKDIR... --out DIR [--x step|epoch]
+  cnnjax report DIR... [--format md|csv|json]
   cnnjax bench  --model NAME|all [--batch-size B] [--dtype D] [--format table|json] [...]
 
 One of several processes adds `--coordinator_address HOST:PORT
@@ -34,7 +35,7 @@ from typing import Callable
 
 from absl import logging as absl_logging
 
-from cnnjax import bench, stopping, sweep
+from cnnjax import bench, report, stopping, sweep
 from cnnjax.analysis import commands as analysis
 from cnnjax.errors import UserError
 from cnnjax.stopping import StopRun
@@ -133,6 +134,10 @@ COMMANDS = {
     "plot": Command("training and evaluation curves of workdirs, as one PNG",
                     "cnnjax plot WORKDIR... --out DIR [--x step|epoch]",
                     analysis.add_plot_arguments, "cnnjax.analysis.commands:plot"),
+    "report": Command("finished runs and sweeps beside the papers' and torchvision's published "
+                      "errors, one row per run and evaluation mode",
+                      "cnnjax report DIR... [--format md|csv|json]",
+                      report.add_arguments, "cnnjax.report:run"),
     "bench": Command("time the compiled training step of a model, or of every model, on "
                      "synthetic data: images/s, compile time, FLOPs, MFU, memory",
                      "cnnjax bench --model NAME|all [--image-size N] [--channels C] "

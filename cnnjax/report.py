@@ -1,0 +1,549 @@
+"""`cnnjax report`: finished runs beside the papers' and torchvision's numbers.
+
+  cnnjax report DIR... [--format md|csv|json]
+
+Each DIR is a workdir of `cnnjax train` (its config.json, metrics.jsonl,
+results.json, and eval/<step>.json from `cnnjax eval`) or a sweep's DIR (its
+sweep.json; every (variant, seed) run in it is reported). One row per run and
+evaluation mode found in its metrics (`eval`, `eval_10crop`, `eval_ema`, ...)
+and per evaluation `cnnjax eval` recorded: our top-1/top-5 error at the end of
+the run (or its latest, while it is unfinished) and the best top-1 error it
+logged, the published numbers that match (cnnjax.papers), the differences
+(ours minus published, in points), epochs and training time. A run with no
+published counterpart (the embedded datasets, a smoke run) still has its row,
+with the published columns empty; an unfinished run is shown with its status.
+The experiment column is the workdir as given (DIR/<variant>/seed<k> for a
+sweep's run): config.json does not record which experiment file made it.
+
+Which published row a (run, mode) meets: the same network (model name, or an
+alias of it in papers.SAME_NETWORK), dataset and evaluation split; the same
+evaluation scheme (the metric prefix `eval_NAME` names it, and the plain
+`eval` is the single view unless dataset.eval_preprocess says otherwise:
+`ten_crop` is eval_10crop, `dense(Q)` eval_dense, `dense(Q1, Q2, ...)`
+eval_dense_multiscale); and every condition the row states, read from the
+run's config:
+  train_scale   the arguments of `resize_shorter(...)` in dataset.train_preprocess
+  test_scales   the arguments of the mode's `dense...(...)` or `resize_shorter(...)` op
+  augmentation  whether dataset.train_preprocess has a random op (RANDOM_OPS)
+  options       config.model.KEY
+A condition the config does not show (a registered recipe name carries no
+scale) does not match: no published number rather than the wrong one.
+
+A DIR that is neither a workdir nor a sweep, or holds a damaged file, stops
+the report with one line naming it (exit status 2) and nothing is printed:
+a table that silently left out a run would read as complete. Remove the DIR
+from the command line, or repair it (rerunning the same `cnnjax train`
+rewrites a finished run's results.json).
+
+Reads only; imports neither JAX nor TensorFlow, so it answers at once.
+"""
+
+import argparse
+import csv
+import dataclasses
+import io
+import json
+import pathlib
+import re
+
+from cnnjax import papers
+from cnnjax.errors import UserError
+from cnnjax.sweep_summary import LOG_FILE, STOPPED_STATUSES, finite_number, last_attempt
+
+FORMATS = ("md", "csv", "json")
+CONFIG_FILE, METRICS_FILE, RESULTS_FILE, SWEEP_FILE = (
+    "config.json", "metrics.jsonl", "results.json", "sweep.json")
+EVAL_DIR = "eval"
+# Train-recipe ops (and registered recipes, cnnjax.data.preprocess.RECIPES)
+# that draw at random: a run trained with one is "augmented" (C10+ in the
+# CIFAR papers). `resize_shorter(S_min, S_max)`, scale jittering, is one too.
+RANDOM_OPS = frozenset({"random_crop", "flip", "pca_lighting", "inception_crop", "photometric",
+                        "pad_crop_flip", "random_crop_flip", "random_area_crop_flip"})
+_METRIC = re.compile(r"(eval(?:_\w+?)?)/top1_error")
+_OP = re.compile(r"\s*([A-Za-z_]\w*)\s*(?:\((.*)\))?\s*")
+EMA_SUFFIX = "_ema"
+
+
+@dataclasses.dataclass
+class Run:
+  """One workdir as its files show it."""
+
+  label: str  # The DIR as given, or DIR/<variant>/seed<k> for a sweep's run.
+  status: str  # complete, unfinished, stopped, failed (exit N), no training logged, not started
+  config: dict = dataclasses.field(default_factory=dict)
+  results: dict | None = None
+  records: list = dataclasses.field(default_factory=list)
+  evaluations: list = dataclasses.field(default_factory=list)  # (step, evaluation dict)
+
+
+@dataclasses.dataclass
+class Row:
+  """One (run, evaluation mode): ours, the published numbers, the differences.
+  Errors in percent."""
+
+  experiment: str
+  model: str
+  dataset: str
+  mode: str  # The metric prefix: eval, eval_10crop, eval_ema, ...
+  status: str
+  measured: str  # "final", "latest" (unfinished run) or "cnnjax eval (...)".
+  step: int | None = None
+  epochs: float | None = None
+  train_time_s: float | None = None
+  top1_error: float | None = None
+  top5_error: float | None = None
+  best_top1_error: float | None = None
+  best_step: int | None = None
+  eval_recipe: str = ""
+  paper: papers.Published | None = None
+  torchvision: papers.Published | None = None
+  unmatched: list = dataclasses.field(default_factory=list)  # See near_misses.
+
+  def difference(self, published: papers.Published | None, which: str) -> float | None:
+    ours, theirs = getattr(self, which), published and getattr(published, which)
+    return None if ours is None or theirs is None else ours - theirs
+
+
+# --- Reading workdirs and sweeps ------------------------------------------------
+
+def _json_object(path: pathlib.Path, what: str) -> dict | None:
+  """The JSON object in `path`, None if there is no file, a UserError if it is damaged."""
+  try:
+    text = path.read_text()
+  except FileNotFoundError:
+    return None
+  except OSError as error:
+    raise UserError(f"{path} is unreadable ({error.strerror}); {what}") from None
+  try:
+    value = json.loads(text)
+  except ValueError as error:
+    raise UserError(f"{path} is damaged ({error}); {what}") from None
+  if not isinstance(value, dict):
+    raise UserError(f"{path} is not a JSON object; {what}")
+  return value
+
+
+def _records(path: pathlib.Path) -> list[dict]:
+  """metrics.jsonl's complete records; a torn line (a writer killed, or still
+  writing) is skipped, as `cnnjax plot` and the sweep do."""
+  try:
+    lines = path.read_text().splitlines()
+  except FileNotFoundError:
+    return []
+  records = []
+  for line in lines:
+    try:
+      record = json.loads(line)
+    except ValueError:
+      continue
+    if isinstance(record, dict) and isinstance(record.get("step"), int):
+      records.append(record)
+  return records
+
+
+def _evaluations(workdir: pathlib.Path) -> list[tuple[int, dict]]:
+  """What `cnnjax eval` recorded in eval/<step>.json, by step."""
+  found = []
+  for path in sorted((workdir / EVAL_DIR).glob("*.json"), key=lambda p: (len(p.stem), p.stem)):
+    if not path.stem.isdigit():
+      continue
+    stored = _json_object(path, "remove it, or rerun `cnnjax eval` (it rewrites the file)")
+    evaluations = stored.get("evaluations")
+    if not isinstance(evaluations, list) or not all(
+        isinstance(item, dict) and isinstance(item.get("metrics"), dict) for item in evaluations):
+      raise UserError(f"{path} has no list of evaluations; remove it, or rerun `cnnjax eval`")
+    found += [(int(path.stem), evaluation) for evaluation in evaluations]
+  return found
+
+
+def _status(workdir: pathlib.Path, results: dict | None, records: list[dict]) -> str:
+  if results and results.get("status") == "complete" and results.get("step") == results.get(
+      "total_steps"):
+    return "complete"
+  exit_status, _, signalled = last_attempt(workdir / LOG_FILE)  # A sweep's run has a train.log.
+  if exit_status and (exit_status in STOPPED_STATUSES or signalled):
+    return "stopped"
+  if exit_status:
+    return f"failed (exit {exit_status})"
+  # Imported weights (`cnnjax import-weights`), or a training yet to log its first step.
+  return "unfinished" if records else "no training logged"
+
+
+def read_workdir(workdir: pathlib.Path, label: str) -> Run:
+  """The run in `workdir`, or a UserError naming what is wrong with it."""
+  config = _json_object(workdir / CONFIG_FILE, "restore it (`cnnjax train` and `cnnjax eval` "
+                        "need it too), or leave this workdir out")
+  if config is None:
+    raise UserError(f"{workdir} is neither a workdir (no {CONFIG_FILE}) nor a sweep (no "
+                    f"{SWEEP_FILE}); pass the --workdir of `cnnjax train` or `cnnjax sweep`")
+  results = _json_object(workdir / RESULTS_FILE, "rerun the same `cnnjax train` command, which "
+                         "rewrites a finished run's results.json, or remove the file")
+  if results is not None and not isinstance(results.get("final_eval", {}) or {}, dict):
+    raise UserError(f"{workdir / RESULTS_FILE} is damaged (final_eval is not an object); rerun "
+                    "the same `cnnjax train` command, which rewrites it")
+  records = _records(workdir / METRICS_FILE)
+  return Run(label, _status(workdir, results, records), config, results, records,
+             _evaluations(workdir))
+
+
+def read_sweep(directory: pathlib.Path, label: str) -> list[Run]:
+  """Every (variant, seed) run that the sweep in `directory` planned, in its order."""
+  sweep = _json_object(directory / SWEEP_FILE, "rerun `cnnjax sweep ... --summarize` to rebuild "
+                       "it")
+  planned = sweep.get("runs")
+  if not isinstance(planned, list) or not all(
+      isinstance(run, dict) and isinstance(run.get("variant"), str)
+      and isinstance(run.get("seed"), int) for run in planned):
+    raise UserError(f"{directory / SWEEP_FILE} lists no runs; rerun `cnnjax sweep ... "
+                    "--summarize` to rebuild it")
+  runs = []
+  for run in planned:
+    # The run's place in DIR, not the path it was started with (relative to another cwd, maybe).
+    workdir = directory / run["variant"] / f"seed{run['seed']}"
+    name = f"{label.rstrip('/')}/{run['variant']}/seed{run['seed']}"
+    if (workdir / CONFIG_FILE).exists():
+      runs.append(read_workdir(workdir, name))
+    else:
+      runs.append(Run(name, "not started"))
+  return runs
+
+
+def read_directories(paths: list[pathlib.Path]) -> list[Run]:
+  runs = []
+  for path in paths:
+    if not path.is_dir():
+      raise UserError(f"{path} is not a directory; pass the --workdir of `cnnjax train` or "
+                      "`cnnjax sweep`")
+    if (path / SWEEP_FILE).exists():
+      runs += read_sweep(path, str(path))
+    else:
+      runs.append(read_workdir(path, str(path)))
+  return runs
+
+
+# --- What a run's config shows ---------------------------------------------------
+
+def recipe_ops(recipe: str) -> list[tuple[str, tuple]]:
+  """`"resize_shorter(256, 512) | random_crop(224) | flip"` as
+  [("resize_shorter", (256, 512)), ("random_crop", (224,)), ("flip", ())];
+  a registered recipe name is one op without arguments."""
+  ops = []
+  for part in str(recipe).split("|"):
+    match = _OP.fullmatch(part)
+    if not match:
+      continue
+    arguments = []
+    for text in filter(None, (piece.strip() for piece in (match.group(2) or "").split(","))):
+      number = finite_number(text)
+      if number is None:
+        arguments.append(text)
+      else:
+        arguments.append(int(number) if number == int(number) and "." not in text else number)
+    ops.append((match.group(1), tuple(arguments)))
+  return ops
+
+
+def _integers(arguments: tuple) -> tuple[int, ...] | None:
+  return arguments if arguments and all(isinstance(a, int) for a in arguments) else None
+
+
+def train_scale(recipe: str) -> tuple[int, ...] | None:
+  """S (VGG §3.1): the shorter side when training, fixed (S,) or jittered (S_min, S_max)."""
+  return next((_integers(args) for name, args in recipe_ops(recipe) if name == "resize_shorter"),
+              None)
+
+
+def test_scales(recipe: str) -> tuple[int, ...] | None:
+  """Q (VGG §3.2): the shorter side(s) an evaluation resizes to."""
+  return next((_integers(args) for name, args in recipe_ops(recipe)
+               if name == "resize_shorter" or name.startswith("dense")), None)
+
+
+def augmented(recipe: str) -> bool:
+  return any(name in RANDOM_OPS or (name == "resize_shorter" and len(args) == 2)
+             for name, args in recipe_ops(recipe))
+
+
+def scheme(prefix: str, recipe: str) -> str:
+  """The papers.MODES name of how `prefix`'s evaluation cuts the image."""
+  if prefix != "eval":
+    return prefix
+  for name, args in recipe_ops(recipe):
+    if name == "ten_crop":
+      return "eval_10crop"
+    if name.startswith("dense"):
+      return "eval_dense_multiscale" if len(args) > 1 else "eval_dense"
+  return "eval"
+
+
+def eval_recipe(config: dict, prefix: str) -> str:
+  """The recipe of the evaluation written as `prefix`/... (config.extra_evals
+  for eval_NAME; dataset.eval_preprocess for eval; the same for their _ema)."""
+  prefix = _without_ema(prefix)
+  if prefix == "eval":
+    return str(config.get("dataset", {}).get("eval_preprocess", ""))
+  for entry in config.get("extra_evals", ()) or ():
+    if isinstance(entry, (list, tuple)) and len(entry) == 2 and f"eval_{entry[0]}" == prefix:
+      return str(entry[1])
+  return ""
+
+
+def matches(row: papers.Published, config: dict, mode: str, split: str, recipe: str) -> bool:
+  """Whether the published `row` is about this run's `mode` (see the module docstring)."""
+  return _same_evaluation(row, config, mode, split, recipe) and not _unmet(row, config, recipe)
+
+
+def _without_ema(mode: str) -> str:
+  return mode[:-len(EMA_SUFFIX)] if mode.endswith(EMA_SUFFIX) else mode
+
+
+def _same_evaluation(row: papers.Published, config: dict, mode: str, split: str,
+                     recipe: str) -> bool:
+  """The same network, data, split and evaluation scheme."""
+  dataset = config.get("dataset", {})
+  return (row.model in papers.names_of(config.get("model", {}).get("name", "")) and
+          row.dataset == dataset.get("name") and row.split == split and
+          row.mode == scheme(_without_ema(mode), recipe))
+
+
+def _unmet(row: papers.Published, config: dict, recipe: str) -> list[str]:
+  """The row's conditions the run does not meet, as "name: the row's / the run's"."""
+  model = config.get("model", {})
+  train_recipe = config.get("dataset", {}).get("train_preprocess", "")
+  shown = {"train_scale": (row.train_scale, train_scale(train_recipe)),
+           "test_scales": (row.test_scales, test_scales(recipe)),
+           "augmentation": (row.augmentation, augmented(train_recipe)),
+           **{f"model.{key}": (value, model.get(key)) for key, value in row.options}}
+  return [f"{name} {wanted!r} (the run's: {found!r})" for name, (wanted, found) in shown.items()
+          if wanted is not None and wanted != found]
+
+
+def published_for(config: dict, mode: str, split: str,
+                  recipe: str) -> dict[str, papers.Published | None]:
+  """The paper's and torchvision's row for this (run, mode), None where there is none."""
+  found = {papers.PAPER: None, papers.TORCHVISION: None}
+  for row in papers.PUBLISHED:
+    if found[row.source] is None and matches(row, config, mode, split, recipe):
+      found[row.source] = row
+  return found
+
+
+def near_misses(config: dict, mode: str, split: str, recipe: str, sources) -> list[str]:
+  """The rows of `sources` about this very evaluation that a condition kept
+  out, with the conditions the run does not meet: a strict match does not
+  hide a published number silently."""
+  return [f"{row.citation}: needs {', '.join(unmet)}" for row in papers.PUBLISHED
+          if row.source in sources and _same_evaluation(row, config, mode, split, recipe)
+          and (unmet := _unmet(row, config, recipe))]
+
+
+# --- Rows ----------------------------------------------------------------------
+
+def _percent(value) -> float | None:
+  number = finite_number(value)
+  return None if number is None else 100 * number
+
+
+def _modes(records: list[dict]) -> list[str]:
+  """The evaluation prefixes in `records`, in order of first appearance."""
+  found = []
+  for record in records:
+    for key in record:
+      match = _METRIC.fullmatch(key)
+      if match and match.group(1) not in found:
+        found.append(match.group(1))
+  return found
+
+
+def _row(run: Run, mode: str, measured: str, split: str, recipe: str, **values) -> Row:
+  config = run.config
+  found = published_for(config, mode, split, recipe)
+  missing = [source for source, row in found.items() if row is None]
+  return Row(run.label, config.get("model", {}).get("name", ""),
+             config.get("dataset", {}).get("name", ""), mode, run.status, measured,
+             eval_recipe=recipe, paper=found[papers.PAPER],
+             torchvision=found[papers.TORCHVISION],
+             unmatched=near_misses(config, mode, split, recipe, missing), **values)
+
+
+def rows_of(run: Run) -> list[Row]:
+  """The run's rows: one per evaluation mode it logged, one per `cnnjax eval` record."""
+  if not run.config:
+    return [Row(run.label, "", "", "", run.status, "")]
+  results = run.results or {}
+  complete = run.status == "complete"
+  epochs = finite_number(results.get("epochs")) if complete else None
+  train_time = finite_number(results.get("train_time_s")) if complete else None
+  if epochs is None and run.records:
+    epochs = finite_number(run.records[-1].get("epoch"))
+  split = run.config.get("dataset", {}).get("eval_split", "")
+  rows = []
+  records = run.records or [results.get("final_eval") or {}]
+  for mode in _modes(records):
+    logged = [r for r in records if finite_number(r.get(f"{mode}/top1_error")) is not None]
+    if not logged:
+      continue
+    last = logged[-1]
+    best = min(logged, key=lambda r: (finite_number(r[f"{mode}/top1_error"]), r.get("step", 0)))
+    rows.append(_row(run, mode, "final" if complete else "latest", split,
+                     eval_recipe(run.config, mode), step=last.get("step"), epochs=epochs,
+                     train_time_s=train_time, top1_error=_percent(last[f"{mode}/top1_error"]),
+                     top5_error=_percent(last.get(f"{mode}/top5_error")),
+                     best_top1_error=_percent(best[f"{mode}/top1_error"]),
+                     best_step=best.get("step")))
+  for step, evaluation in run.evaluations:
+    metrics = evaluation["metrics"]
+    # The recipes as evaluated: `cnnjax eval` may have been told other ones.
+    evaluated = {"dataset": {"eval_preprocess": evaluation.get(
+                     "preprocess", run.config.get("dataset", {}).get("eval_preprocess", ""))},
+                 "extra_evals": evaluation.get("extra_evals", run.config.get("extra_evals", ()))}
+    for mode in _modes([metrics]):
+      recipe = eval_recipe(evaluated, mode)
+      checkpoint = evaluation.get("checkpoint", "")
+      rows.append(_row(run, mode, f"cnnjax eval ({checkpoint} checkpoint)", str(
+          evaluation.get("split", split)), recipe, step=step,
+          top1_error=_percent(metrics.get(f"{mode}/top1_error")),
+          top5_error=_percent(metrics.get(f"{mode}/top5_error"))))
+  if not rows:
+    rows.append(_row(run, "", "no evaluation yet", split, "", epochs=epochs,
+                     train_time_s=train_time))
+  return rows
+
+
+def report_rows(paths: list[pathlib.Path]) -> list[Row]:
+  return [row for run in read_directories(paths) for row in rows_of(run)]
+
+
+# --- Rendering -----------------------------------------------------------------
+
+def _number(value: float | None, digits: int = 2, sign: bool = False) -> str:
+  if value is None:
+    return ""
+  return f"{value:+.{digits}f}" if sign else f"{value:.{digits}f}"
+
+
+def _pair(top1: float | None, top5: float | None, sign: bool = False) -> str:
+  if top1 is None and top5 is None:
+    return ""
+  return f"{_number(top1, sign=sign) or '–'} / {_number(top5, sign=sign) or '–'}"
+
+
+def _duration(seconds: float | None) -> str:
+  if seconds is None:
+    return ""
+  minutes, seconds = divmod(round(seconds), 60)
+  hours, minutes = divmod(minutes, 60)
+  return f"{hours}:{minutes:02d}:{seconds:02d}"
+
+
+def _measured(row: Row) -> str:
+  if row.step is None:
+    return row.measured
+  return f"{row.measured}, step {row.step}"
+
+
+def as_markdown(rows: list[Row]) -> str:
+  """A markdown table (errors in %, top-1 / top-5) with the citations as footnotes."""
+  citations: list[str] = []
+
+  def cite(published: papers.Published | None) -> str:
+    if published is None:
+      return ""
+    text = published.citation + (f"; {published.note}" if published.note else "")
+    if text not in citations:
+      citations.append(text)
+    return (f"{_pair(published.top1_error, published.top5_error)} "
+            f"[{citations.index(text) + 1}]")
+
+  header = ["experiment", "model", "dataset", "evaluation", "status", "measured", "epochs",
+            "train time", "error % (top-1 / top-5)", "best top-1", "paper", "Δ paper",
+            "torchvision", "Δ torchvision"]
+  lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+  for row in rows:
+    best = ("" if row.best_top1_error is None else
+            f"{_number(row.best_top1_error)} (step {row.best_step})")
+    cells = [row.experiment, row.model, row.dataset, row.mode, row.status, _measured(row),
+             "" if row.epochs is None else f"{row.epochs:.3g}",
+             _duration(row.train_time_s), _pair(row.top1_error, row.top5_error), best,
+             cite(row.paper),
+             _pair(row.difference(row.paper, "top1_error"),
+                   row.difference(row.paper, "top5_error"), sign=True),
+             cite(row.torchvision),
+             _pair(row.difference(row.torchvision, "top1_error"),
+                   row.difference(row.torchvision, "top5_error"), sign=True)]
+    lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
+  lines += ["", "Errors in percent, ours at the step shown (final: the end of training; "
+            "latest: an unfinished run's last evaluation); Δ = ours − published, in points."]
+  if citations:
+    lines += [""] + [f"[{index}] {text}" for index, text in enumerate(citations, 1)]
+  unmatched = [f"- {row.experiment} {row.mode}: {miss}" for row in rows for miss in row.unmatched]
+  if unmatched:
+    lines += ["", "Published numbers about the same evaluation that a condition kept out:"]
+    lines += unmatched
+  return "\n".join(lines) + "\n"
+
+
+CSV_COLUMNS = (
+    "experiment", "model", "dataset", "evaluation", "eval_recipe", "status", "measured", "step",
+    "epochs", "train_time_s", "top1_error", "top5_error", "best_top1_error", "best_step",
+    "paper_top1_error", "paper_top5_error", "paper_diff_top1", "paper_diff_top5",
+    "paper_citation", "paper_note", "torchvision_top1_error", "torchvision_top5_error",
+    "torchvision_diff_top1", "torchvision_diff_top5", "torchvision_citation", "unmatched")
+
+
+def _rounded(value: float | None) -> float | None:
+  """Without the binary noise of a difference (0.15, not 0.14999999999999858)."""
+  return None if value is None else round(value, 6)
+
+
+def as_dict(row: Row) -> dict:
+  """The row with raw numbers (errors and differences in percent, to 6
+  decimals), None where unknown."""
+  values = {"experiment": row.experiment, "model": row.model, "dataset": row.dataset,
+            "evaluation": row.mode, "eval_recipe": row.eval_recipe, "status": row.status,
+            "measured": row.measured, "step": row.step, "epochs": row.epochs,
+            "train_time_s": row.train_time_s, "top1_error": _rounded(row.top1_error),
+            "top5_error": _rounded(row.top5_error),
+            "best_top1_error": _rounded(row.best_top1_error), "best_step": row.best_step}
+  for name, published in (("paper", row.paper), ("torchvision", row.torchvision)):
+    values.update({
+        f"{name}_top1_error": published and published.top1_error,
+        f"{name}_top5_error": published and published.top5_error,
+        f"{name}_diff_top1": _rounded(row.difference(published, "top1_error")),
+        f"{name}_diff_top5": _rounded(row.difference(published, "top5_error")),
+        f"{name}_citation": published and published.citation})
+  values["paper_note"] = row.paper and row.paper.note
+  values["unmatched"] = "; ".join(row.unmatched)
+  return values
+
+
+def as_csv(rows: list[Row]) -> str:
+  out = io.StringIO()
+  writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS, lineterminator="\n")
+  writer.writeheader()
+  for row in rows:
+    writer.writerow({key: "" if value is None else value for key, value in as_dict(row).items()})
+  return out.getvalue()
+
+
+def as_json(rows: list[Row]) -> str:
+  return json.dumps([as_dict(row) for row in rows], indent=2) + "\n"
+
+
+# --- The command -----------------------------------------------------------------
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+  parser.add_argument("directories", nargs="+", type=pathlib.Path, metavar="DIR",
+                      help="workdirs of `cnnjax train` runs, or sweep DIRs (each of their runs)")
+  parser.add_argument("--format", choices=FORMATS, default="md",
+                      help="md: a markdown table with the citations as footnotes (default); "
+                           "csv or json: raw numbers, one row each")
+
+
+def run(args: argparse.Namespace, overrides: list[tuple[str, str]]) -> int:
+  if overrides:
+    raise UserError("cnnjax report takes no --config overrides")
+  rows = report_rows(args.directories)
+  render = {"md": as_markdown, "csv": as_csv, "json": as_json}[args.format]
+  print(render(rows), end="")
+  return 0
