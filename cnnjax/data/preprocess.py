@@ -120,14 +120,19 @@ def pca_lighting(image: tf.Tensor, seed: tf.Tensor, std: float) -> tf.Tensor:
   return image + tf.linalg.matvec(PCA_EIGENVECTORS, alpha * PCA_EIGENVALUES)
 
 
-def inception_crop(image: tf.Tensor, seed: tf.Tensor, size: int) -> tf.Tensor:
-  """A crop of 8%-100% of the area with aspect ratio in [3/4, 4/3], resized to
-  size x size (GoogLeNet §6; the ranges torchvision's RandomResizedCrop uses).
-  After 10 failed draws, the whole image."""
+def inception_box(shape: tf.Tensor, seed: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+  """(begin, size) of a crop of 8%-100% of the area with aspect ratio in
+  [3/4, 4/3] (GoogLeNet §6; the ranges torchvision's RandomResizedCrop
+  uses), of an image of `shape` [H, W, C]; after 10 failed draws, the whole image."""
   begin, crop_size, _ = tf.image.stateless_sample_distorted_bounding_box(
-      tf.shape(image), tf.zeros((0, 0, 4)), seed, area_range=(0.08, 1.0),
+      shape, tf.zeros((0, 0, 4)), seed, area_range=(0.08, 1.0),
       aspect_ratio_range=(3 / 4, 4 / 3), max_attempts=10, use_image_if_no_bounding_boxes=True)
-  crop = tf.slice(image, begin, crop_size)
+  return begin, crop_size
+
+
+def inception_crop(image: tf.Tensor, seed: tf.Tensor, size: int) -> tf.Tensor:
+  """The crop of `inception_box`, resized to size x size."""
+  crop = tf.slice(image, *inception_box(tf.shape(image), seed))
   return tf.image.resize(crop, (size, size), antialias=True)
 
 
