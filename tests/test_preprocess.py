@@ -253,3 +253,15 @@ def test_subtract_pixel_mean_subtracts_the_train_splits_mean_image_cached_once(
 
   _pipeline(config)  # Read back, not computed again.
   assert "computing" not in capsys.readouterr().out
+
+
+def test_pixel_mean_is_subtracted_from_views_and_resized_for_other_sizes():
+  mean = np.linspace(0, 1, 2 * 2 * 3, dtype=np.float32).reshape(2, 2, 3)
+  views = tf.ones((10, 2, 2, 3))
+  out = preprocess.subtract_pixel_mean(views, None, mean).numpy()
+  np.testing.assert_allclose(out, np.broadcast_to((1 - mean) * 255, (10, 2, 2, 3)), rtol=1e-6)
+  flat = np.full((2, 2, 3), 0.25, np.float32)  # A constant mean resizes to itself.
+  larger = preprocess.subtract_pixel_mean(tf.ones((5, 7, 3)), None, flat).numpy()
+  np.testing.assert_allclose(larger, np.full((5, 7, 3), 0.75 * 255), rtol=1e-5)
+  ops = recipes.single_view(recipes.parse("resize_shorter(9) | ten_crop(8)", 8, "eval_preprocess"))
+  assert recipes.canonical(ops) == "resize_shorter(9) | center_crop(8)"

@@ -10,7 +10,7 @@ import tensorflow_datasets as tfds
 from helpers import tiny_config
 
 from cnnjax import train
-from cnnjax.data import DATASETS, open_builder, shapes, shapes_render
+from cnnjax.data import DATASETS, InputPipeline, open_builder, shapes, shapes_render
 
 CONFIGS = {"clean": shapes.CLEAN, "hard": shapes.HARD}
 
@@ -194,11 +194,12 @@ def test_shapes_jpeg_is_built_offline_as_jpeg_images_of_varying_size(tiny_shapes
 def test_imagenet_recipes_run_on_shapes_jpeg(tiny_shapes):
   config = tiny_config(
       tiny_shapes, dataset__name="shapes/jpeg", dataset__eval_split="validation",
-      model__name="lenet5_modern", batch_size=8, dataset__image_size=32,
+      dataset__image_size=32, dataset__normalization="subtract_pixel_mean",
       dataset__train_preprocess="resize_shorter(36, 64) | random_crop(32) | flip | "
                                 "pca_lighting(0.1)",
       dataset__eval_preprocess="resize_shorter(36) | ten_crop(32)")
-  pipeline = train.plan(config).pipeline
+  pipeline = InputPipeline(open_builder(config.dataset), config.dataset, seed=0, process_index=0,
+                           process_count=1, local_devices=4)
   batch = next(pipeline.train_batches(8))
   assert batch["image"].shape == (4, 2, 32, 32, 3) and np.isfinite(batch["image"]).all()
   assert next(pipeline.eval_batches(8))["image"].shape == (4, 2, 10, 32, 32, 3)

@@ -151,9 +151,10 @@ class InputPipeline:
     mean = None
     if self.dataset.normalization == "subtract_pixel_mean":
       split = self.dataset.train_split
+      ops = recipes.single_view(self._ops["eval_preprocess"])
       mean = pixel_mean.mean_image(
-          self._open(split, split), self._recipe["eval_preprocess"], self.dataset.name, split,
-          recipes.canonical(self._ops["eval_preprocess"]), self.image_size, self.spec.channels,
+          self._open(split, split), preprocess.recipe(ops, self.spec.channels),
+          self.dataset.name, split, recipes.canonical(ops), self.image_size, self.spec.channels,
           self.builder.data_dir)
     return functools.partial(normalization, spec=self.spec, pixel_mean=mean)
 

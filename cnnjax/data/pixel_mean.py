@@ -5,9 +5,11 @@ pixel" and ResNet §3.4 "the per-pixel mean": a mean image, not a mean per
 channel. cnnjax computes it at the model's input size (size x size), the
 average over the train split (`dataset.train_split`) of each image passed
 through the evaluation recipe (`dataset.eval_preprocess`: for ImageNet,
-shorter side to 256 and the centre 224 x 224), and over its views when that
-recipe gives several. Every input, training crops included, then has the
-same mean image subtracted pixel by pixel. Caffe instead kept a 256 x 256
+shorter side to 256 and the centre 224 x 224), ten_crop taken as its centre
+view. Every input, training crops included, then has the same mean image
+subtracted pixel by pixel. The mean belongs to that recipe: evaluating a
+workdir with another resize (`cnnjax eval --config.dataset.eval_preprocess`)
+computes and subtracts another mean image. Caffe instead kept a 256 x 256
 mean and subtracted from each crop the mean's window at the crop's offset
 (data_transformer.cpp); one mean at the input size serves every recipe,
 scale jittering included, where a crop's offset has no fixed meaning.

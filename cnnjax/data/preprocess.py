@@ -235,7 +235,11 @@ def subtract_pixel_mean(image: tf.Tensor, spec: DatasetSpec,
   """Pixel values (0-255) minus the training set's mean image, pixel by pixel
   (AlexNet §2, "the mean activity over the training set"; ResNet §3.4, "the
   per-pixel mean subtracted"), at the model's input size
-  (cnnjax.data.pixel_mean says how it is computed)."""
+  (cnnjax.data.pixel_mean says how it is computed). Images of another size
+  (a dense evaluation's whole image) have the mean image resized to theirs
+  subtracted."""
+  if image.shape[-3:-1] != pixel_mean.shape[:2]:
+    pixel_mean = tf.image.resize(pixel_mean, tf.shape(image)[-3:-1], antialias=True)
   return (image - pixel_mean) * 255.0
 
 

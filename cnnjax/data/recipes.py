@@ -141,6 +141,12 @@ def _number(value: str, integer: bool, usage: str) -> float:
   return number
 
 
+def single_view(ops: tuple[Op, ...]) -> tuple[Op, ...]:
+  """`ops` with ten_crop(C) replaced by its centre view, center_crop(C): the
+  same geometry whether a run evaluates one view or ten."""
+  return tuple(Op("center_crop", op.args) if op.name == "ten_crop" else op for op in ops)
+
+
 def canonical(ops: tuple[Op, ...]) -> str:
   """The recipe written out in full, e.g. "resize_shorter(256) | center_crop(224)":
   two spellings of one recipe (a name, its string) give the same text."""
