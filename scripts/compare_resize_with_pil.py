@@ -67,7 +67,8 @@ def differences(encoded: bytes) -> dict[str, tuple[float, float]]:
 def images() -> dict[str, bytes]:
   folder = pathlib.Path(sklearn.__file__).parent / "datasets" / "images"
   found = {path.name: path.read_bytes() for path in sorted(folder.glob("*.jpg"))}
-  drawn, _ = next(shapes.generate(shapes.HARD, "validation", 50, stop=4, sizes=shapes.JPEG_SIZES))
+  drawn = [image for images, _ in shapes.generate(shapes.HARD, "validation", 50, stop=4,
+                                                   sizes=shapes.JPEG_SIZES) for image in images]
   for index, image in enumerate(drawn):
     found[f"shapes/jpeg validation {index} {image.shape[1]}x{image.shape[0]}"] = (
         tf.io.encode_jpeg(image).numpy())

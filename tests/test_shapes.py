@@ -135,6 +135,11 @@ def test_clean_and_hard_images_are_those_drawn_before_shapes_jpeg():
           "hard": "263669d60e195a2a294697590d03440620d0415fdcf2c03c609dbdfeb4419fe2"}
 
 
+def _jpeg_images(split, per_class, stop=None):
+  blocks = list(shapes.generate(shapes.HARD, split, per_class, stop=stop, sizes=shapes.JPEG_SIZES))
+  return [image for images, _ in blocks for image in images], np.concatenate([l for _, l in blocks])
+
+
 def test_jpeg_sizes_cover_the_documented_ranges():
   frame = shapes.draw_sizes(shapes.JPEG_SIZES, np.random.default_rng(0), 2000)
   shorter = np.minimum(frame.heights, frame.widths)
@@ -153,8 +158,7 @@ def test_jpeg_scenes_keep_the_shape_inside_images_of_any_size():
   inside = (scenes["centre"] - scenes["radius"][:, None] >= 0) & (
       scenes["centre"] + scenes["radius"][:, None] <= extent)
   assert inside.all()
-  images, drawn_labels = next(shapes.generate(shapes.HARD, "validation", 50, stop=20,
-                                              sizes=shapes.JPEG_SIZES))
+  images, drawn_labels = _jpeg_images("validation", 50, stop=20)
   assert len(images) == 20
   np.testing.assert_array_equal(drawn_labels, shapes.split_labels("validation", 50)[:20])
   assert len({image.shape for image in images}) > 10 and all(
@@ -180,7 +184,7 @@ def test_shapes_jpeg_is_built_offline_as_jpeg_images_of_varying_size(tiny_shapes
       {"train": 30, "validation": 20}
   encoded = builder.as_dataset(split="validation", decoders={"image": tfds.decode.SkipDecoding()})
   assert all(example["image"].numpy()[:2] == b"\xff\xd8" for example in encoded)  # JPEG.
-  images, labels = next(shapes.generate(shapes.HARD, "validation", 2, sizes=shapes.JPEG_SIZES))
+  images, labels = _jpeg_images("validation", 2)
   drawn = {(image.shape, label): image for image, label in zip(images, labels)}
   stored = {(example["image"].shape, example["label"]): example["image"]
             for example in tfds.as_numpy(builder.as_dataset(split="validation"))}

@@ -20,7 +20,7 @@ JPEG decoding matches PIL's exactly (see `decode`). What still differs is
 arithmetic: PIL filters in fixed point and rounds the result to uint8,
 tf.image.resize filters floats. Measured end to end against Pillow 13
 (scripts/compare_resize_with_pil.py: two 640x427 photographs bundled with
-scikit-learn, four shapes/jpeg images, upsampled): 0.28 to 0.30 grey levels
+scikit-learn, four shapes/jpeg images, upsampled): 0.27 to 0.30 grey levels
 (pixels 0-255) on average, 1.0 at most, about what rounding to uint8 alone
 gives (0.25 on average).
 """
