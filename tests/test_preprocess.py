@@ -265,3 +265,26 @@ def test_pixel_mean_is_subtracted_from_views_and_resized_for_other_sizes():
   np.testing.assert_allclose(larger, np.full((5, 7, 3), 0.75 * 255), rtol=1e-5)
   ops = recipes.single_view(recipes.parse("resize_shorter(9) | ten_crop(8)", 8, "eval_preprocess"))
   assert recipes.canonical(ops) == "resize_shorter(9) | center_crop(8)"
+
+
+def test_a_mean_image_being_computed_elsewhere_is_waited_for_and_read(tmp_path, monkeypatch,
+                                                                      capsys):
+  """Two processes starting at once: the second waits on the lock file, then
+  reads what the first wrote instead of computing it again."""
+  import fcntl
+  import threading
+
+  path = pixel_mean.cache_file(str(tmp_path), "train", "center_crop(2)", 2, 3)
+  monkeypatch.setattr(pixel_mean, "_compute", lambda *args: pytest.fail("computed twice"))
+  result = {}
+  with open(path.with_name(f".{path.name}.lock"), "a") as lock:  # The first process.
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    waiter = threading.Thread(target=lambda: result.update(mean=pixel_mean.mean_image(
+        None, None, "shapes/jpeg", "train", "center_crop(2)", 2, 3, str(tmp_path))))
+    waiter.start()
+    waiter.join(timeout=1.0)
+    assert waiter.is_alive(), "it waits while the lock is held"
+    np.savez(path, mean=np.full((2, 2, 3), 0.5, np.float32))
+  waiter.join(timeout=10)
+  np.testing.assert_array_equal(result["mean"], np.full((2, 2, 3), 0.5))
+  assert "waiting for another process computing the mean image" in capsys.readouterr().out
