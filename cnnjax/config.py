@@ -39,9 +39,13 @@ def base_config() -> ml_collections.ConfigDict:
       train_split="train",
       eval_split="test",
       image_size=0,  # Side of the square model input; 0 → the dataset's own.
-      train_preprocess="resize",  # A recipe from cnnjax.data.preprocess.RECIPES.
+      # A recipe: a name or ops joined by "|" (cnnjax.data.recipes), e.g.
+      # "resize_shorter(256, 480) | random_crop(224) | flip | pca_lighting(0.1)".
+      train_preprocess="resize",
       eval_preprocess="resize",
-      normalization="standardize",  # Or "subtract_mean" (0-255 scale; AlexNet §2, VGG §2.1).
+      # Or "subtract_mean" (per channel, 0-255 scale; AlexNet §2, VGG §2.1), or
+      # "subtract_pixel_mean" (the train split's mean image; ResNet §3.4).
+      normalization="standardize",
       # The train split is read as this many shards, and each step takes
       # batch_size / num_shards examples from every shard; the data order
       # depends on it and on the seed, never on the devices, whose count must
@@ -352,6 +356,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
   for key, value, ok, expected in checks:
     if not ok:
       raise UserError(f"config.{key}={value!r} is impossible; it must be {expected}")
+  from cnnjax.data import recipes  # Free of TensorFlow.
+
+  recipes.check(config.dataset)
 
 
 def _are_layer_decays(pairs) -> bool:

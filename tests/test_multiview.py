@@ -14,7 +14,7 @@ from flax import linen as nn
 from helpers import tiny_config
 
 from cnnjax import parallel, steps, train
-from cnnjax.data import InputPipeline, dataset_spec, open_builder, preprocess
+from cnnjax.data import InputPipeline, dataset_spec, open_builder, preprocess, recipes
 from cnnjax.errors import UserError
 
 SPEC = dataset_spec("digits")  # One channel.
@@ -23,7 +23,8 @@ IMAGE = (np.arange(36).reshape(6, 6, 1) * 7).astype(np.uint8)  # Every pixel dis
 
 def apply_recipe(name: str, size: int, seed=(1, 2)) -> np.ndarray:
   example = {"image": tf.io.encode_png(IMAGE), "label": tf.constant(0)}
-  out = preprocess.RECIPES[name](example, tf.constant(seed, tf.int64), size, SPEC)
+  recipe = preprocess.recipe(recipes.parse(name, size, "eval_preprocess"), SPEC.channels)
+  out = recipe(example, tf.constant(seed, tf.int64))
   return np.rint(out["image"].numpy() * 255).astype(np.uint8)
 
 

@@ -1,6 +1,7 @@
 """The embedded `shapes` dataset: deterministic, class-balanced, drawn as
 documented, and built offline by `open_builder` (a tiny version here)."""
 
+import hashlib
 import pathlib
 
 import numpy as np
@@ -9,7 +10,7 @@ import tensorflow_datasets as tfds
 from helpers import tiny_config
 
 from cnnjax import train
-from cnnjax.data import DATASETS, open_builder, shapes, shapes_render
+from cnnjax.data import DATASETS, InputPipeline, open_builder, shapes, shapes_render
 
 CONFIGS = {"clean": shapes.CLEAN, "hard": shapes.HARD}
 
@@ -123,11 +124,89 @@ def test_clean_images_are_the_shape_on_a_plain_background():
     assert (image[~outside] != image[outside][0]).any(axis=-1).sum() > 20
 
 
+def test_clean_and_hard_images_are_those_drawn_before_shapes_jpeg():
+  """The renderer learnt frames of other sizes without changing a byte of
+  the 32x32 datasets (hashes of their first 100 images before that change)."""
+  first = {name: next(shapes.generate(CONFIGS[name], split, shapes.EXAMPLES_PER_CLASS[split],
+                                      stop=100))[0] for name, split in (("clean", "test"),
+                                                                        ("hard", "train"))}
+  assert {name: hashlib.sha256(images.tobytes()).hexdigest() for name, images in first.items()} \
+      == {"clean": "ca5b6a5a6ed71418897c8c4b49e208f44298478f578c3a89163a1e782d7391f5",
+          "hard": "263669d60e195a2a294697590d03440620d0415fdcf2c03c609dbdfeb4419fe2"}
+
+
+def _jpeg_images(split, per_class, stop=None):
+  blocks = list(shapes.generate(shapes.HARD, split, per_class, stop=stop, sizes=shapes.JPEG_SIZES))
+  return [image for images, _ in blocks for image in images], np.concatenate([l for _, l in blocks])
+
+
+def test_jpeg_sizes_cover_the_documented_ranges():
+  frame = shapes.draw_sizes(shapes.JPEG_SIZES, np.random.default_rng(0), 2000)
+  shorter = np.minimum(frame.heights, frame.widths)
+  ratio = frame.widths / frame.heights
+  assert shorter.min() == 64 and shorter.max() == 128
+  assert 0.74 < ratio.min() < 0.76 and 1.32 < ratio.max() < 1.34
+  assert abs((frame.widths > frame.heights).mean() - 0.5) < 0.05
+
+
+def test_jpeg_scenes_keep_the_shape_inside_images_of_any_size():
+  labels = shapes.split_labels("validation", 20)
+  frame = shapes.draw_sizes(shapes.JPEG_SIZES, np.random.default_rng(1), len(labels))
+  scenes = shapes_render.sample_scenes(labels, np.random.default_rng(2), shapes.HARD, frame)
+  extent = frame.extent  # Units: the shorter side is 32.
+  np.testing.assert_allclose(extent.min(1), 32, rtol=1e-6)
+  inside = (scenes["centre"] - scenes["radius"][:, None] >= 0) & (
+      scenes["centre"] + scenes["radius"][:, None] <= extent)
+  assert inside.all()
+  images, drawn_labels = _jpeg_images("validation", 50, stop=20)
+  assert len(images) == 20
+  np.testing.assert_array_equal(drawn_labels, shapes.split_labels("validation", 50)[:20])
+  assert len({image.shape for image in images}) > 10 and all(
+      64 <= min(image.shape[:2]) <= 128 and image.shape[2] == 3 for image in images)
+  assert all(image.std() > 5 for image in images), "no blank image"
+
+
 @pytest.fixture
 def tiny_shapes(monkeypatch, tmp_path):
-  """`shapes` shrunk to 3 train and 2 test images per class."""
+  """`shapes` shrunk to 3 train and 2 test (jpeg: validation) images per class."""
   monkeypatch.setattr(shapes, "EXAMPLES_PER_CLASS", {"train": 3, "test": 2})
+  monkeypatch.setattr(shapes, "JPEG_EXAMPLES_PER_CLASS", {"train": 3, "validation": 2})
   return str(tmp_path)
+
+
+def test_shapes_jpeg_is_built_offline_as_jpeg_images_of_varying_size(tiny_shapes):
+  spec = DATASETS["shapes/jpeg"]
+  assert (spec.num_classes, spec.image_size, spec.channels) == (10, 224, 3)
+  builder = open_builder(tiny_config(tiny_shapes, dataset__name="shapes/jpeg",
+                                     dataset__image_size=224).dataset)
+  assert builder.info.features["image"].shape == (None, None, 3)
+  assert {split: info.num_examples for split, info in builder.info.splits.items()} == \
+      {"train": 30, "validation": 20}
+  encoded = builder.as_dataset(split="validation", decoders={"image": tfds.decode.SkipDecoding()})
+  assert all(example["image"].numpy()[:2] == b"\xff\xd8" for example in encoded)  # JPEG.
+  images, labels = _jpeg_images("validation", 2)
+  drawn = {(image.shape, label): image for image, label in zip(images, labels)}
+  stored = {(example["image"].shape, example["label"]): example["image"]
+            for example in tfds.as_numpy(builder.as_dataset(split="validation"))}
+  assert stored.keys() == drawn.keys()  # TFDS stores them in its own order.
+  errors = [np.abs(stored[key].astype(float) - drawn[key]).mean() for key in drawn]
+  # JPEG's loss, in grey levels: mostly hard's pixel noise (std up to 10);
+  # another image of the split would differ by tens.
+  assert 0 < max(errors) < 10, errors
+
+
+def test_imagenet_recipes_run_on_shapes_jpeg(tiny_shapes):
+  config = tiny_config(
+      tiny_shapes, dataset__name="shapes/jpeg", dataset__eval_split="validation",
+      dataset__image_size=32, dataset__normalization="subtract_pixel_mean",
+      dataset__train_preprocess="resize_shorter(36, 64) | random_crop(32) | flip | "
+                                "pca_lighting(0.1)",
+      dataset__eval_preprocess="resize_shorter(36) | ten_crop(32)")
+  pipeline = InputPipeline(open_builder(config.dataset), config.dataset, seed=0, process_index=0,
+                           process_count=1, local_devices=4)
+  batch = next(pipeline.train_batches(8))
+  assert batch["image"].shape == (4, 2, 32, 32, 3) and np.isfinite(batch["image"]).all()
+  assert next(pipeline.eval_batches(8))["image"].shape == (4, 2, 10, 32, 32, 3)
 
 
 def test_open_builder_prepares_either_config_offline(tiny_shapes):

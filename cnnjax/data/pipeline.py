@@ -36,7 +36,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 from google.protobuf import json_format
 
-from cnnjax.data import digits, preprocess, shapes
+from cnnjax.data import digits, pixel_mean, preprocess, recipes, shapes
 from cnnjax.data.datasets import DatasetSpec, dataset_spec
 from cnnjax.errors import UserError, choose
 
@@ -117,24 +117,46 @@ class InputPipeline:
   local_devices: int
 
   def __post_init__(self):
-    for key, table in (("train_preprocess", preprocess.RECIPES),
-                       ("eval_preprocess", preprocess.RECIPES),
-                       ("normalization", preprocess.NORMALIZATIONS)):
-      choose(table, f"dataset.{key}", self.dataset[key])
-    self._check_crop_size()
-
-  def _check_crop_size(self) -> None:
-    """A crop larger than the dataset's images (when TFDS knows their size)
-    would fail inside tf.data, possibly only at the first evaluation."""
-    height, width = self.builder.info.features["image"].shape[:2]
+    """Parses and checks the recipes and the normalisation, and computes the
+    mean image if the normalisation needs it: a mistake is a UserError now,
+    before anything is compiled."""
+    choose(preprocess.NORMALIZATIONS, "dataset.normalization", self.dataset.normalization)
     for key in ("train_preprocess", "eval_preprocess"):
-      recipe = self.dataset[key]
-      if (recipe in preprocess.CROPS_OF_THE_IMAGE and None not in (height, width)
-          and self.image_size > min(height, width)):
-        raise UserError(
-            f"config.dataset.{key}={recipe!r} cuts {self.image_size}x{self.image_size} crops "
-            f"out of the {height}x{width} images of {self.dataset.name!r}; set "
-            f"config.dataset.image_size to {min(height, width)} or less")
+      self._check_recipe(key)
+    if self.dataset.normalization == "subtract_pixel_mean":
+      self._normalize  # noqa: B018 (computed now, once)
+
+  def _check_recipe(self, key: str) -> None:
+    """A crop larger than the dataset's images (when TFDS knows their size),
+    or a recipe that does not end at the model's input size, would fail
+    inside tf.data, possibly only at the first evaluation."""
+    height, width = self.builder.info.features["image"].shape[:2]
+    recipes.check_fits(self._ops[key], height, width, self.spec.channels, self.image_size, key,
+                       self.dataset[key], self.dataset.name)
+
+  @functools.cached_property
+  def _ops(self) -> dict[str, tuple[recipes.Op, ...]]:
+    """The train and eval recipes' ops, parsed once."""
+    return {key: recipes.parse(self.dataset[key], self.image_size, key)
+            for key in ("train_preprocess", "eval_preprocess")}
+
+  @functools.cached_property
+  def _recipe(self) -> dict[str, preprocess.Recipe]:
+    return {key: preprocess.recipe(ops, self.spec.channels) for key, ops in self._ops.items()}
+
+  @functools.cached_property
+  def _normalize(self):
+    """image -> image, with the training set's statistics (cnnjax.data.preprocess)."""
+    normalization = preprocess.NORMALIZATIONS[self.dataset.normalization]
+    mean = None
+    if self.dataset.normalization == "subtract_pixel_mean":
+      split = self.dataset.train_split
+      ops = recipes.single_view(self._ops["eval_preprocess"])
+      mean = pixel_mean.mean_image(
+          self._open(split, split), preprocess.recipe(ops, self.spec.channels),
+          self.dataset.name, split, recipes.canonical(ops), self.image_size, self.spec.channels,
+          self.builder.data_dir)
+    return functools.partial(normalization, spec=self.spec, pixel_mean=mean)
 
   @property
   def spec(self) -> DatasetSpec:
@@ -254,15 +276,13 @@ class InputPipeline:
 
   def _prepare_for_training(self, epoch, shard, position, example):
     """Decodes and augments one example, seeded by where it is in the stream."""
-    recipe = preprocess.RECIPES[self.dataset.train_preprocess]
-    normalize = preprocess.NORMALIZATIONS[self.dataset.normalization]
     seed = tf.stack([tf.cast(self.seed, tf.int64), epoch])
     seed = tf.random.experimental.stateless_fold_in(seed, shard)
     seed = tf.random.experimental.stateless_fold_in(seed, position)
     example_id = example["tfds_id"]
-    example = normalize(recipe(example, seed, self.image_size, self.spec), self.spec)
-    return {"image": example["image"], "label": tf.cast(example["label"], tf.int32),
-            "id": example_id}
+    example = self._recipe["train_preprocess"](example, seed)
+    return {"image": self._normalize(example["image"]),
+            "label": tf.cast(example["label"], tf.int32), "id": example_id}
 
   def eval_batches(self, process_batch: int) -> Iterator[Batch]:
     """The whole eval split once, padded to full batches; `mask` marks real examples.
@@ -271,13 +291,13 @@ class InputPipeline:
     A multi-view recipe's images keep their view axis after the batch axes:
     [local_devices, per_device, views, size, size, channels].
     """
-    recipe = preprocess.RECIPES[self.dataset.eval_preprocess]
-    normalize = preprocess.NORMALIZATIONS[self.dataset.normalization]
+    recipe = self._recipe["eval_preprocess"]
     no_seed = tf.zeros((2,), tf.int64)
 
     def prepare(example):
-      example = normalize(recipe(example, no_seed, self.image_size, self.spec), self.spec)
-      return {"image": example["image"], "label": tf.cast(example["label"], tf.int32)}
+      example = recipe(example, no_seed)
+      return {"image": self._normalize(example["image"]),
+              "label": tf.cast(example["label"], tf.int32)}
 
     ds = self.read(self.dataset.eval_split).map(
         prepare, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)

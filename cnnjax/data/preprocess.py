@@ -1,155 +1,248 @@
-"""Preprocessing: small ops on one example (a dict of tensors), and the
-recipes that chain them.
+"""Preprocessing: the papers' augmentation as small tf.data ops on one image,
+chained by a recipe (cnnjax.data.recipes parses it), then a normalisation.
 
-Every op takes and returns the example dict; random ops take a stateless seed,
-so an example's augmentation depends only on (run seed, epoch, position in the
-epoch) and is the same after a resume. Recipes are looked up by name from the
-config (`dataset.train_preprocess`, `dataset.eval_preprocess`) and leave
-pixels in [0, 1]; a normalisation (`dataset.normalization`) follows them. A
-multi-view evaluation recipe ("ten_crop") returns an image with a leading
-view axis, [views, size, size, channels]; the eval step averages the softmax
+Images are float32 [H, W, C] with pixels in [0, 1] from decoding to the end
+of the recipe; a normalisation (`dataset.normalization`) follows. Every random
+op takes a stateless seed: op k of a recipe draws from the example's seed
+folded with k's rank among the recipe's random ops, so an example's
+augmentation depends only on (run seed, epoch, shard, position in the epoch)
+and is the same after a resume. A multi-view op (ten_crop) ends a recipe and
+returns [views, size, size, channels]; the eval step averages the softmax
 over the views.
+
+Resizing is tf.image.resize, bilinear with antialiasing (the triangle filter
+widened by the scale factor when shrinking, as PIL does). torchvision's
+evaluation of its published weights is PIL's bilinear resize of the shorter
+side to 256 (the longer side truncated: int(256 * long / short)), then the
+224 centre crop with offsets round((H - 224) / 2) — the recipe
+"resize_shorter(256) | center_crop(224)", which follows both conventions.
+JPEG decoding matches PIL's exactly (see `decode`). What still differs is
+arithmetic: PIL filters in fixed point and rounds the result to uint8,
+tf.image.resize filters floats. Measured end to end against Pillow 13
+(scripts/compare_resize_with_pil.py: two 640x427 photographs bundled with
+scikit-learn, four shapes/jpeg images, upsampled): 0.27 to 0.30 grey levels
+(pixels 0-255) on average, 1.0 at most, about what rounding to uint8 alone
+gives (0.25 on average).
 """
 
 from typing import Callable
 
+import numpy as np
 import tensorflow as tf
 
 from cnnjax.data.datasets import DatasetSpec
+from cnnjax.data.recipes import Op
 
 Example = dict[str, tf.Tensor]
 
+# AlexNet §4.1's PCA of ImageNet's RGB pixel covariance (pixels in [0, 1]):
+# eigenvalues, and the eigenvectors as the columns of PCA_EIGENVECTORS. The
+# values the reimplementations share, from fb.resnet.torch
+# (datasets/imagenet.lua, `pca`), as ../shared/PAPERS.md gives them; the
+# paper does not publish its own.
+PCA_EIGENVALUES = np.array([0.2175, 0.0188, 0.0045], np.float32)
+PCA_EIGENVECTORS = np.array([[-0.5675, 0.7192, 0.4009],
+                             [-0.5808, -0.0045, -0.8140],
+                             [-0.5836, -0.6948, 0.4203]], np.float32)
+
+# TF-slim's distort_color (tensorflow/models research/slim/preprocessing/
+# inception_preprocessing.py, fast_mode=False): brightness +-32/255,
+# saturation and contrast x[0.5, 1.5], hue +-0.2, in one of four orders
+# drawn per image, then clipped to [0, 1]. GoogLeNet §6 only names Andrew
+# Howard's photometric distortions; slim's is the implementation commonly
+# used for Inception.
+BRIGHTNESS_DELTA = 32 / 255
+SATURATION_RANGE = (0.5, 1.5)
+HUE_DELTA = 0.2
+CONTRAST_RANGE = (0.5, 1.5)
+COLOUR_ORDERS = (("brightness", "saturation", "hue", "contrast"),
+                 ("saturation", "brightness", "contrast", "hue"),
+                 ("contrast", "hue", "brightness", "saturation"),
+                 ("hue", "saturation", "contrast", "brightness"))
+
 
 def decode(example: Example, channels: int) -> Example:
-  """Images arrive undecoded (TFDS SkipDecoding) so skipped examples cost no decode."""
-  image = tf.io.decode_image(example["image"], channels=channels, expand_animations=False)
+  """Images arrive undecoded (TFDS SkipDecoding) so skipped examples cost no
+  decode. JPEG is decoded with libjpeg's accurate integer DCT, as PIL (and so
+  torchvision) decodes it: pixel for pixel the same, where TensorFlow's
+  default, the fast DCT, differs by about a grey level on average and up to
+  18 (scripts/compare_resize_with_pil.py)."""
+  encoded = example["image"]
+  image = tf.cond(
+      tf.io.is_jpeg(encoded),
+      lambda: tf.io.decode_jpeg(encoded, channels=channels, dct_method="INTEGER_ACCURATE"),
+      lambda: tf.io.decode_image(encoded, channels=channels, expand_animations=False))
   return {**example, "image": tf.cast(image, tf.float32) / 255.0}
 
 
-def resize(example: Example, size: int) -> Example:
-  """Resizes to size x size, ignoring the aspect ratio (square inputs only)."""
-  return {**example, "image": tf.image.resize(example["image"], (size, size), antialias=True)}
+def resize(image: tf.Tensor, size: int) -> tf.Tensor:
+  """To size x size, ignoring the aspect ratio (AlexNet's "resize(256)" of square images)."""
+  return tf.image.resize(image, (size, size), antialias=True)
 
 
-def resize_shorter_side(example: Example, size: int) -> Example:
-  image = example["image"]
-  height, width = tf.unstack(tf.cast(tf.shape(image)[:2], tf.float32))
-  scale = tf.cast(size, tf.float32) / tf.minimum(height, width)
-  new_size = tf.cast(tf.round(tf.stack([height, width]) * scale), tf.int32)
-  return {**example, "image": tf.image.resize(image, new_size, antialias=True)}
+def resize_shorter(image: tf.Tensor, seed: tf.Tensor, smallest: int,
+                   largest: int | None = None) -> tf.Tensor:
+  """The shorter side to `smallest`, or to a whole number drawn uniformly
+  from [smallest, largest] (VGG §3.1's and ResNet §3.4's scale jittering),
+  keeping the aspect ratio; the longer side truncated as torchvision does."""
+  side = tf.constant(smallest, tf.int32) if largest is None else tf.random.stateless_uniform(
+      (), seed, smallest, largest + 1, dtype=tf.int32)
+  height, width = tf.unstack(tf.shape(image)[:2])
+  shorter = tf.minimum(height, width)
+  longer_side = tf.maximum(height, width) * side // shorter
+  new_size = tf.where(height <= width, tf.stack([side, longer_side]),
+                      tf.stack([longer_side, side]))
+  return tf.image.resize(image, new_size, antialias=True)
 
 
-def pad_to(example: Example, size: int) -> Example:
-  """Pads with zeros (black) to size x size, the image centred: LeNet-5 §III.A
-  places 28x28 MNIST digits in a 32x32 field."""
-  image = example["image"]
-  return {**example, "image": tf.image.pad_to_bounding_box(
-      image, (size - tf.shape(image)[0]) // 2, (size - tf.shape(image)[1]) // 2, size, size)}
+def pad(image: tf.Tensor, size: int) -> tf.Tensor:
+  """Zeros (black) around the image, centred, to size x size: LeNet-5 §III.A
+  places 28x28 MNIST digits in a 32x32 field; ResNet §4.2 pads CIFAR by 4."""
+  return tf.image.pad_to_bounding_box(
+      image, (size - tf.shape(image)[0]) // 2, (size - tf.shape(image)[1]) // 2, size, size)
 
 
-def center_crop(example: Example, size: int) -> Example:
-  return {**example, "image": tf.image.resize_with_crop_or_pad(example["image"], size, size)}
+def center_crop(image: tf.Tensor, size: int) -> tf.Tensor:
+  """The middle size x size, offsets round((H - size) / 2) rounded half to
+  even as torchvision's CenterCrop (Python's round); an image smaller than
+  that is first padded with zeros, centred, as torchvision does too."""
+  height, width = tf.unstack(tf.shape(image)[:2])
+  image = tf.image.resize_with_crop_or_pad(image, tf.maximum(height, size), tf.maximum(width, size))
+  spare = tf.cast(tf.shape(image)[:2] - size, tf.float32)
+  top, left = tf.unstack(tf.cast(tf.round(spare / 2), tf.int32))  # tf.round: half to even.
+  return tf.image.crop_to_bounding_box(image, top, left, size, size)
 
 
-def random_crop(example: Example, size: int, seed: tf.Tensor) -> Example:
-  channels = example["image"].shape[-1]
-  image = tf.image.stateless_random_crop(example["image"], (size, size, channels), seed)
-  return {**example, "image": image}
+def random_crop(image: tf.Tensor, seed: tf.Tensor, size: int) -> tf.Tensor:
+  return tf.image.stateless_random_crop(image, (size, size, image.shape[-1]), seed)
 
 
-def ten_crops(example: Example, size: int) -> Example:
+def flip(image: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+  """Mirrored left to right half the time."""
+  return tf.image.stateless_random_flip_left_right(image, seed)
+
+
+def pca_lighting(image: tf.Tensor, seed: tf.Tensor, std: float) -> tf.Tensor:
+  """AlexNet §4.1: adds the colour eigvec @ (alpha * eigval) to every pixel,
+  alpha ~ N(0, std) per image and per component (the paper: std 0.1). Not
+  clipped, as in fb.resnet.torch's Lighting."""
+  alpha = tf.random.stateless_normal((3,), seed) * std
+  return image + tf.linalg.matvec(PCA_EIGENVECTORS, alpha * PCA_EIGENVALUES)
+
+
+def inception_box(shape: tf.Tensor, seed: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+  """(begin, size) of a crop of 8%-100% of the area with aspect ratio in
+  [3/4, 4/3] (GoogLeNet §6; the ranges torchvision's RandomResizedCrop
+  uses), of an image of `shape` [H, W, C]; after 10 failed draws, the whole image."""
+  begin, crop_size, _ = tf.image.stateless_sample_distorted_bounding_box(
+      shape, tf.zeros((0, 0, 4)), seed, area_range=(0.08, 1.0),
+      aspect_ratio_range=(3 / 4, 4 / 3), max_attempts=10, use_image_if_no_bounding_boxes=True)
+  return begin, crop_size
+
+
+def inception_crop(image: tf.Tensor, seed: tf.Tensor, size: int) -> tf.Tensor:
+  """The crop of `inception_box`, resized to size x size."""
+  crop = tf.slice(image, *inception_box(tf.shape(image), seed))
+  return tf.image.resize(crop, (size, size), antialias=True)
+
+
+def photometric(image: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+  """Brightness, saturation, hue and contrast changed in one of
+  COLOUR_ORDERS, drawn per image, as TF-slim's distort_color; then clipped."""
+  order_seed, *seeds = tf.unstack(tf.random.experimental.stateless_split(seed, 5))
+  distort = {
+      "brightness": lambda x: tf.image.stateless_random_brightness(x, BRIGHTNESS_DELTA, seeds[0]),
+      "saturation": lambda x: tf.image.stateless_random_saturation(x, *SATURATION_RANGE, seeds[1]),
+      "hue": lambda x: tf.image.stateless_random_hue(x, HUE_DELTA, seeds[2]),
+      "contrast": lambda x: tf.image.stateless_random_contrast(x, *CONTRAST_RANGE, seeds[3]),
+  }
+
+  def in_order(order):
+    def apply():
+      distorted = image
+      for name in order:
+        distorted = distort[name](distorted)
+      return distorted
+    return apply
+
+  order = tf.random.stateless_uniform((), order_seed, 0, len(COLOUR_ORDERS), dtype=tf.int32)
+  distorted = tf.switch_case(order, [in_order(order) for order in COLOUR_ORDERS])
+  return tf.clip_by_value(distorted, 0.0, 1.0)
+
+
+def ten_crop(image: tf.Tensor, size: int) -> tf.Tensor:
   """The four corner and the centre size x size crops, then their mirror
   images, as 10 views on a new leading axis: AlexNet §4.1's ten test patches,
   and cuda-convnet's --multiview-test (convdata.py, CroppedCIFARDataProvider:
   corners and centre of the 32x32 image, each also flipped)."""
-  image = example["image"]
   spare_height, spare_width = tf.shape(image)[0] - size, tf.shape(image)[1] - size
   corners = [(0, 0), (0, spare_width), (spare_height, 0), (spare_height, spare_width),
              (spare_height // 2, spare_width // 2)]
   crops = [tf.image.crop_to_bounding_box(image, top, left, size, size) for top, left in corners]
-  return {**example, "image": tf.stack(crops + [tf.image.flip_left_right(c) for c in crops])}
+  return tf.stack(crops + [tf.image.flip_left_right(crop) for crop in crops])
 
 
-def random_flip(example: Example, seed: tf.Tensor) -> Example:
-  return {**example, "image": tf.image.stateless_random_flip_left_right(example["image"], seed)}
+# Each op as (image, seed, *arguments) -> image; RANDOM ones use the seed.
+OPS: dict[str, Callable[..., tf.Tensor]] = {
+    "resize": lambda image, seed, size: resize(image, size),
+    "resize_shorter": resize_shorter,
+    "center_crop": lambda image, seed, size: center_crop(image, size),
+    "random_crop": random_crop,
+    "pad": lambda image, seed, size: pad(image, size),
+    "flip": flip,
+    "pca_lighting": pca_lighting,
+    "inception_crop": inception_crop,
+    "photometric": photometric,
+    "ten_crop": lambda image, seed, size: ten_crop(image, size),
+}
+RANDOM = frozenset({"resize_shorter", "random_crop", "flip", "pca_lighting", "inception_crop",
+                    "photometric"})
+
+# A recipe: (example, seed) -> the example, its image decoded and processed.
+Recipe = Callable[[Example, tf.Tensor], Example]
 
 
-def random_area_crop(example: Example, size: int, seed: tf.Tensor) -> Example:
-  """A crop of 8%-100% of the area with aspect ratio in [3/4, 4/3], resized to
-  size x size (GoogLeNet §6, as commonly implemented)."""
-  image = example["image"]
-  begin, crop_size, _ = tf.image.stateless_sample_distorted_bounding_box(
-      tf.shape(image), tf.zeros((0, 0, 4)), seed, area_range=(0.08, 1.0),
-      aspect_ratio_range=(3 / 4, 4 / 3), max_attempts=10, use_image_if_no_bounding_boxes=True)
-  crop = tf.slice(image, begin, crop_size)
-  return {**example, "image": tf.image.resize(crop, (size, size), antialias=True)}
+def recipe(ops: tuple[Op, ...], channels: int) -> Recipe:
+  """Decoding to `channels`, then `ops` (from cnnjax.data.recipes.parse) in order."""
+
+  def apply(example, seed):
+    example = decode(example, channels)
+    image, rank = example["image"], 0
+    for op in ops:
+      op_seed = tf.random.experimental.stateless_fold_in(seed, rank)
+      image = OPS[op.name](image, op_seed, *op.args)
+      rank += op.name in RANDOM
+    return {**example, "image": image}
+
+  return apply
 
 
-def standardize(example: Example, spec: DatasetSpec) -> Example:
+def standardize(image: tf.Tensor, spec: DatasetSpec, pixel_mean: np.ndarray | None) -> tf.Tensor:
   """Zero mean and unit variance per channel, with the training set's statistics."""
-  return {**example, "image": (example["image"] - spec.mean) / spec.std}
+  return (image - spec.mean) / spec.std
 
 
-def subtract_mean(example: Example, spec: DatasetSpec) -> Example:
+def subtract_mean(image: tf.Tensor, spec: DatasetSpec, pixel_mean: np.ndarray | None) -> tf.Tensor:
   """Pixel values (0-255) minus the training set's mean per channel, and no
   scaling: AlexNet's only preprocessing (§2) and VGG's (§2.1). AlexNet's
   initialisation, N(0, 0.01) with biases of 1 (§5), assumes inputs this large;
   on standardised inputs its signal dies out within a few layers."""
-  return {**example, "image": (example["image"] - spec.mean) * 255.0}
+  return (image - spec.mean) * 255.0
 
 
-NORMALIZATIONS = {"standardize": standardize, "subtract_mean": subtract_mean}
-
-# A recipe: (example, seed, size, spec) -> example with pixels in [0, 1].
-Recipe = Callable[[Example, tf.Tensor, int, DatasetSpec], Example]
-
-
-def _chain(*ops) -> Recipe:
-  """Decode, then the ops in order; each random op gets its own seed."""
-
-  def recipe(example, seed, size, spec):
-    example = decode(example, spec.channels)
-    for index, op in enumerate(ops):
-      op_seed = tf.random.experimental.stateless_fold_in(seed, index)
-      example = op(example, size=size, seed=op_seed)
-    return example
-
-  return recipe
+def subtract_pixel_mean(image: tf.Tensor, spec: DatasetSpec,
+                        pixel_mean: np.ndarray | None) -> tf.Tensor:
+  """Pixel values (0-255) minus the training set's mean image, pixel by pixel
+  (AlexNet §2, "the mean activity over the training set"; ResNet §3.4, "the
+  per-pixel mean subtracted"), at the model's input size
+  (cnnjax.data.pixel_mean says how it is computed). Images of another size
+  (a dense evaluation's whole image) have the mean image resized to theirs
+  subtracted."""
+  if image.shape[-3:-1] != pixel_mean.shape[:2]:
+    pixel_mean = tf.image.resize(pixel_mean, tf.shape(image)[-3:-1], antialias=True)
+  return (image - pixel_mean) * 255.0
 
 
-def _deterministic(op):
-  return lambda example, size, seed: op(example, size)
-
-
-def _random_flip(example, size, seed):
-  del size
-  return random_flip(example, seed)
-
-
-def _pad_then_random_crop(example, size, seed):
-  """ResNet §4.2 (CIFAR): 4 pixels padded on each side, a random size x size crop."""
-  return random_crop(pad_to(example, size + 8), size, seed)
-
-
-def _resize_then_center_crop(example, size, seed):
-  """The standard single-crop evaluation: shorter side to size / 0.875, centre crop."""
-  del seed
-  return center_crop(resize_shorter_side(example, round(size / 0.875)), size)
-
-
-# The recipes that cut size x size out of the image as it is, which must be that large.
-CROPS_OF_THE_IMAGE = frozenset({"random_crop_flip", "ten_crop"})
-
-RECIPES: dict[str, Recipe] = {
-    "resize": _chain(_deterministic(resize)),
-    "pad": _chain(_deterministic(pad_to)),
-    "pad_crop_flip": _chain(_pad_then_random_crop, _random_flip),
-    # cuda-convnet's cropped CIFAR provider: a random size x size crop of the
-    # image as it is (9x9 positions for 24 of 32), mirrored half the time.
-    "random_crop_flip": _chain(random_crop, _random_flip),
-    "random_area_crop_flip": _chain(random_area_crop, _random_flip),
-    # The middle size x size (the whole image when it is that size): cuda-convnet's single view.
-    "center_crop": _chain(_deterministic(center_crop)),
-    "resize_center_crop": _chain(_resize_then_center_crop),
-    "ten_crop": _chain(_deterministic(ten_crops)),  # Multi-view: [10, size, size, channels].
-}
+# Each normalisation as (image, spec, the train split's mean image or None) -> image.
+NORMALIZATIONS = {"standardize": standardize, "subtract_mean": subtract_mean,
+                  "subtract_pixel_mean": subtract_pixel_mean}

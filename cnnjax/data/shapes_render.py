@@ -15,6 +15,14 @@ scratches (clutter), the shape, an occluding pole, then a linear
 illumination ramp over everything and Gaussian pixel noise. Every random
 draw of a block comes from one `np.random.Generator`, in a fixed order, so a
 block is a function of its generator's seed.
+
+Scenes are laid out in units of the 32x32 image's pixels. A `Frame` draws
+them at other sizes and aspect ratios (`shapes/jpeg`): image i is
+heights[i] x widths[i] pixels, its shorter side 32 units, so a unit is
+min(height, width) / 32 pixels; the longer side spans more units, and the
+shape may move further along it. Coverage is still anti-aliased per pixel
+(distances in units times pixels per unit). A block is drawn on one canvas
+as large as its largest image; each image is its top-left corner.
 """
 
 import dataclasses
@@ -22,7 +30,7 @@ import math
 
 import numpy as np
 
-SIZE = 32  # Image side, pixels.
+SIZE = 32  # Image side, pixels; in a Frame, the shorter side in units.
 CLASSES = ("disc", "ring", "square", "triangle", "cross", "bar", "L", "arc", "star", "two_dots")
 LUMINANCE = np.array([0.2126, 0.7152, 0.0722], np.float32)  # Rec. 709 weights of R, G, B.
 ARC_HALF_ANGLE = math.radians(120.0)  # The arc spans 240 degrees: a ring with a 120-degree gap.
@@ -113,36 +121,70 @@ SHAPE_DISTANCES = {
 assert tuple(SHAPE_DISTANCES) == CLASSES
 
 
-def _pixel_grid():
-  centres = np.arange(SIZE, dtype=np.float32) + 0.5
-  return np.meshgrid(centres, centres, indexing="xy")  # x: columns, y: rows.
+@dataclasses.dataclass(frozen=True)
+class Frame:
+  """The pixel sizes of a block's images: image i is heights[i] x widths[i]."""
+
+  heights: np.ndarray
+  widths: np.ndarray
+
+  @classmethod
+  def square(cls, count: int) -> "Frame":
+    """`count` images of SIZE x SIZE pixels, a pixel per unit."""
+    return cls(np.full(count, SIZE), np.full(count, SIZE))
+
+  @property
+  def pixels_per_unit(self) -> np.ndarray:
+    return np.minimum(self.heights, self.widths).astype(np.float32) / SIZE
+
+  @property
+  def extent(self) -> np.ndarray:
+    """(n, 2): each image's width and height, in units."""
+    sides = np.stack([self.widths, self.heights], axis=1).astype(np.float32)
+    return sides / self.pixels_per_unit[:, None]
+
+
+def _frame(scenes) -> Frame:
+  return Frame(scenes["height"], scenes["width"])
+
+
+def _pixel_grid(frame: Frame):
+  """Pixel centres of the canvas in each image's units: x (n, 1, W), y (n, H, 1)."""
+  per_unit = frame.pixels_per_unit[:, None, None]
+  x = (np.arange(frame.widths.max(), dtype=np.float32) + 0.5)[None, None, :] / per_unit
+  y = (np.arange(frame.heights.max(), dtype=np.float32) + 0.5)[None, :, None] / per_unit
+  return x, y
 
 
 def _coverage(distance_in_pixels):
   return np.clip(0.5 - distance_in_pixels, 0.0, 1.0)
 
 
-def _local_frame(centre, radius, angle):
+def _local_frame(centre, radius, angle, frame):
   """Pixel centres in each image's local frame: (n, H, W) arrays u, v."""
-  x, y = _pixel_grid()
-  dx = x[None] - centre[:, 0, None, None]
-  dy = y[None] - centre[:, 1, None, None]
+  x, y = _pixel_grid(frame)
+  dx = x - centre[:, 0, None, None]
+  dy = y - centre[:, 1, None, None]
   cos, sin = np.cos(angle)[:, None, None], np.sin(angle)[:, None, None]
   scale = radius[:, None, None]
   return (dx * cos + dy * sin) / scale, (-dx * sin + dy * cos) / scale
 
 
-def shape_coverage(labels, centre, radius, angle, stroke) -> np.ndarray:
+def shape_coverage(labels, centre, radius, angle, stroke, frame: Frame | None = None
+                   ) -> np.ndarray:
   """Anti-aliased coverage in [0, 1], (n, H, W), of shape `labels[i]` reaching
-  `radius[i]` pixels from `centre[i]` (x, y pixels), rotated by `angle[i]`
-  radians, its strokes `stroke[i]` radii wide."""
-  u, v = _local_frame(centre, radius, angle)
+  `radius[i]` units from `centre[i]` (x, y units), rotated by `angle[i]`
+  radians, its strokes `stroke[i]` radii wide; in `frame` (default: 32x32
+  images, where a unit is a pixel)."""
+  frame = frame or Frame.square(len(labels))
+  u, v = _local_frame(centre, radius, angle, frame)
   coverage = np.zeros(u.shape, np.float32)
   for label, distance in enumerate(SHAPE_DISTANCES.values()):
     chosen = np.flatnonzero(labels == label)
     if chosen.size:
       local = distance(u[chosen], v[chosen], stroke[chosen, None, None])
-      coverage[chosen] = _coverage(local * radius[chosen, None, None])
+      pixels_per_radius = radius[chosen, None, None] * frame.pixels_per_unit[chosen, None, None]
+      coverage[chosen] = _coverage(local * pixels_per_radius)
   return coverage
 
 
@@ -161,16 +203,22 @@ def _contrasting_colours(rng, background, contrast):
   return colours
 
 
-def sample_scenes(labels, rng: np.random.Generator, nuisances: Nuisances) -> dict[str, np.ndarray]:
-  """Every random factor of the scenes of `labels`, drawn from `rng` in a fixed order."""
+def sample_scenes(labels, rng: np.random.Generator, nuisances: Nuisances,
+                  frame: Frame | None = None) -> dict[str, np.ndarray]:
+  """Every random factor of the scenes of `labels`, drawn from `rng` in a
+  fixed order, in units (pixels of the 32x32 image); `frame` gives the
+  images' sizes in pixels (default: 32x32)."""
   n = len(labels)
+  frame = frame or Frame.square(n)
   f32 = lambda a: np.asarray(a, np.float32)
   uniform = lambda low, high, shape=(): f32(rng.uniform(low, high, (n,) + shape))
   radius = uniform(*nuisances.radius)
-  shift = np.minimum(nuisances.shift, SIZE / 2 - radius)[:, None]  # Stay inside the frame.
-  centre = SIZE / 2 + uniform(-1.0, 1.0, (2,)) * shift
+  half = frame.extent / 2
+  shift = np.minimum(nuisances.shift, half - radius[:, None])  # Stay inside the frame.
+  centre = half + uniform(-1.0, 1.0, (2,)) * shift
   background = _random_colours(rng, n)
   scenes = dict(
+      height=frame.heights, width=frame.widths,
       labels=np.asarray(labels), radius=radius, centre=centre,
       angle=uniform(-1.0, 1.0) * math.radians(nuisances.rotation),
       stroke=uniform(*nuisances.stroke),
@@ -186,7 +234,7 @@ def sample_scenes(labels, rng: np.random.Generator, nuisances: Nuisances) -> dic
   slots = max(nuisances.clutter, 1)  # One slot, never used, keeps the arrays' shapes simple.
   scenes.update(
       clutter_count=rng.integers(0, nuisances.clutter + 1, n),
-      clutter_start=uniform(0.0, SIZE, (slots, 2)),
+      clutter_start=uniform(0.0, 1.0, (slots, 2)) * frame.extent[:, None, :],
       clutter_angle=uniform(0.0, 2 * np.pi, (slots,)),
       clutter_length=uniform(2.0, 6.0, (slots,)),
       clutter_width=uniform(0.7, 1.2, (slots,)),
@@ -206,34 +254,38 @@ def sample_scenes(labels, rng: np.random.Generator, nuisances: Nuisances) -> dic
   return scenes
 
 
-def _ramp(direction):
+def _ramp(direction, frame: Frame):
   """A linear ramp over the image, 0 on one side and 1 on the other, along `direction`."""
-  x, y = _pixel_grid()
-  along = ((x[None] - SIZE / 2) * np.cos(direction)[:, None, None] +
-           (y[None] - SIZE / 2) * np.sin(direction)[:, None, None])
-  return (along / SIZE * math.sqrt(0.5) + 0.5)[..., None]  # The image diagonal maps to [0, 1].
+  x, y = _pixel_grid(frame)
+  width, height = (frame.extent[:, axis, None, None] for axis in (0, 1))
+  along = ((x - width / 2) * np.cos(direction)[:, None, None] +
+           (y - height / 2) * np.sin(direction)[:, None, None])
+  side = np.sqrt((width * width + height * height) / 2)  # Of the square with that diagonal.
+  return (along / side * math.sqrt(0.5) + 0.5)[..., None]  # The image diagonal maps to [0, 1].
 
 
 def _scratch_coverage(scenes, slot):
   angle, length = scenes["clutter_angle"][:, slot], scenes["clutter_length"][:, slot]
   start = scenes["clutter_start"][:, slot].T[..., None, None]  # (2, n, 1, 1): x, y.
   end = start + (length * np.stack([np.cos(angle), np.sin(angle)]))[..., None, None]
-  x, y = _pixel_grid()
+  frame = _frame(scenes)
+  x, y = _pixel_grid(frame)
   half_width = scenes["clutter_width"][:, slot, None, None] / 2
-  distance = _segment(x[None], y[None], start, end) - half_width
+  distance = _segment(x, y, start, end) - half_width
   present = (slot < scenes["clutter_count"])[:, None, None]
-  return _coverage(distance) * present
+  return _coverage(distance * frame.pixels_per_unit[:, None, None]) * present
 
 
 def _occluder_coverage(scenes):
   """A band across the image: distance to its centre line, less its half width."""
-  x, y = _pixel_grid()
+  frame = _frame(scenes)
+  x, y = _pixel_grid(frame)
   angle = scenes["occluder_angle"][:, None, None]
-  across = ((x[None] - scenes["centre"][:, 0, None, None]) * -np.sin(angle) +
-            (y[None] - scenes["centre"][:, 1, None, None]) * np.cos(angle))
+  across = ((x - scenes["centre"][:, 0, None, None]) * -np.sin(angle) +
+            (y - scenes["centre"][:, 1, None, None]) * np.cos(angle))
   distance = (np.abs(across - scenes["occluder_offset"][:, None, None]) -
               scenes["occluder_half_width"][:, None, None])
-  return _coverage(distance) * scenes["occluded"][:, None, None]
+  return _coverage(distance * frame.pixels_per_unit[:, None, None]) * scenes["occluded"][:, None, None]
 
 
 def _over(image, colour, coverage):
@@ -242,21 +294,28 @@ def _over(image, colour, coverage):
 
 
 def draw(scenes: dict[str, np.ndarray], rng: np.random.Generator) -> np.ndarray:
-  """The images of `scenes`, uint8 (n, 32, 32, 3); `rng` draws the pixel noise."""
+  """The images of `scenes` on one canvas, uint8 (n, H, W, 3) with H and W
+  the largest height and width (32x32 by default: the images themselves);
+  `rng` draws the pixel noise."""
+  frame = _frame(scenes)
   background, far = scenes["background"], scenes["background_far"]
   image = (background[:, None, None, :] +
-           (far - background)[:, None, None, :] * _ramp(scenes["background_direction"]))
+           (far - background)[:, None, None, :] * _ramp(scenes["background_direction"], frame))
   for slot in range(scenes["clutter_start"].shape[1]):
     image = _over(image, scenes["clutter_colour"][:, slot], _scratch_coverage(scenes, slot))
   image = _over(image, scenes["colour"], shape_coverage(
-      scenes["labels"], scenes["centre"], scenes["radius"], scenes["angle"], scenes["stroke"]))
+      scenes["labels"], scenes["centre"], scenes["radius"], scenes["angle"], scenes["stroke"],
+      frame))
   image = _over(image, scenes["occluder_colour"], _occluder_coverage(scenes))
-  image = image * (1 - scenes["shading"][:, None, None, None] * _ramp(scenes["shading_direction"]))
+  shading = _ramp(scenes["shading_direction"], frame)
+  image = image * (1 - scenes["shading"][:, None, None, None] * shading)
   noise = rng.standard_normal(image.shape, np.float32)
   image = image + noise * scenes["noise"][:, None, None, None]
   return np.round(np.clip(image, 0.0, 1.0) * 255).astype(np.uint8)
 
 
-def render(labels, rng: np.random.Generator, nuisances: Nuisances) -> np.ndarray:
-  """Images of the shapes `labels` under random `nuisances`, uint8 (n, 32, 32, 3)."""
-  return draw(sample_scenes(labels, rng, nuisances), rng)
+def render(labels, rng: np.random.Generator, nuisances: Nuisances,
+           frame: Frame | None = None) -> np.ndarray:
+  """Images of the shapes `labels` under random `nuisances`, uint8 (n, 32, 32, 3),
+  or on a canvas as `draw` says, in `frame`."""
+  return draw(sample_scenes(labels, rng, nuisances, frame), rng)

@@ -1,0 +1,219 @@
+"""Preprocessing recipes as strings: the ops a recipe chains, parsed and
+checked without TensorFlow, so a config is checked before any pipeline or
+device work starts (cnnjax.data.preprocess runs them).
+
+A recipe (`dataset.train_preprocess`, `dataset.eval_preprocess`) is a
+registered name (`NAMED`) or ops joined by "|" with numeric arguments:
+
+  "resize_shorter(256, 480) | random_crop(224) | flip | pca_lighting(0.1)"
+
+An op's size argument may be left out where the op takes the model's input
+size (`dataset.image_size`) by default ("random_crop" is "random_crop(size)").
+A bad op name, argument count or value is a UserError naming the config key
+and the valid ops. `geometry` follows the image size through the ops, so a
+crop larger than the image, or a recipe that does not end at the model's
+input size, is refused when the pipeline is built.
+"""
+
+import dataclasses
+import re
+from typing import Callable
+
+from cnnjax.errors import UserError
+
+
+@dataclasses.dataclass(frozen=True)
+class OpSpec:
+  """An op's arguments: `arguments` names them; the first `required` must be
+  given; `size_default` says the first defaults to the input size."""
+
+  arguments: tuple[str, ...]
+  required: int
+  integer: bool  # Sizes (whole pixels), or a real number (a standard deviation).
+  usage: str
+  size_default: bool = False
+  defaults: tuple[float, ...] = ()  # The optional arguments' values when left out.
+
+
+OPS: dict[str, OpSpec] = {
+    "resize": OpSpec(("S",), 0, True, "resize(S)", size_default=True),
+    "resize_shorter": OpSpec(("S_min", "S_max"), 1, True, "resize_shorter(S) or (S_min, S_max)"),
+    "center_crop": OpSpec(("C",), 0, True, "center_crop(C)", size_default=True),
+    "random_crop": OpSpec(("C",), 0, True, "random_crop(C)", size_default=True),
+    "pad": OpSpec(("S",), 0, True, "pad(S)", size_default=True),
+    "flip": OpSpec((), 0, True, "flip"),
+    # AlexNet §4.1: alpha ~ N(0, 0.1).
+    "pca_lighting": OpSpec(("STD",), 0, False, "pca_lighting(STD)", defaults=(0.1,)),
+    "inception_crop": OpSpec(("C",), 0, True, "inception_crop(C)", size_default=True),
+    "photometric": OpSpec((), 0, True, "photometric"),
+    "ten_crop": OpSpec(("C",), 0, True, "ten_crop(C)", size_default=True),
+}
+
+# Ops that give several views on a new leading axis: they end a recipe.
+MULTI_VIEW = frozenset({"ten_crop"})
+
+# Ops defined on RGB images only.
+COLOUR = frozenset({"pca_lighting", "photometric"})
+
+# The registered names, as recipe strings at model input size `size`.
+NAMED: dict[str, Callable[[int], str]] = {
+    "resize": lambda size: "resize",
+    # LeNet-5 §III.A: 28x28 MNIST digits centred in a 32x32 field.
+    "pad": lambda size: "pad",
+    # ResNet §4.2 (CIFAR): 4 pixels padded on each side, a random crop, a flip.
+    "pad_crop_flip": lambda size: f"pad({size + 8}) | random_crop | flip",
+    # cuda-convnet's cropped CIFAR provider: a random size x size crop of the
+    # image as it is (9x9 positions for 24 of 32), mirrored half the time.
+    "random_crop_flip": lambda size: "random_crop | flip",
+    "random_area_crop_flip": lambda size: "inception_crop | flip",
+    # The middle size x size: cuda-convnet's single view.
+    "center_crop": lambda size: "center_crop",
+    # The usual single-crop evaluation: shorter side to size / 0.875 (256 for 224), centre crop.
+    "resize_center_crop": lambda size: f"resize_shorter({round(size / 0.875)}) | center_crop",
+    "ten_crop": lambda size: "ten_crop",  # Multi-view: [10, size, size, channels].
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Op:
+  name: str
+  args: tuple[float, ...]  # Every argument, defaults filled in.
+
+  def __str__(self):
+    shown = ", ".join(map(str, self.args))
+    return f"{self.name}({shown})" if self.args else self.name
+
+
+_OP = re.compile(r"^([a-z_0-9]+)\s*(?:\((.*)\))?$")
+
+
+def _valid_ops() -> str:
+  return "ops joined by '|': " + ", ".join(spec.usage for spec in OPS.values())
+
+
+def parse(text: str, size: int, key: str) -> tuple[Op, ...]:
+  """The ops of recipe `text` for model input size `size`, arguments filled
+  in; a UserError naming `config.dataset.<key>` if it is not a recipe."""
+  if not isinstance(text, str) or not text.strip():
+    raise UserError(f"config.dataset.{key}={text!r} is empty; name a recipe "
+                    f"({', '.join(sorted(NAMED))}) or give {_valid_ops()}")
+  written = NAMED[text.strip()](size) if text.strip() in NAMED else text
+  ops = tuple(_parse_op(part.strip(), text, size, key) for part in written.split("|"))
+  for op in ops[:-1]:
+    if op.name in MULTI_VIEW:
+      raise UserError(f"config.dataset.{key}={text!r}: {op.name} gives several views and "
+                      "must be the last op")
+  return ops
+
+
+def _parse_op(part: str, text: str, size: int, key: str) -> Op:
+  where = f"config.dataset.{key}={text!r}"
+  match = _OP.match(part)
+  if match is None or match.group(1) not in OPS:
+    name = match.group(1) if match else part
+    if "|" not in text and "(" not in text:  # A lone word: most likely a mistyped name.
+      raise UserError(f"unknown {key} {text!r}; choose one of: {', '.join(sorted(NAMED))} "
+                      f"(config.dataset.{key}), or {_valid_ops()}")
+    raise UserError(f"{where}: unknown op {name!r}; a recipe is {_valid_ops()}")
+  name, arguments = match.group(1), match.group(2)
+  spec = OPS[name]
+  values = [] if arguments is None or not arguments.strip() else [
+      item.strip() for item in arguments.split(",")]
+  if not spec.required <= len(values) <= len(spec.arguments):
+    raise UserError(f"{where}: {name} takes {spec.usage}, got {part!r}")
+  numbers = [_number(value, spec.integer, f"{where}: {spec.usage}") for value in values]
+  if spec.size_default and not numbers:
+    numbers = [size]
+  numbers += spec.defaults[len(numbers) - spec.required:] if spec.defaults else []
+  if name == "resize_shorter" and len(numbers) == 2 and numbers[0] > numbers[1]:
+    raise UserError(f"{where}: resize_shorter(S_min, S_max) needs S_min <= S_max")
+  return Op(name, tuple(numbers))
+
+
+def _number(value: str, integer: bool, usage: str) -> float:
+  try:
+    number = int(value) if integer else float(value)
+  except ValueError:
+    kind = "a whole number of pixels" if integer else "a number"
+    raise UserError(f"{usage}: {value!r} is not {kind}") from None
+  if number < (1 if integer else 0) or number != number or number == float("inf"):
+    raise UserError(f"{usage}: {value!r} must be {'positive' if integer else '0 or more'}")
+  return number
+
+
+def single_view(ops: tuple[Op, ...]) -> tuple[Op, ...]:
+  """`ops` with ten_crop(C) replaced by its centre view, center_crop(C): the
+  same geometry whether a run evaluates one view or ten."""
+  return tuple(Op("center_crop", op.args) if op.name == "ten_crop" else op for op in ops)
+
+
+def canonical(ops: tuple[Op, ...]) -> str:
+  """The recipe written out in full, e.g. "resize_shorter(256) | center_crop(224)":
+  two spellings of one recipe (a name, its string) give the same text."""
+  return " | ".join(map(str, ops))
+
+
+@dataclasses.dataclass(frozen=True)
+class Geometry:
+  """What is known of the image size between ops: `height` x `width` when
+  fixed, else the least its shorter side can be (`shorter`, None if unknown)."""
+
+  height: int | None
+  width: int | None
+  shorter: int | None
+
+  @classmethod
+  def fixed(cls, side: int) -> "Geometry":
+    return cls(side, side, side)
+
+
+def check_fits(ops: tuple[Op, ...], height: int | None, width: int | None, channels: int,
+               size: int, key: str, text: str, dataset: str) -> Geometry:
+  """Follows the image size through `ops`, from `height` x `width` (None:
+  unknown, the images vary), and returns the output's; a UserError for a
+  colour op on grey images, a crop larger than the image, a pad smaller than
+  it, or an output that is not `size` x `size` (the model's input)."""
+  where = f"config.dataset.{key}={text!r}"
+  for op in ops:
+    if op.name in COLOUR and channels != 3:
+      raise UserError(f"{where}: {op.name} changes RGB colours, and the images of {dataset!r} "
+                      f"have {channels} channel{'s' if channels > 1 else ''}")
+  shape = Geometry(height, width, None if None in (height, width) else min(height, width))
+  for op in ops:
+    if op.name in ("random_crop", "ten_crop"):
+      crop = op.args[0]
+      if shape.shorter is not None and crop > shape.shorter:
+        seen = (f"{shape.height}x{shape.width} images" if shape.height is not None
+                else f"images whose shorter side can be {shape.shorter}")
+        fix = (f"set config.dataset.image_size to {shape.shorter} or less" if crop == size
+               else f"crop {shape.shorter} or less, or resize first")
+        raise UserError(f"{where} cuts {crop}x{crop} crops out of the {seen} of {dataset!r}; "
+                        f"{fix}")
+      shape = Geometry.fixed(crop)
+    elif op.name == "pad":
+      side = op.args[0]
+      if shape.height is not None and max(shape.height, shape.width) > side:
+        raise UserError(f"{where} pads the {shape.height}x{shape.width} images of {dataset!r} "
+                        f"to {side}x{side}, smaller than they are")
+      shape = Geometry.fixed(side)
+    elif op.name in ("resize", "center_crop", "inception_crop"):
+      shape = Geometry.fixed(op.args[0])
+    elif op.name == "resize_shorter":
+      shape = Geometry(None, None, op.args[0])
+  if shape.height is None:
+    raise UserError(f"{where} gives images of varying size from {dataset!r}; end it with a "
+                    f"crop or resize to {size}")
+  if (shape.height, shape.width) != (size, size):
+    raise UserError(f"{where} gives {shape.height}x{shape.width} images, but the model takes "
+                    f"{size}x{size} (config.dataset.image_size)")
+  return shape
+
+
+def check(dataset) -> None:
+  """Parses `dataset.train_preprocess` and `eval_preprocess` (config
+  validation, before TensorFlow or JAX is imported)."""
+  from cnnjax.data.datasets import dataset_spec
+
+  size = dataset.image_size or dataset_spec(dataset.name).image_size
+  for key in ("train_preprocess", "eval_preprocess"):
+    parse(dataset[key], size, key)
