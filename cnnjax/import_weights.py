@@ -108,6 +108,7 @@ def imported_state(config: ml_collections.ConfigDict, tensors, source: str):
   """The TrainState the trainer would build for `config`, holding torchvision's
   `tensors` and a fresh optimizer state, on the host; and the import's notes."""
   import jax
+  import numpy as np
 
   from cnnjax import models, optim, steps
   from cnnjax.data import dataset_spec
@@ -123,8 +124,11 @@ def imported_state(config: ml_collections.ConfigDict, tensors, source: str):
   create = functools.partial(steps.create_train_state, jax.random.key(config.seed), model,
                              optimizer, (size, size, spec.channels))
   shapes = jax.eval_shape(create)  # Keys and shapes are checked before anything is computed.
-  pretrained.check_fits(config.model.name, model, _variables(shapes), tensors, source)
-  state = jax.device_get(create())
+  _, notes = pretrained.check_fits(config.model.name, model, _variables(shapes), tensors, source)
+  # Only variables the file lacks (notes say which) need the initialiser,
+  # whose compilation takes longer than the rest of the import.
+  state = (jax.device_get(create()) if notes else
+           jax.tree.map(lambda leaf: np.zeros(leaf.shape, leaf.dtype), shapes))
   variables = _variables(state)
   imported, notes = pretrained.torchvision_variables(config.model.name, model, variables,
                                                      tensors, source)

@@ -2,6 +2,7 @@
 against golden logits computed by torchvision (scripts/make_torchvision_golden.py),
 without torch: the weights are regenerated from the fixtures' seed and names."""
 
+import ast
 import functools
 import json
 import pathlib
@@ -204,10 +205,11 @@ def _cnnjax(capsys, *args) -> tuple[int, str]:
 
 
 def test_import_writes_a_workdir_whose_checkpoint_restores_the_weights(tmp_path, capsys):
-  """import → config.json + checkpoint → the eval path's config and template
-  restore exactly the imported values, with a fresh optimizer state."""
+  """import → config.json + checkpoint → restored into the template `cnnjax
+  eval` builds from the workdir's config: exactly the file's values in our
+  layout, and a fresh optimizer state."""
   from cnnjax import config as config_lib
-  from cnnjax import import_weights, steps
+  from cnnjax import optim, steps
   from cnnjax.checkpoint import Checkpointer
 
   source = _weights_file(tmp_path, "resnet18")
@@ -220,20 +222,25 @@ def test_import_writes_a_workdir_whose_checkpoint_restores_the_weights(tmp_path,
   assert config.dataset.eval_split == "validation"
   assert config.dataset.eval_preprocess == "resize_center_crop"
   model = models.from_config(config, steps.AXIS)
-  state, _ = import_weights.imported_state(config, pretrained.read_safetensors(source), "f")
-  template = jax.device_get(jax.eval_shape(lambda: state))
-  template = jax.tree.map(lambda leaf: np.zeros(leaf.shape, leaf.dtype), template)
+  optimizer = optim.create_optimizer(
+      config, optim.create_schedule(config.schedule, config.optimizer.learning_rate, 10, 100), 10)
+  shapes = jax.eval_shape(functools.partial(steps.create_train_state, jax.random.key(0), model,
+                                            optimizer, (32, 32, 3)))
+  template = jax.tree.map(lambda leaf: np.zeros(leaf.shape, leaf.dtype), shapes)
   checkpointer = Checkpointer(workdir / "checkpoints", config.keep_checkpoints, read_only=True)
   restored = checkpointer.restore(checkpointer.latest_step(), template)
   checkpointer.close()
+  expected, _ = pretrained.torchvision_variables(
+      "resnet18", model, {"params": shapes.params, "batch_stats": shapes.batch_stats},
+      pretrained.read_safetensors(source), "file")
   assert int(restored.step) == 0
-  for ours, saved in zip(jax.tree.leaves(state), jax.tree.leaves(restored)):
-    np.testing.assert_array_equal(ours, saved)
+  for key in ("params", "batch_stats"):
+    for ours, saved in zip(jax.tree.leaves(expected[key]), jax.tree.leaves(getattr(restored, key))):
+      np.testing.assert_array_equal(ours, saved)
   tensors = pretrained.read_safetensors(source)
   np.testing.assert_array_equal(restored.params["head"]["kernel"], tensors["fc.weight"].T)
   np.testing.assert_array_equal(restored.batch_stats["bn_init"]["var"], tensors["bn1.running_var"])
   assert all(not np.any(leaf) for leaf in jax.tree.leaves(restored.opt_state))
-  del model
 
 
 @pytest.mark.parametrize("case", ["truncated", "not_safetensors", "other_model", "unsupported"])
@@ -278,3 +285,27 @@ def test_every_supported_model_maps_every_variable_to_a_torchvision_name():
     expected = pretrained._expected(name, model, shapes)
     leaves = len(jax.tree.leaves(shapes))
     assert len(expected) == leaves, name
+
+
+def test_cnnjax_eval_evaluates_an_imported_workdir(tmp_path, capsys, digits_dir):
+  """End to end on the embedded digits: weights named as torchvision names
+  vgg11_bn's, imported with an experiment's config, evaluated by `cnnjax eval`."""
+  from helpers import ROOT
+
+  stages = "((8, (3,)), (8, (3,)), (8, (3, 3)), (8, (3, 3)), (8, (3, 3)))"
+  model = models.create_model("vgg11_bn", num_classes=10, stages=ast.literal_eval(stages), dense_features=16)
+  shapes = jax.eval_shape(functools.partial(model.init, train=False), jax.random.key(0),
+                          jnp.zeros((1, 32, 32, 1)))
+  source = tmp_path / "vgg.safetensors"
+  golden.write_safetensors(source, {
+      key: golden.golden_tensor(0, key, tuple(pretrained._torch_shape(kind, shape)))
+      for key, (_, kind, _, shape) in pretrained._expected("vgg11_bn", model, shapes).items()})
+  workdir = tmp_path / "run"
+  overrides = [f"--config.dataset.data_dir={digits_dir}", f"--config.model.stages={stages}",
+               "--config.model.dense_features=16"]
+  status, err = _cnnjax(capsys, "--model", "vgg11_bn", "--from", source, "--workdir", workdir,
+                        "--config", ROOT / "experiments" / "vgg11_bn_digits.py", *overrides)
+  assert status == 0, err
+  assert cli.main(["eval", "--workdir", str(workdir)]) == 0
+  assert "step 0: eval/loss=" in capsys.readouterr().out
+  assert json.loads((workdir / "eval" / "0.json").read_text())
