@@ -10,15 +10,22 @@ and each parameter's name (NumPy only, so the test regenerates them without
 torch), and writes tests/fixtures/torchvision/NAME.json: the versions, the
 seed, the input shape, the state dict's names and shapes (so the test knows
 torchvision's names without torch) and the logits of `golden_inputs` in
-evaluation mode (and, for GoogLeNet, in training mode with dropout off: main
-and auxiliary logits with batch statistics). No weights are stored.
+evaluation mode (and, for GoogLeNet, with transform_input on, and in
+training mode with dropout off: main and auxiliary logits with batch
+statistics). No weights are stored.
 
-It also writes tests/fixtures/torchvision/sample.safetensors with the
+It also writes tests/fixtures/torchvision/state_dict_shapes.json.gz: the
+state dict's names and shapes of every torchvision network cnnjax imports
+(golden.COUNTERPARTS, 1000 classes, googlenet with its auxiliary heads), so
+the test checks every name mapping against torchvision's, not only the five
+networks whose logits it compares; and
+tests/fixtures/torchvision/sample.safetensors with the
 safetensors package's own writer (float32, float16, bfloat16 and int64
 tensors of known values), so cnnjax's reader is checked against the
 reference implementation, not only against itself.
 """
 
+import gzip
 import json
 import pathlib
 import sys
@@ -66,6 +73,10 @@ def fixture(name: str) -> dict:
   with torch.no_grad():
     model.eval()
     record["eval_logits"] = as_lists(model(images))
+    if builder == "googlenet":  # As torchvision's loader sets it with the published weights.
+      model.transform_input = True
+      record["eval_logits_transform_input"] = as_lists(model(images))
+      model.transform_input = False
     if train_too:  # Batch statistics; dropout is off through kwargs.
       model.train()
       outputs = model(images)
@@ -82,6 +93,16 @@ def sample_safetensors(path: pathlib.Path) -> None:
             str(path), metadata={"format": "pt"})
 
 
+def state_dict_shapes(path: pathlib.Path) -> None:
+  shapes = {}
+  for builder in sorted(set(golden.COUNTERPARTS.values())):
+    kwargs = {"aux_logits": True, "init_weights": False} if builder == "googlenet" else {}
+    model = getattr(torchvision.models, builder)(weights=None, **kwargs)
+    shapes[builder] = {key: list(value.shape) for key, value in model.state_dict().items()}
+  # mtime 0: the same networks give the same bytes.
+  path.write_bytes(gzip.compress(json.dumps(shapes).encode(), mtime=0))
+
+
 def main() -> None:
   OUT.mkdir(parents=True, exist_ok=True)
   torch.manual_seed(golden.SEED)
@@ -89,6 +110,8 @@ def main() -> None:
     path = OUT / f"{name}.json"
     path.write_text(json.dumps(fixture(name)) + "\n")
     print(f"wrote {path} ({path.stat().st_size:,} bytes)", flush=True)
+  state_dict_shapes(OUT / "state_dict_shapes.json.gz")
+  print(f"wrote {OUT / 'state_dict_shapes.json.gz'}")
   sample_safetensors(OUT / "sample.safetensors")
   print(f"wrote {OUT / 'sample.safetensors'}")
 

@@ -4,6 +4,7 @@ without torch: the weights are regenerated from the fixtures' seed and names."""
 
 import ast
 import functools
+import gzip
 import json
 import pathlib
 import re
@@ -97,6 +98,19 @@ def test_googlenet_auxiliary_heads_give_torchvisions_logits_in_training(tmp_path
         f"aux1 {differences[1]:.2e}, aux2 {differences[2]:.2e}")
   scale = max(1.0, max(np.abs(np.asarray(e)).max() for e in expected))
   assert len(aux_logits) == 2 and max(differences) <= TOLERANCE * scale
+
+
+def test_googlenet_transform_input_is_torchvisions(tmp_path):
+  """The option torchvision's loader turns on with googlenet's weights."""
+  record = _record("googlenet")
+  model, variables = _imported("googlenet", tmp_path)
+  logits = jax.jit(functools.partial(model.clone(transform_input=True).apply, train=False))(
+      variables, _inputs(record))
+  expected = np.asarray(record["eval_logits_transform_input"])
+  difference = _max_difference(logits, expected)
+  print(f"googlenet transform_input: max |logit difference| {difference:.2e}")
+  assert difference <= TOLERANCE * max(1.0, np.abs(expected).max())
+  assert _max_difference(expected, record["eval_logits"]) > 1e-2  # It changes the logits.
 
 
 def test_the_papers_auxiliary_pooling_gives_other_logits(tmp_path):
@@ -277,14 +291,21 @@ def test_the_default_config_is_torchvisions_imagenet_evaluation():
   assert config.model.transform_input  # torchvision's loader sets it with googlenet's weights.
 
 
-def test_every_supported_model_maps_every_variable_to_a_torchvision_name():
-  """Every variable of each supported model gets a distinct name, so no two
-  tensors land in one variable (the goldens cover five families' names)."""
-  for name in pretrained.supported_models():
-    model, shapes = _model_and_shapes(name, 224, num_classes=1000)
-    expected = pretrained._expected(name, model, shapes)
-    leaves = len(jax.tree.leaves(shapes))
-    assert len(expected) == leaves, name
+@functools.cache
+def _torchvision_shapes() -> dict:
+  return json.loads(gzip.decompress((FIXTURES / "state_dict_shapes.json.gz").read_bytes()))
+
+
+@pytest.mark.parametrize("name", pretrained.supported_models())
+def test_every_supported_model_fits_torchvisions_names_and_shapes(name):
+  """torchvision's state dict of each network (names and shapes, stored by
+  the script) fits the model exactly: no key missing, unexpected or misshapen."""
+  shapes = _torchvision_shapes()
+  model, variables = _model_and_shapes(name, 224, num_classes=1000)
+  tensors = {key: jax.ShapeDtypeStruct(tuple(shape), np.float32)
+             for key, shape in shapes[golden.COUNTERPARTS[name]].items()}
+  expected, notes = pretrained.check_fits(name, model, variables, tensors, "torchvision")
+  assert notes == [] and len(expected) == len(jax.tree.leaves(variables))
 
 
 def test_cnnjax_eval_evaluates_an_imported_workdir(tmp_path, capsys, digits_dir):

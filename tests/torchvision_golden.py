@@ -43,6 +43,16 @@ GOLDEN = {
 }
 
 
+# Every cnnjax model cnnjax.pretrained imports → torchvision's builder of the
+# same network, whose state-dict names and shapes (at 1000 classes) the script
+# stores in state_dict_shapes.json.gz.
+COUNTERPARTS = {"alexnet_owt": "alexnet", "googlenet_bn": "googlenet"} | {
+    name: name for name in (
+        "vgg11", "vgg13", "vgg16", "vgg19", "vgg11_bn", "vgg13_bn", "vgg16_bn", "vgg19_bn",
+        "resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
+        "densenet121", "densenet161", "densenet169", "densenet201")}
+
+
 def _generator(seed: int, name: str) -> np.random.Generator:
   return np.random.default_rng([seed, zlib.crc32(name.encode())])
 
