@@ -95,6 +95,10 @@ def run(args, overrides) -> int:
   tensors = pretrained.read_safetensors(args.source)
   config_lib.check_model(config)  # Imports JAX.
   state, notes = imported_state(config, tensors, str(args.source))
+  if config.model.name == "googlenet_bn" and not config.model.transform_input:
+    notes.append("torchvision's googlenet weights expect model.transform_input=True (its "
+                 "loader sets it; see cnnjax.models.googlenet): pass "
+                 "--config.model.transform_input=True unless these weights were trained without")
   for note in notes:
     print(f"cnnjax: note: {note}", flush=True)
   write_workdir(config, state, args.workdir, {"imported_from": str(args.source.absolute())})
