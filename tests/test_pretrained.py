@@ -113,17 +113,22 @@ def test_googlenet_transform_input_is_torchvisions(tmp_path):
   assert _max_difference(expected, record["eval_logits"]) > 1e-2  # It changes the logits.
 
 
-def test_the_papers_auxiliary_pooling_gives_other_logits(tmp_path):
-  """The check above can fail: googlenet's 5x5/3 pool (windows at 0, 3, 6, 9)
-  instead of torchvision's (0, 3, 7, 10) moves the auxiliary logits."""
-  record = _record("googlenet")
-  model, variables = _imported("googlenet", tmp_path)
-  paper = model.clone(aux_pooling="paper")
-  apply = jax.jit(functools.partial(paper.apply, train=True,
-                                    mutable=["batch_stats", "intermediates"]))
-  _, state = apply(variables, _inputs(record))
-  assert _max_difference(state["intermediates"]["aux_logits"][0],
-                         record["train_aux_logits"][0]) > 1e-3
+def test_googlenet_bn_pools_its_auxiliary_heads_with_torchvisions_bins():
+  """On 4a's 14x14 maps torchvision's AdaptiveAvgPool2d((4, 4)) averages
+  rows and columns 0-3, 3-6, 7-10, 10-13; §5's 5x5/3 pool (googlenet) 0-4,
+  3-7, 6-10, 9-13, which the golden auxiliary logits above would not match."""
+  from cnnjax.models import googlenet
+
+  maps = np.random.default_rng(0).standard_normal((1, 14, 14, 1)).astype(np.float32)
+  bins = [(0, 4), (3, 7), (7, 11), (10, 14)]
+  expected = [[maps[0, top:bottom, left:right, 0].mean() for left, right in bins]
+              for top, bottom in bins]
+  pooled = {pooling: np.asarray(googlenet.aux_pool(jnp.asarray(maps), pooling))
+            for pooling in googlenet.AUX_POOLINGS}
+  assert models.model_defaults("googlenet_bn")["aux_pooling"] == "adaptive"
+  assert models.model_defaults("googlenet")["aux_pooling"] == "paper"
+  np.testing.assert_allclose(pooled["adaptive"][0, :, :, 0], expected, atol=1e-6)
+  assert not np.allclose(pooled["paper"][0, :, :, 0], expected, atol=1e-3)
 
 
 def test_reads_the_reference_writers_file():

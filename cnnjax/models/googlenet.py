@@ -105,6 +105,15 @@ class Inception(nn.Module):
     ], axis=-1)
 
 
+def aux_pool(x: jax.Array, pooling: str) -> jax.Array:
+  """4a's or 4d's maps pooled to 4x4 for an auxiliary head: "paper", §5's
+  5x5/3 average pool (then adaptive, the identity at 224); "adaptive",
+  torchvision's AdaptiveAvgPool2d((4, 4)) (InceptionAux)."""
+  if pooling == "paper":
+    x = nn.avg_pool(x, (5, 5), (3, 3))
+  return layers.adaptive_avg_pool(x, 4)
+
+
 class AuxClassifier(nn.Module):
   """§5: average pool 5x5/3 ("paper") or to 4x4 ("adaptive", torchvision's
   InceptionAux), 1x1 conv 128, FC 1024, dropout 0.7, linear."""
@@ -119,9 +128,7 @@ class AuxClassifier(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
-    if self.pooling == "paper":
-      x = nn.avg_pool(x, (5, 5), (3, 3))
-    x = layers.adaptive_avg_pool(x, 4)
+    x = aux_pool(x, self.pooling)
     x = self.conv(128, 1, name="conv")(x, train=train)
     x = x.reshape((x.shape[0], -1))
     x = self.act(nn.Dense(1024, dtype=self.dtype, kernel_init=XAVIER, name="fc1")(x))
