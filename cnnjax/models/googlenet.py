@@ -35,10 +35,12 @@ Differences from the paper:
 `aux_pooling` is how an auxiliary head pools 4a/4d's maps: "paper" (§5's
 5x5/3 average pool, windows at 0, 3, 6, 9 of the 14x14 maps at 224) in
 `googlenet`; "adaptive" in `googlenet_bn`: torchvision's InceptionAux pools
-with AdaptiveAvgPool2d((4, 4)), windows of 4 at 0, 3, 7, 10. The two give
-auxiliary logits about 0.09 apart from the same weights, so googlenet_bn
-pools as torchvision does, and its weights imported from torchvision
-(cnnjax.pretrained) fine-tune with the heads they were trained with.
+with AdaptiveAvgPool2d((4, 4)), windows of 4 at 0, 3, 7, 10. From the same
+weights the two give different auxiliary logits (up to 0.94 apart, logits up
+to 1.8, with the golden weights of tests/test_pretrained.py; torchvision's
+pooling matches torchvision to 2e-5), so googlenet_bn pools as torchvision
+does, and weights imported from torchvision (cnnjax.pretrained) fine-tune
+with the heads they were trained with.
 
 `transform_input` is torchvision's option of the same name, which its
 loader turns on with the published googlenet weights (they come from
