@@ -50,7 +50,8 @@ def read_safetensors(path: pathlib.Path) -> dict[str, np.ndarray]:
   naming it and what is wrong.
   """
   try:
-    data = np.memmap(path, dtype=np.uint8, mode="r") if path.stat().st_size else np.zeros(0, np.uint8)
+    empty = path.stat().st_size == 0  # np.memmap refuses an empty file.
+    data = np.zeros(0, np.uint8) if empty else np.memmap(path, dtype=np.uint8, mode="r")
   except OSError as error:
     raise UserError(f"cannot read --from {path}: {error.strerror}") from None
   fail = lambda why: UserError(f"--from {path} is not a usable safetensors file: {why}")
@@ -161,6 +162,24 @@ def _googlenet_name(path: tuple[str, ...]) -> str:
   return ".".join([{"conv2_reduce": "conv2", "conv2": "conv3"}.get(head, head), *rest])
 
 
+# torchvision's DenseNet files name a dense layer's modules "norm.1", "conv.2"
+# (from before PyTorch 0.4 forbade dots in module names); its loader renames
+# them to "norm1", "conv2" (torchvision/models/densenet.py, _load_state_dict),
+# and so does `legacy_names`, so the published files import as they are.
+_LEGACY_DENSE_LAYER = re.compile(
+    r"^(.*denselayer\d+\.(?:norm|relu|conv))\."
+    r"([12]\.(?:weight|bias|running_mean|running_var|num_batches_tracked))$")
+
+
+def legacy_names(tensors: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+  """`tensors` with torchvision's old DenseNet names ("norm.1") made current ("norm1")."""
+  renamed = {}
+  for key, value in tensors.items():
+    match = _LEGACY_DENSE_LAYER.match(key)
+    renamed[match.group(1) + match.group(2) if match else key] = value
+  return renamed
+
+
 @functools.cache
 def _families() -> dict[str, tuple[Callable, dict[str, int]]]:
   """Model name → (naming function of (model, path), {layer after a flatten:
@@ -244,6 +263,7 @@ def check_fits(model_name: str, model, variables: dict, tensors: dict[str, np.nd
   naming the first missing or unexpected key or mismatched shape otherwise.
   """
   check_supported(model_name)
+  tensors = legacy_names(tensors)
   expected = _expected(model_name, model, variables)
   notes = []
   if model_name == "googlenet_bn":
@@ -281,6 +301,7 @@ def torchvision_variables(model_name: str, model, variables: dict,
   from flax import traverse_util
 
   expected, notes = check_fits(model_name, model, variables, tensors, source)
+  tensors = legacy_names(tensors)
   flat = traverse_util.flatten_dict(variables)
   converted = {path: np.ascontiguousarray(_converter(kind, side)(tensors[key]),
                                           dtype=flat[path].dtype)

@@ -1,7 +1,8 @@
 """Writes the golden fixtures of tests/test_pretrained.py, where torch and
 torchvision are installed (never a dependency of cnnjax):
 
-  python3 -m venv /tmp/torchvenv && /tmp/torchvenv/bin/pip install torch torchvision safetensors numpy
+  python3 -m venv /tmp/torchvenv
+  /tmp/torchvenv/bin/pip install torch torchvision safetensors numpy
   /tmp/torchvenv/bin/python scripts/make_torchvision_golden.py
 
 For each network of tests/torchvision_golden.py:GOLDEN it builds torchvision's

@@ -205,6 +205,20 @@ def test_a_shape_mismatch_is_named(tmp_path):
           or "'fc.bias' is [10] where resnet18 needs [1000] (and 1 other)" in message)
 
 
+def test_densenets_legacy_names_import_as_torchvisions_loader_renames_them(tmp_path):
+  """The published densenet*.pth files say "denselayer1.norm.1.weight"."""
+  record = _record("densenet121")
+  weights = golden.golden_weights(record["seed"], record["state_dict"])
+  legacy = {re.sub(r"(denselayer\d+\.(?:norm|conv))([12])\.", r"\1.\2.", key): value
+            for key, value in weights.items()}
+  assert "features.denseblock1.denselayer1.norm.1.weight" in legacy
+  model, shapes = _model_and_shapes("densenet121", 64)
+  imported, _ = pretrained.torchvision_variables("densenet121", model, shapes, legacy, "file")
+  np.testing.assert_array_equal(
+      imported["params"]["block1_layer1"]["bn1"]["scale"],
+      weights["features.denseblock1.denselayer1.norm1.weight"])
+
+
 def test_googlenet_without_auxiliary_heads_keeps_them_fresh(tmp_path):
   """torchvision treats the heads as optional; a file without them imports."""
   path = _weights_file(tmp_path, "googlenet", drop=("aux1.", "aux2."))
@@ -319,7 +333,8 @@ def test_cnnjax_eval_evaluates_an_imported_workdir(tmp_path, capsys, digits_dir)
   from helpers import ROOT
 
   stages = "((8, (3,)), (8, (3,)), (8, (3, 3)), (8, (3, 3)), (8, (3, 3)))"
-  model = models.create_model("vgg11_bn", num_classes=10, stages=ast.literal_eval(stages), dense_features=16)
+  model = models.create_model("vgg11_bn", num_classes=10, stages=ast.literal_eval(stages),
+                              dense_features=16)
   shapes = jax.eval_shape(functools.partial(model.init, train=False), jax.random.key(0),
                           jnp.zeros((1, 32, 32, 1)))
   source = tmp_path / "vgg.safetensors"
