@@ -14,6 +14,17 @@ deviation), or with `--config EXPERIMENT[:ARG]` that experiment's, so that
 `cnnjax train --config EXPERIMENT[:ARG] --workdir DIR` fine-tunes the
 weights with its recipe.
 
+The file must use torchvision's parameter names (its `state_dict()` keys).
+Where torch is installed, any torchvision network's weights become one with
+
+  python -c "import torchvision; from safetensors.torch import save_file; \
+    save_file(torchvision.models.resnet50(weights='DEFAULT').state_dict(), 'resnet50.safetensors')"
+
+(torchvision's old DenseNet names, "norm.1", are accepted too). Files
+re-published under other libraries' names (timm's VGG, say, whose FC layers
+are convolutions) do not fit: the import names the first key it cannot
+place; load them into torchvision's network and save its state_dict instead.
+
 Everything is checked before anything is written (the file, its keys and
 shapes against the model, the config), and the workdir is assembled beside
 its destination and renamed into place, so a refused or failed import leaves
