@@ -19,7 +19,7 @@ keys, e.g. "layer1.0.conv1.weight") onto a model's Flax variables:
   eps 1e-5, googlenet_bn 1e-3); `num_batches_tracked` is ignored.
 Every key must be used and every variable filled, with equal shapes; a
 missing or unexpected key, or a shape mismatch, is a UserError naming the
-first and counting the others. The one exception is googlenet's auxiliary
+first and counting the others. The one exception is googlenet_bn's auxiliary
 heads: torchvision's own loader treats them as optional (its published
 weights carry untrained ones), so a file without a head's keys at all keeps
 that head's fresh initialisation, and says so.
