@@ -10,6 +10,7 @@ one function in cnnjax.commands (or a tool module such as cnnjax.sweep).
   cnnjax plot   WORKDIR... --out DIR [--x step|epoch]
   cnnjax report DIR... [--format md|csv|json]
   cnnjax bench  --model NAME|all [--batch-size B] [--dtype D] [--format table|json] [...]
+  cnnjax import-weights --model NAME --from FILE.safetensors --workdir DIR [--config PATH[:ARG]]
 
 One of several processes adds `--coordinator_address HOST:PORT
 --num_processes N --process_id I` (or sets CNNJAX_COORDINATOR_ADDRESS,
@@ -35,7 +36,7 @@ from typing import Callable
 
 from absl import logging as absl_logging
 
-from cnnjax import bench, report, stopping, sweep
+from cnnjax import bench, import_weights, report, stopping, sweep
 from cnnjax.analysis import commands as analysis
 from cnnjax.errors import UserError
 from cnnjax.stopping import StopRun
@@ -145,6 +146,11 @@ COMMANDS = {
                      "[--dtype float32|bfloat16] [--format table|json] [--peak-tflops X] "
                      "[--config.model.KEY=VALUE ...]",
                      bench.add_arguments, "cnnjax.bench:run"),
+    "import-weights": Command("torchvision's weights (safetensors, torchvision's names) as a new "
+                              "workdir, for `cnnjax eval` and fine-tuning with `cnnjax train`",
+                              "cnnjax import-weights --model NAME --from FILE.safetensors "
+                              "--workdir DIR [--config PATH[:ARG]] [--config.KEY=VALUE ...]",
+                              import_weights.add_arguments, "cnnjax.import_weights:run"),
 }
 
 

@@ -247,9 +247,15 @@ def from_command_line(spec: str, overrides: list[tuple[str, str]]) -> ml_collect
 
   Everything but the model's options is checked before JAX is imported.
   """
+  return with_overrides(_run_experiment(spec), overrides)
+
+
+def with_overrides(config: ml_collections.ConfigDict,
+                   overrides: list[tuple[str, str]]) -> ml_collections.ConfigDict:
+  """An experiment's unlocked `config` with `--config.KEY=VALUE` overrides and
+  every model option added, locked and validated (see `from_command_line`)."""
   overrides = dict(overrides)
   model_name = overrides.pop("model.name", None)
-  config = _run_experiment(spec)
   if model_name is not None:
     config.model = ml_collections.ConfigDict({"name": model_name})
   config.lock()

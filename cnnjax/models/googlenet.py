@@ -30,11 +30,27 @@ Differences from the paper:
   zero biases. torchvision draws a truncated N(0, 0.01) for googlenet_bn.
 - The auxiliary heads' pooled 4x4 maps are average-pooled to 4x4 as
   torchvision's AdaptiveAvgPool2d does (the identity at 224), so that other
-  input sizes keep the FC sizes. torchvision pools 4a/4d's 14x14 maps with
-  bins of 4 at offsets 0, 3, 7, 10 instead of the paper's 5x5/3.
+  input sizes keep the FC sizes.
+
+`aux_pooling` is how an auxiliary head pools 4a/4d's maps: "paper" (§5's
+5x5/3 average pool, windows at 0, 3, 6, 9 of the 14x14 maps at 224) in
+`googlenet`; "adaptive" in `googlenet_bn`: torchvision's InceptionAux pools
+with AdaptiveAvgPool2d((4, 4)), windows of 4 at 0, 3, 7, 10. From the same
+weights the two give different auxiliary logits (up to 0.94 apart, logits up
+to 1.8, with the golden weights of tests/test_pretrained.py; torchvision's
+pooling matches torchvision to 2e-5), so googlenet_bn pools as torchvision
+does, and weights imported from torchvision (cnnjax.pretrained) fine-tune
+with the heads they were trained with.
+
+`transform_input` is torchvision's option of the same name, which its
+loader turns on with the published googlenet weights (they come from
+TF-slim, which reads pixels scaled to [-1, 1]): images standardised with
+ImageNet's mean and standard deviation are mapped to (x - 0.5) / 0.5, x in
+[0, 1], before conv1. Off by default; `cnnjax import-weights` turns it on.
 
 Ablations: `activation`, `norm` ("lrn", "none", "batchnorm"), `lrn_convention`,
 `branch5x5_kernel`, `pool4_window`, `dropout_rate`, `aux_classifiers`,
+`aux_pooling`, `aux_dropout_rate` (§5's 0.7),
 `bn_epsilon` (1e-5 as everywhere in cnnjax; googlenet_bn keeps TF-slim's 1e-3
 so that torchvision's running statistics give torchvision's outputs).
 """
@@ -62,6 +78,9 @@ INCEPTION = {
 }
 AUX_AFTER = ("4a", "4d")  # §5: auxiliary classifiers on the outputs of 4a and 4d.
 NORMS = ("lrn", "none", "batchnorm")
+AUX_POOLINGS = ("paper", "adaptive")
+# torchvision's transform_input: ImageNet's channel statistics (pixels in [0, 1]).
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 # Caffe's "xavier" filler: uniform, variance 1/fan_in (not Glorot's 2/(fan_in + fan_out)).
 XAVIER = nn.initializers.variance_scaling(1.0, "fan_in", "uniform")
 
@@ -88,22 +107,34 @@ class Inception(nn.Module):
     ], axis=-1)
 
 
+def aux_pool(x: jax.Array, pooling: str) -> jax.Array:
+  """4a's or 4d's maps pooled to 4x4 for an auxiliary head: "paper", §5's
+  5x5/3 average pool (then adaptive, the identity at 224); "adaptive",
+  torchvision's AdaptiveAvgPool2d((4, 4)) (InceptionAux)."""
+  if pooling == "paper":
+    x = nn.avg_pool(x, (5, 5), (3, 3))
+  return layers.adaptive_avg_pool(x, 4)
+
+
 class AuxClassifier(nn.Module):
-  """§5: average pool 5x5/3, 1x1 conv 128, FC 1024, dropout 0.7, linear."""
+  """§5: average pool 5x5/3 ("paper") or to 4x4 ("adaptive", torchvision's
+  InceptionAux), 1x1 conv 128, FC 1024, dropout 0.7, linear."""
 
   num_classes: int
   conv: Callable[..., nn.Module]
   act: Callable[[jax.Array], jax.Array]
+  pooling: str = "paper"
+  dropout_rate: float = 0.7
   axis_name: str | None = None
   dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
-    x = layers.adaptive_avg_pool(nn.avg_pool(x, (5, 5), (3, 3)), 4)
+    x = aux_pool(x, self.pooling)
     x = self.conv(128, 1, name="conv")(x, train=train)
     x = x.reshape((x.shape[0], -1))
     x = self.act(nn.Dense(1024, dtype=self.dtype, kernel_init=XAVIER, name="fc1")(x))
-    x = layers.Dropout(0.7, not train, self.axis_name)(x)
+    x = layers.Dropout(self.dropout_rate, not train, self.axis_name)(x)
     return nn.Dense(self.num_classes, dtype=self.dtype, kernel_init=XAVIER, name="fc2")(x)
 
 
@@ -118,6 +149,9 @@ class GoogLeNet(nn.Module):
   pool4_window: int = 3
   dropout_rate: float = 0.4
   aux_classifiers: bool = True
+  aux_pooling: str = "paper"
+  aux_dropout_rate: float = 0.7
+  transform_input: bool = False
   bn_epsilon: float = 1e-5
   axis_name: str | None = None
   dtype: Any = jnp.float32
@@ -125,13 +159,15 @@ class GoogLeNet(nn.Module):
   def min_input_size(self) -> int:
     to_4a = [(7, 2, 3), (3, 2, 0, True), (3, 2, 0, True), (3, 2, 0, True)]
     main = layers.min_input_size(to_4a + [(self.pool4_window, 2, 0, True)])
-    aux = layers.min_input_size(to_4a + [(5, 3, 0)]) if self.aux_classifiers else 1
+    paper_aux = self.aux_classifiers and self.aux_pooling == "paper"
+    aux = layers.min_input_size(to_4a + [(5, 3, 0)]) if paper_aux else 1
     return max(main, aux)
 
   @nn.compact
   def __call__(self, images: jax.Array, *, train: bool) -> jax.Array:
     layers.check_input_size(images, self.min_input_size(), "googlenet")
     layers.lookup({n: n for n in NORMS}, "norm", self.norm)
+    layers.lookup({p: p for p in AUX_POOLINGS}, "aux_pooling", self.aux_pooling)
     act = layers.activation(self.activation)
     local_response_norm = layers.lrn(self.lrn_convention)
     lrn = local_response_norm if self.norm == "lrn" else lambda x: x
@@ -142,6 +178,9 @@ class GoogLeNet(nn.Module):
         axis_name=self.axis_name, dtype=self.dtype)
 
     x = images.astype(self.dtype)
+    if self.transform_input:  # torchvision: back to [0, 1], then to [-1, 1].
+      mean, std = jnp.asarray(IMAGENET_MEAN, self.dtype), jnp.asarray(IMAGENET_STD, self.dtype)
+      x = (x * std + mean - 0.5) / 0.5
     x = conv(64, 7, strides=2, name="conv1")(x, train=train)
     x = lrn(layers.max_pool_ceil(x, 3, 2))
     x = conv(64, 1, name="conv2_reduce")(x, train=train)
@@ -155,7 +194,8 @@ class GoogLeNet(nn.Module):
       # The heads are built at init even for train=False, so the parameters
       # exist when training applies them.
       if name in AUX_AFTER and self.aux_classifiers and (train or self.is_initializing()):
-        aux_logits = AuxClassifier(self.num_classes, conv, act, self.axis_name, self.dtype,
+        aux_logits = AuxClassifier(self.num_classes, conv, act, self.aux_pooling,
+                                   self.aux_dropout_rate, self.axis_name, self.dtype,
                                    name=f"aux{name}")(x, train=train)
         if train:
           self.sow("intermediates", "aux_logits", aux_logits)
@@ -166,4 +206,4 @@ class GoogLeNet(nn.Module):
 
 # torchvision's googlenet (see the module docstring).
 GoogLeNetBN = functools.partial(GoogLeNet, norm="batchnorm", branch5x5_kernel=3, pool4_window=2,
-                                bn_epsilon=1e-3, dropout_rate=0.2)
+                                bn_epsilon=1e-3, dropout_rate=0.2, aux_pooling="adaptive")
