@@ -33,6 +33,14 @@ Differences from the paper:
   input sizes keep the FC sizes. torchvision pools 4a/4d's 14x14 maps with
   bins of 4 at offsets 0, 3, 7, 10 instead of the paper's 5x5/3.
 
+- Table 1's 7x7 average pool is a global mean (torchvision's
+  AdaptiveAvgPool2d(1)), so an eval input larger than 224 is evaluated fully
+  convolutionally as ResNet's is: the classifier, linear, scores the mean
+  feature, which is its class score map averaged over positions. A 7x7/1
+  pool applied densely would instead average overlapping 7x7 means,
+  weighting central positions more; the paper evaluates on crops (§7: 144
+  per image), never densely, so the global mean stays.
+
 Ablations: `activation`, `norm` ("lrn", "none", "batchnorm"), `lrn_convention`,
 `branch5x5_kernel`, `pool4_window`, `dropout_rate`, `aux_classifiers`,
 `bn_epsilon` (1e-5 as everywhere in cnnjax; googlenet_bn keeps TF-slim's 1e-3
