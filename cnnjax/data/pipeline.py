@@ -115,12 +115,16 @@ class InputPipeline:
   process_index: int
   process_count: int
   local_devices: int
+  # ((NAME, RECIPE), ...): evaluations beside dataset.eval_preprocess's (config.extra_evals).
+  extra_evals: tuple = ()
 
   def __post_init__(self):
     for key, table in (("train_preprocess", preprocess.RECIPES),
                        ("eval_preprocess", preprocess.RECIPES),
                        ("normalization", preprocess.NORMALIZATIONS)):
       choose(table, f"dataset.{key}", self.dataset[key])
+    for name, recipe in self.extra_evals:
+      choose(preprocess.RECIPES, f"extra_evals recipe of {name!r}", recipe)
     self._check_crop_size()
 
   def _check_crop_size(self) -> None:
@@ -264,32 +268,46 @@ class InputPipeline:
     return {"image": example["image"], "label": tf.cast(example["label"], tf.int32),
             "id": example_id}
 
-  def eval_batches(self, process_batch: int) -> Iterator[Batch]:
-    """The whole eval split once, padded to full batches; `mask` marks real examples.
+  def eval_batches(self, process_batch: int, recipe: str | None = None) -> Iterator[Batch]:
+    """The whole eval split once through `recipe` (default dataset.eval_preprocess),
+    padded to full batches; `mask` marks real examples.
 
     Every process yields the same number of batches (collectives stay in step).
     A multi-view recipe's images keep their view axis after the batch axes:
-    [local_devices, per_device, views, size, size, channels].
+    [local_devices, per_device, views, size, size, channels]; a multi-scale
+    one's further view groups (`image_1`, ...) come normalised the same way.
     """
-    recipe = preprocess.RECIPES[self.dataset.eval_preprocess]
-    normalize = preprocess.NORMALIZATIONS[self.dataset.normalization]
-    no_seed = tf.zeros((2,), tf.int64)
-
-    def prepare(example):
-      example = normalize(recipe(example, no_seed, self.image_size, self.spec), self.spec)
-      return {"image": example["image"], "label": tf.cast(example["label"], tf.int32)}
-
-    ds = self.read(self.dataset.eval_split).map(
-        prepare, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    image_shape = tuple(ds.element_spec["image"].shape)  # ([views,] size, size, channels)
+    ds = self._eval_examples(recipe)
+    image_shapes = _view_group_shapes(ds)
     ds = ds.batch(process_batch).prefetch(tf.data.AUTOTUNE)
     steps = 0
     for batch in self._as_numpy(ds, self.dataset.eval_split):
       steps += 1
       yield self._per_device(_pad(batch, process_batch))
-    empty = {"image": np.zeros((0, *image_shape), np.float32), "label": np.zeros((0,), np.int32)}
+    empty = {key: np.zeros((0, *shape), np.float32) for key, shape in image_shapes.items()}
+    empty["label"] = np.zeros((0,), np.int32)
     for _ in range(self.eval_steps(process_batch) - steps):
       yield self._per_device(_pad(empty, process_batch))
+
+  def eval_image_shapes(self, recipe: str | None = None) -> dict[str, tuple]:
+    """([views,] height, width, channels) of each view group `recipe` gives
+    (None where the size varies); builds the tf.data graph, reads nothing."""
+    return _view_group_shapes(self._eval_examples(recipe))
+
+  def _eval_examples(self, recipe: str | None) -> tf.data.Dataset:
+    """This process's eval examples through `recipe`, normalised, one by one."""
+    recipe = preprocess.RECIPES[recipe or self.dataset.eval_preprocess]
+    normalize = preprocess.NORMALIZATIONS[self.dataset.normalization]
+    no_seed = tf.zeros((2,), tf.int64)
+
+    def prepare(example):
+      example = recipe(example, no_seed, self.image_size, self.spec)
+      images = {key: normalize({"image": value}, self.spec)["image"]
+                for key, value in example.items() if _is_view_group(key)}
+      return {**images, "label": tf.cast(example["label"], tf.int32)}
+
+    return self.read(self.dataset.eval_split).map(
+        prepare, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
   def _as_numpy(self, ds: tf.data.Dataset, split: str) -> Iterator[Batch]:
     """`ds` as NumPy; a damaged or missing file of `split` is a UserError naming it.
@@ -330,6 +348,15 @@ class InputPipeline:
   def _per_device(self, batch: Batch) -> Batch:
     return {key: value.reshape((self.local_devices, -1) + value.shape[1:])
             for key, value in batch.items()}
+
+
+def _is_view_group(key: str) -> bool:
+  """`image`, `image_1`, `image_2`, ...: the images of an eval example (see steps.view_groups)."""
+  return key == "image" or (key.startswith("image_") and key[len("image_"):].isdigit())
+
+
+def _view_group_shapes(ds: tf.data.Dataset) -> dict[str, tuple]:
+  return {key: tuple(spec.shape) for key, spec in ds.element_spec.items() if _is_view_group(key)}
 
 
 def _pad(batch: Batch, size: int) -> Batch:

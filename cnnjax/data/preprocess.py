@@ -153,3 +153,36 @@ RECIPES: dict[str, Recipe] = {
     "resize_center_crop": _chain(_resize_then_center_crop),
     "ten_crop": _chain(_deterministic(ten_crops)),  # Multi-view: [10, size, size, channels].
 }
+
+
+def dense_views(example: Example, scales: tuple[int, ...]) -> Example:
+  """Dense multi-scale evaluation's views (VGG §3.2, ResNet Table 4): for each
+  scale Q, the image with its shorter side resized to Q, its central Q x Q
+  square, and that square's mirror image, as a group [2, Q, Q, channels]: the
+  first scale's as `image`, the next as `image_1`, `image_2`, ... The eval step
+  applies the network fully convolutionally to each (its class score map
+  averaged over positions) and averages the softmax over all views.
+
+  Departure: the paper applies the network to the whole rescaled image, of
+  any aspect ratio; the central square keeps every batch rectangular (one
+  shape per scale), and loses the ends of the longer side.
+  """
+  groups = {}
+  for index, scale in enumerate(scales):
+    square = center_crop(resize_shorter_side(example, scale), scale)["image"]
+    groups["image" if index == 0 else f"image_{index}"] = tf.stack(
+        [square, tf.image.flip_left_right(square)])
+  return {**example, **groups}
+
+
+def _dense(*scales: int) -> Recipe:
+  return _chain(lambda example, size, seed: dense_views(example, scales))
+
+
+# The papers' test scales, until recipe strings take any: VGG Table 3's single
+# Q (= S, or 384 for S in [256, 512]), Table 4's Q ∈ {S−32, S, S+32} for S =
+# 256, 384 and {256, 384, 512} for jittered S; ResNet Table 4's shorter sides
+# {224, 256, 384, 480, 640} (§3.4).
+for _scales in ((224,), (256,), (384,), (224, 256, 288), (352, 384, 416), (256, 384, 512),
+                (224, 256, 384, 480, 640)):
+  RECIPES[f"dense({', '.join(map(str, _scales))})"] = _dense(*_scales)
