@@ -91,6 +91,7 @@ def evaluate(args, overrides) -> int:
   if parallel.is_primary():
     print(f"step {step}: " + ", ".join(f"{key}={value:.4f}" for key, value in metrics.items()))
     evaluation = {"split": config.dataset.eval_split, "preprocess": config.dataset.eval_preprocess,
+                  "extra_evals": [list(pair) for pair in config.extra_evals],
                   "checkpoint": "best" if args.best else "step" if args.step else "latest",
                   "half_precision": config.half_precision, "metrics": metrics}
     try:

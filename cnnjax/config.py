@@ -95,8 +95,21 @@ def base_config() -> ml_collections.ConfigDict:
       boundaries_epochs=(),  # multistep: where the rate is multiplied by decay_factor.
       decay_factor=0.1,  # multistep, exponential and plateau.
       decay_every_epochs=1.0,  # exponential (staircase).
-      plateau_patience_epochs=5.0,  # plateau: epochs without improvement of the training loss.
+      plateau_patience_epochs=5.0,  # plateau: epochs without improvement of plateau_metric.
+      # plateau: what must improve: "train/loss" (averaged over each epoch) or
+      # a metric of the evaluations, e.g. "eval/top1_error" (AlexNet §5, VGG
+      # §3.1: "when the validation set accuracy stopped improving"); see
+      # cnnjax.optim.plateau_scaling.
+      plateau_metric="train/loss",
   ))
+  # Evaluations beside dataset.eval_preprocess's: ((NAME, RECIPE), ...), each
+  # written as eval_NAME/loss, eval_NAME/top1_error, eval_NAME/top5_error, e.g.
+  # (("10crop", "ten_crop"), ("dense_multiscale", "dense(256, 384, 512)")).
+  config.extra_evals = ()
+  # Polyak averaging (GoogLeNet §6) as an exponential moving average of the
+  # parameters and BatchNorm statistics with this decay per step, evaluated
+  # beside them as eval_ema/... (and eval_NAME_ema/...); 0 disables it.
+  config.ema_decay = 0.0
   config.label_smoothing = 0.0
   config.aux_loss_weight = 0.3  # Auxiliary classifiers (GoogLeNet §5); 0 disables them.
   config.half_precision = False  # bfloat16 compute; parameters stay float32.
@@ -354,6 +367,13 @@ def validate(config: ml_collections.ConfigDict) -> None:
        config.schedule.decay_every_epochs > 0, "positive"),
       ("schedule.plateau_patience_epochs", config.schedule.plateau_patience_epochs,
        config.schedule.plateau_patience_epochs >= 0, "0 or positive"),
+      ("extra_evals", config.extra_evals, _are_extra_evals(config.extra_evals),
+       "((NAME, RECIPE), ...) with distinct names of a-z, 0-9 and _ (not 'ema' nor ending "
+       "in '_ema') and recipe strings"),
+      ("ema_decay", config.ema_decay, 0 <= config.ema_decay < 1, "in [0, 1) (0: off)"),
+      ("schedule.plateau_metric", config.schedule.plateau_metric,
+       config.schedule.plateau_metric in plateau_metrics(config),
+       "one of " + ", ".join(plateau_metrics(config))),
       ("nonfinite.policy", config.nonfinite.policy, config.nonfinite.policy in ("stop", "skip"),
        "'stop' or 'skip'"),
       ("nonfinite.max_consecutive_skips", config.nonfinite.max_consecutive_skips,
@@ -364,7 +384,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
       raise UserError(f"config.{key}={value!r} is impossible; it must be {expected}")
   from cnnjax.data import recipes  # Free of TensorFlow.
 
-  recipes.check(config.dataset)
+  recipes.check(config.dataset, config.extra_evals)
 
 
 def _are_layer_decays(pairs) -> bool:
@@ -379,3 +399,32 @@ def _are_layer_decays(pairs) -> bool:
     except re.error:
       return False
   return True
+
+
+EVAL_MODE_NAME = re.compile(r"[a-z0-9_]+")
+
+
+def _are_extra_evals(pairs) -> bool:
+  """Whether `pairs` is ((NAME, RECIPE), ...) with distinct well-formed names
+  that cannot be mistaken for the EMA's (eval_ema/..., eval_NAME_ema/...)."""
+  if not all(isinstance(pair, (tuple, list)) and len(pair) == 2
+             and all(isinstance(part, str) and part for part in pair) for pair in pairs):
+    return False
+  names = [name for name, _ in pairs]
+  return len(set(names)) == len(names) and all(
+      EVAL_MODE_NAME.fullmatch(name) and name != "ema" and not name.endswith("_ema")
+      for name in names)
+
+
+def eval_prefixes(config: ml_collections.ConfigDict) -> list[str]:
+  """The metric prefixes each evaluation writes: "eval", "eval_NAME" for each
+  extra evaluation, and the same with "_ema" with config.ema_decay."""
+  names = [name for name, _ in config.extra_evals] if _are_extra_evals(config.extra_evals) else []
+  prefixes = ["eval"] + [f"eval_{name}" for name in names]
+  return prefixes + [f"{prefix}_ema" for prefix in prefixes] if config.ema_decay else prefixes
+
+
+def plateau_metrics(config: ml_collections.ConfigDict) -> list[str]:
+  """What schedule.plateau_metric may follow in this config."""
+  return ["train/loss"] + [f"{prefix}/{metric}" for prefix in eval_prefixes(config)
+                           for metric in ("loss", "top1_error", "top5_error")]

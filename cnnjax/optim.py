@@ -152,23 +152,85 @@ def create_schedule(config: ml_collections.ConfigDict, learning_rate: float,
   return optax.join_schedules([warming, schedule], [warmup])
 
 
-def plateau_scaling(config: ml_collections.ConfigDict, steps_per_epoch: int):
-  """Divides the rate by 1/decay_factor when the training loss, averaged over
-  each epoch, has not improved for `plateau_patience_epochs` (AlexNet §5 and
-  VGG §3.1 watch the validation error, which the step cannot see; the training
-  loss is the signal available at every step)."""
+def plateau_follows_evaluations(schedule: ml_collections.ConfigDict) -> bool:
+  """Whether the plateau schedule watches an evaluation metric, not the training loss."""
+  return schedule.name == "plateau" and schedule.plateau_metric != "train/loss"
+
+
+def _reduce_on_plateau(schedule: ml_collections.ConfigDict, steps_per_epoch: int,
+                       eval_every: int) -> optax.GradientTransformationExtraArgs:
+  """optax's reduce_on_plateau, its patience in epochs counted in what it sees:
+  steps (averaged over each epoch) for the training loss, evaluations
+  (one every `eval_every` steps) for an evaluation metric."""
+  if plateau_follows_evaluations(schedule):
+    patience = schedule.plateau_patience_epochs * steps_per_epoch / eval_every
+    return optax.contrib.reduce_on_plateau(factor=schedule.decay_factor,
+                                           patience=max(round(patience), 1), accumulation_size=1)
   return optax.contrib.reduce_on_plateau(
-      factor=config.decay_factor,
-      patience=max(round(config.plateau_patience_epochs), 1),
+      factor=schedule.decay_factor, patience=max(round(schedule.plateau_patience_epochs), 1),
       accumulation_size=steps_per_epoch)
 
 
+def plateau_scaling(schedule: ml_collections.ConfigDict, steps_per_epoch: int,
+                    eval_every: int = 1) -> optax.GradientTransformationExtraArgs:
+  """Divides the rate by 1/decay_factor when `plateau_metric` has not improved
+  (by optax's relative 1e-4) for `plateau_patience_epochs`.
+
+  "train/loss": the training loss averaged over each epoch, which the train
+  step feeds it (`value=loss`) at every step. An evaluation metric (AlexNet
+  §5: "divide the learning rate by 10 when the validation error rate stopped
+  improving"; VGG §3.1): the step cannot see it, so here the factor is only
+  applied, and the trainer feeds each evaluation's value to
+  `observe_evaluation`; the patience, still given in epochs, becomes
+  evaluations (at least one). Either way the state lives in the optimizer
+  state, so a checkpoint carries it and a resumed run continues the same
+  schedule.
+  """
+  reduce = _reduce_on_plateau(schedule, steps_per_epoch, eval_every)
+  if not plateau_follows_evaluations(schedule):
+    return reduce
+
+  def update(updates, state, params=None, **extra_args):
+    del params, extra_args
+    return jax.tree.map(lambda update: state.scale * update, updates), state
+
+  return optax.GradientTransformationExtraArgs(reduce.init, update)
+
+
+def observe_evaluation(schedule: ml_collections.ConfigDict, steps_per_epoch: int,
+                       eval_every: int, state: optax.contrib.ReduceLROnPlateauState,
+                       value: float) -> optax.contrib.ReduceLROnPlateauState:
+  """The plateau state of an evaluation-following schedule once it has seen
+  `value`, the evaluation's `plateau_metric` (host arrays in, host arrays out)."""
+  reduce = _reduce_on_plateau(schedule, steps_per_epoch, eval_every)
+  _, state = reduce.update((), state, value=value)
+  return jax.device_get(state)
+
+
+def _is_plateau(node) -> bool:
+  return isinstance(node, optax.contrib.ReduceLROnPlateauState)
+
+
+def plateau_state(opt_state) -> optax.contrib.ReduceLROnPlateauState:
+  """The plateau schedule's state inside the optimizer's (there must be one)."""
+  return next(node for node in jax.tree.leaves(opt_state, is_leaf=_is_plateau)
+              if _is_plateau(node))
+
+
+def with_plateau_state(opt_state, state: optax.contrib.ReduceLROnPlateauState):
+  """`opt_state` with its plateau schedule's state replaced by `state`."""
+  return jax.tree.map(lambda node: state if _is_plateau(node) else node, opt_state,
+                      is_leaf=_is_plateau)
+
+
 def create_optimizer(config: ml_collections.ConfigDict, schedule: optax.Schedule,
-                     steps_per_epoch: int) -> optax.GradientTransformationExtraArgs:
+                     steps_per_epoch: int,
+                     eval_every: int = 1) -> optax.GradientTransformationExtraArgs:
   """The whole update from `config.optimizer` and `config.schedule`.
 
   Call its `update(grads, opt_state, params, value=loss)`; `value` feeds the
-  plateau schedule and is ignored otherwise.
+  plateau schedule that follows the training loss and is ignored otherwise.
+  `eval_every` (steps) counts a schedule following the evaluations in them.
   """
   optimizer = config.optimizer
   decay = optimizer.weight_decay or optimizer.weight_decay_by_layer
@@ -185,13 +247,12 @@ def create_optimizer(config: ml_collections.ConfigDict, schedule: optax.Schedule
   if optimizer.bias_learning_rate_scale != 1:
     parts.append(optax.masked(optax.scale(optimizer.bias_learning_rate_scale), bias_mask))
   if config.schedule.name == "plateau":
-    parts.append(plateau_scaling(config.schedule, steps_per_epoch))
+    parts.append(plateau_scaling(config.schedule, steps_per_epoch, eval_every))
   return optax.chain(*parts)
 
 
 def plateau_scale(opt_state) -> jax.Array:
   """The current plateau factor (1 when no plateau schedule is in the chain)."""
-  scales = [state.scale for state in jax.tree.leaves(
-      opt_state, is_leaf=lambda x: isinstance(x, optax.contrib.ReduceLROnPlateauState))
-            if isinstance(state, optax.contrib.ReduceLROnPlateauState)]
+  scales = [state.scale for state in jax.tree.leaves(opt_state, is_leaf=_is_plateau)
+            if _is_plateau(state)]
   return scales[0] if scales else jnp.ones(())

@@ -54,7 +54,7 @@ FORMATS = ("md", "csv", "json")
 CONFIG_FILE, METRICS_FILE, RESULTS_FILE, SWEEP_FILE = (
     "config.json", "metrics.jsonl", "results.json", "sweep.json")
 EVAL_DIR = "eval"
-# Train-recipe ops (and registered recipes, cnnjax.data.preprocess.RECIPES)
+# Train-recipe ops (and registered recipes, cnnjax.data.recipes.NAMED)
 # that draw at random: a run trained with one is "augmented" (C10+ in the
 # CIFAR papers). `resize_shorter(S_min, S_max)`, scale jittering, is one too.
 RANDOM_OPS = frozenset({"random_crop", "flip", "pca_lighting", "inception_crop", "photometric",

@@ -8,6 +8,10 @@ reparsing `metrics.jsonl`:
   step, total_steps, steps_per_epoch, global_batch, epochs
   final_eval       the last evaluation: step, epoch, eval/loss, eval/top1_error, eval/top5_error
   best_eval        the evaluation with the lowest eval/top1_error (the earliest of equals)
+  evaluations      every evaluation mode's own final and best (by its own top-1 error),
+                   keyed by metric prefix: {"eval": {"final": {step, epoch, eval/loss,
+                   eval/top1_error, eval/top5_error}, "best": {...}}, "eval_10crop": ...,
+                   "eval_ema": ...} (config.extra_evals, config.ema_decay)
   final_train      the last training record: step, epoch, train/loss, train/top1_error, ...
   train_time_s     wall-clock seconds of training, summed over the segments of a resumed
                    run (up to the checkpoint each one resumed from), evaluation included
@@ -46,11 +50,29 @@ def summarize(records: list[dict], *, step: int, total_steps: int, steps_per_epo
       "epochs": step / steps_per_epoch,
       "final_eval": _last(records, "eval/top1_error"),
       "best_eval": best,
+      "evaluations": evaluation_modes(records),
       "final_train": _last(records, "train/loss"),
       "train_time_s": train_time_s,
       "images_per_sec": images_per_sec,
       "parameters": parameters,
   }
+
+
+def evaluation_modes(records: list[dict]) -> dict:
+  """{prefix: {"final": ..., "best": ...}} for each prefix of `PREFIX/top1_error`
+  in `records` ("eval", "eval_10crop", "eval_ema", ...), in order of first
+  appearance; each record cut to its step, epoch and that prefix's metrics."""
+  prefixes = dict.fromkeys(key[:-len("/top1_error")] for record in records for key in record
+                           if key.endswith("/top1_error") and key.startswith("eval"))
+  modes = {}
+  for prefix in prefixes:
+    key = f"{prefix}/top1_error"
+    evals = [record for record in records if key in record]
+    cut = lambda record: {name: value for name, value in record.items()
+                          if name in ("step", "epoch") or name.startswith(prefix + "/")}
+    best = min(evals, key=lambda record: (record[key], record["step"]))
+    modes[prefix] = {"final": cut(evals[-1]), "best": cut(best)}
+  return modes
 
 
 def write(workdir: pathlib.Path, results: dict) -> None:
@@ -108,15 +130,17 @@ EVAL_DIR = "eval"
 
 def record_evaluation(workdir: pathlib.Path, step: int, evaluation: dict) -> pathlib.Path:
   """Adds `evaluation` (its split, preprocessing, metrics, ...) to
-  `DIR/eval/<step>.json`, replacing an earlier one of the same split and
-  preprocessing; training's own files are never touched. Returns the path."""
+  `DIR/eval/<step>.json`, replacing an earlier one of the same split,
+  preprocessing and extra evaluations; training's own files are never
+  touched. Returns the path."""
   path = pathlib.Path(workdir) / EVAL_DIR / f"{step}.json"
   path.parent.mkdir(exist_ok=True)
   try:
     evaluations = json.loads(path.read_text())["evaluations"]
   except (OSError, ValueError, KeyError, TypeError):
     evaluations = []
-  same = lambda other: all(other.get(key) == evaluation[key] for key in ("split", "preprocess"))
+  same = lambda other: all(other.get(key) == evaluation.get(key)
+                           for key in ("split", "preprocess", "extra_evals"))
   evaluations = [other for other in evaluations if not same(other)] + [evaluation]
   temporary = path.with_suffix(".json.tmp")
   temporary.write_text(json.dumps({"step": step, "evaluations": evaluations}, indent=2) + "\n")

@@ -15,31 +15,41 @@ import optax
 from flax import linen as nn
 from jax import lax
 
-from cnnjax import optim
+from cnnjax import models, optim
 
 AXIS = "batch"  # The device axis the steps reduce over.
 
 
 @flax.struct.dataclass
 class TrainState:
+  """`ema`: None, or the moving averages {"params", "batch_stats"} (see `train_step`)."""
+
   step: jax.Array
   params: Any
   batch_stats: Any
   opt_state: Any
+  ema: Any = None
 
 
 def create_train_state(rng: jax.Array, model: nn.Module, tx: optax.GradientTransformation,
-                       image_shape: tuple[int, ...]) -> TrainState:
-  """A fresh state for images of `image_shape` (H, W, C), on the default device."""
+                       image_shape: tuple[int, ...], ema: bool = False) -> TrainState:
+  """A fresh state for images of `image_shape` (H, W, C), on the default device;
+  with `ema`, moving averages that start at the initial variables."""
 
   @jax.jit
   def init(rng):
     variables = model.init({"params": rng}, jnp.zeros((1, *image_shape)), train=False)
-    params = variables["params"]
-    return TrainState(step=jnp.zeros((), jnp.int32), params=params,
-                      batch_stats=variables.get("batch_stats", {}), opt_state=tx.init(params))
+    params, batch_stats = variables["params"], variables.get("batch_stats", {})
+    return TrainState(step=jnp.zeros((), jnp.int32), params=params, batch_stats=batch_stats,
+                      opt_state=tx.init(params),
+                      ema={"params": params, "batch_stats": batch_stats} if ema else None)
 
   return init(rng)
+
+
+def averaged(state: TrainState) -> TrainState:
+  """`state` with its moving averages in place of its parameters and BatchNorm statistics."""
+  return state.replace(params=state.ema["params"], batch_stats=state.ema["batch_stats"])
 
 
 def cross_entropy(logits: jax.Array, labels: jax.Array, num_classes: int,
@@ -62,8 +72,8 @@ def top_k_errors(logits: jax.Array, labels: jax.Array) -> tuple[jax.Array, jax.A
 def train_step(state: TrainState, batch: dict[str, jax.Array], rng: jax.Array, *,
                model: nn.Module, tx: optax.GradientTransformationExtraArgs,
                schedule: optax.Schedule, label_smoothing: float = 0.0,
-               aux_loss_weight: float = 0.0,
-               skip_nonfinite: bool = False) -> tuple[TrainState, dict[str, jax.Array]]:
+               aux_loss_weight: float = 0.0, skip_nonfinite: bool = False,
+               ema_decay: float = 0.0) -> tuple[TrainState, dict[str, jax.Array]]:
   """One SGD step on this device's share of the global batch.
 
   Gradients, BatchNorm statistics and metrics are averaged over all devices,
@@ -75,8 +85,18 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], rng: jax.Array, *
   (loss, gradients, updated parameters) holds a NaN or Inf; it is computed
   after the cross-device means, so every device agrees. With
   `skip_nonfinite`, such a step keeps the old parameters, BatchNorm
-  statistics and optimizer state; the step count still advances, since the
-  batch was consumed (the input pipeline's position is the step).
+  statistics, optimizer state and moving averages; the step count still
+  advances, since the batch was consumed (the input pipeline's position is
+  the step).
+
+  With `ema_decay` d (and `state.ema`), the moving averages follow the new
+  variables: ema ← d·ema + (1 - d)·new, for the parameters (GoogLeNet §6's
+  Polyak averaging, as an exponential average: Polyak & Juditsky 1992 average
+  uniformly) and the BatchNorm statistics. The statistics are averaged too
+  because the averaged network should be normalised with statistics of
+  roughly the same stretch of training as its weights, as TF-slim's
+  Inception training (`moving_average_decay` over the trainable and the
+  moving-average variables) and timm's ModelEmaV2 (every state_dict entry) do.
   """
   rng = jax.random.fold_in(rng, state.step)
   if getattr(model, "axis_name", None) is None:
@@ -118,13 +138,18 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], rng: jax.Array, *
   metrics = lax.pmean(metrics, AXIS)
   nonfinite = [~jnp.isfinite(loss), ~_all_finite(grads), ~_all_finite(params)]
   metrics["nonfinite"] = sum(flag.astype(jnp.int32) << bit for bit, flag in enumerate(nonfinite))
+  ema = state.ema
+  if ema is not None:
+    ema = jax.tree.map(lambda average, new: ema_decay * average + (1 - ema_decay) * new,
+                       ema, {"params": params, "batch_stats": batch_stats})
   if skip_nonfinite:
     keep_old = metrics["nonfinite"] != 0
-    params, batch_stats, opt_state = jax.tree.map(
+    params, batch_stats, opt_state, ema = jax.tree.map(
         lambda old, new: jnp.where(keep_old, old, new),
-        (state.params, state.batch_stats, state.opt_state), (params, batch_stats, opt_state))
+        (state.params, state.batch_stats, state.opt_state, state.ema),
+        (params, batch_stats, opt_state, ema))
   new_state = state.replace(step=state.step + 1, params=params, batch_stats=batch_stats,
-                            opt_state=opt_state)
+                            opt_state=opt_state, ema=ema)
   return new_state, metrics
 
 
@@ -133,8 +158,27 @@ def _all_finite(tree) -> jax.Array:
   return jnp.all(jnp.stack([jnp.isfinite(leaf).all() for leaf in jax.tree.leaves(tree)]))
 
 
-def eval_step(state: TrainState, batch: dict[str, jax.Array], *,
-              model: nn.Module) -> dict[str, jax.Array]:
+def view_groups(batch: dict[str, jax.Array]) -> list[jax.Array]:
+  """The batch's images: `image`, then `image_1`, `image_2`, ... (other view shapes)."""
+  groups, index = [batch["image"]], 1
+  while f"image_{index}" in batch:
+    groups.append(batch[f"image_{index}"])
+    index += 1
+  return groups
+
+
+def dense_options(model: nn.Module, image_size: tuple[int, int],
+                  train_size: int | None) -> dict[str, bool]:
+  """`{"dense": True}` for a model with the switch (models.evaluates_densely)
+  given images of `image_size` (height, width) larger than the training
+  input's side `train_size`; else nothing."""
+  if train_size is None or not models.evaluates_densely(model):
+    return {}
+  return {"dense": True} if max(image_size) > train_size else {}
+
+
+def eval_step(state: TrainState, batch: dict[str, jax.Array], *, model: nn.Module,
+              train_size: int | None = None) -> dict[str, jax.Array]:
   """Sums of loss and errors over the real (`mask`ed) examples of all devices.
 
   Images with a view axis ([batch, views, height, width, channels], from a
@@ -143,15 +187,24 @@ def eval_step(state: TrainState, batch: dict[str, jax.Array], *,
   network's softmax layer on the ten patches") and cuda-convnet's
   --multiview-test (src/worker.cu, MultiviewTestWorker) do: the loss is -log
   of the averaged probability of the label, the errors rank the averaged
-  probabilities.
+  probabilities. Views of other shapes come as further groups `image_1`,
+  `image_2`, ... (a multi-scale recipe: one group per scale); the softmax is
+  averaged over every view of every group alike.
+
+  A group larger than `train_size` (the training input's side) is evaluated
+  fully convolutionally by the models that need a switch for it
+  (`models.evaluates_densely`: VGG §3.2); the others are by construction.
   """
   variables = {"params": state.params, "batch_stats": state.batch_stats}
-  images = batch["image"]
-  if images.ndim == 5:
-    logits = model.apply(variables, images.reshape((-1, *images.shape[2:])), train=False)
-    logits = _log_mean_softmax(logits.reshape((*images.shape[:2], -1)))
-  else:
-    logits = model.apply(variables, images, train=False)
+  view_logits = []  # [batch, views, classes] of each group.
+  for images in view_groups(batch):
+    if images.ndim == 4:
+      images = images[:, None]
+    logits = model.apply(variables, images.reshape((-1, *images.shape[2:])), train=False,
+                         **dense_options(model, images.shape[-3:-1], train_size))
+    view_logits.append(logits.reshape((*images.shape[:2], -1)))
+  logits = jnp.concatenate(view_logits, axis=1)
+  logits = logits[:, 0] if logits.shape[1] == 1 else _log_mean_softmax(logits)
   mask = batch["mask"]
   top1, top5 = top_k_errors(logits, batch["label"])
   sums = {
@@ -179,4 +232,5 @@ def bind_train_step(config, model, tx, schedule):
   return functools.partial(train_step, model=model, tx=tx, schedule=schedule,
                            label_smoothing=config.label_smoothing,
                            aux_loss_weight=config.aux_loss_weight,
-                           skip_nonfinite=config.nonfinite.policy == "skip")
+                           skip_nonfinite=config.nonfinite.policy == "skip",
+                           ema_decay=config.ema_decay)

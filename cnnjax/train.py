@@ -67,13 +67,16 @@ def plan(config: ml_collections.ConfigDict, devices: parallel.Devices = None) ->
   pipeline = InputPipeline(
       open_builder(config.dataset), config.dataset, seed=config.seed,
       process_index=jax.process_index(), process_count=jax.process_count(),
-      local_devices=len(parallel.local_devices(devices)))
+      local_devices=len(parallel.local_devices(devices)),
+      extra_evals=tuple(tuple(pair) for pair in config.extra_evals))
   pipeline.check_sharding(config.batch_size)
   size = pipeline.image_size
   # Traces the model abstractly: too small an input or a bad switch fails here.
   variables = jax.eval_shape(functools.partial(model.init, train=False), jax.random.key(0),
                              jnp.zeros((1, size, size, pipeline.spec.channels)))
   pipeline.eval_steps(eval_batch.process_batch)  # A missing eval split fails here.
+  for prefix, recipe in eval_modes(config):  # An eval image the model cannot take fails here.
+    _check_eval_input(model, variables, pipeline, prefix, recipe)
   steps_per_epoch = pipeline.steps_per_epoch(config.batch_size)
   total_steps = (config.num_train_steps if config.num_train_steps > 0
                  else math.ceil(config.num_epochs * steps_per_epoch))
@@ -81,7 +84,8 @@ def plan(config: ml_collections.ConfigDict, devices: parallel.Devices = None) ->
   schedule = optim.create_schedule(
       config.schedule, optim.scaled_learning_rate(config.optimizer, config.batch_size),
       steps_per_epoch, total_steps)
-  optimizer = optim.create_optimizer(config, schedule, steps_per_epoch)
+  optimizer = optim.create_optimizer(config, schedule, steps_per_epoch,
+                                     per_epoch(config.eval_every_steps))
   # The optimizer meets the parameters: a weight-decay pattern matching no layer fails here.
   jax.eval_shape(optimizer.init, variables["params"])
   return Plan(config, model, pipeline, train_batch, eval_batch, steps_per_epoch, total_steps,
@@ -89,26 +93,105 @@ def plan(config: ml_collections.ConfigDict, devices: parallel.Devices = None) ->
               schedule, optimizer, devices)
 
 
+def fresh_state(plan: Plan) -> steps.TrainState:
+  """The state a run starts from (on the host), with moving averages if config.ema_decay."""
+  return jax.device_get(steps.create_train_state(
+      jax.random.key(plan.config.seed), plan.model, plan.optimizer, plan.image_shape,
+      ema=bool(plan.config.ema_decay)))
+
+
+def restore(checkpointer: Checkpointer, step: int, template: steps.TrainState) -> steps.TrainState:
+  """The checkpoint of `step` in the form of `template`. One saved with moving
+  averages that `template` lacks loses them; one saved without them that
+  `template` has (config.ema_decay set on resuming, which config.json
+  accepts only with --allow_config_change) starts them at its variables; both
+  say so."""
+  try:
+    return checkpointer.restore(step, template)
+  except UserError:
+    other = template.replace(ema=None if template.ema is not None else {
+        "params": template.params, "batch_stats": template.batch_stats})
+    try:
+      restored = checkpointer.restore(step, other)
+    except UserError:
+      pass
+    else:
+      if template.ema is None:
+        _note(f"the moving averages of the checkpoint of step {step} are not used "
+              "(config.ema_decay is 0)")
+        return restored.replace(ema=None)
+      _note(f"the checkpoint of step {step} has no moving averages (it was written with "
+            "config.ema_decay 0); they start from its parameters")
+      return restored.replace(ema={"params": restored.params,
+                                   "batch_stats": restored.batch_stats})
+    raise
+
+
+def _check_eval_input(model: nn.Module, variables, pipeline: InputPipeline, prefix: str,
+                      recipe: str | None) -> None:
+  """A UserError naming the config key if an eval mode's images (of every
+  view group) do not go through the model; traces abstractly."""
+  for group, shape in pipeline.eval_image_shapes(recipe).items():
+    if None in shape:  # Sizes that vary per image: batching them would fail.
+      continue
+    height, width, channels = shape[-3:]
+    apply = functools.partial(model.apply, train=False,
+                              **steps.dense_options(model, (height, width), pipeline.image_size))
+    try:
+      jax.eval_shape(apply, variables, jax.ShapeDtypeStruct((1, height, width, channels),
+                                                             jnp.float32))
+    except Exception as error:  # A fixed-size layer (a flattening dense layer), or too small.
+      where = ("config.dataset.eval_preprocess" if recipe is None
+               else f"config.extra_evals {prefix[len('eval_'):]!r} ({recipe!r})")
+      reason = str(error).strip().splitlines()[0][:200] if str(error).strip() else ""
+      raise UserError(f"{where} gives {height}x{width} images ({group}), which model "
+                      f"{type(model).__name__} cannot take at training size "
+                      f"{pipeline.image_size}: {type(error).__name__}: {reason}") from None
+
+
 def initial_state(plan: Plan, checkpointer: Checkpointer) -> steps.TrainState:
   """The latest checkpoint's state if there is one, else a fresh one (on the host)."""
-  state = steps.create_train_state(jax.random.key(plan.config.seed), plan.model, plan.optimizer,
-                                   plan.image_shape)
-  state = jax.device_get(state)
+  state = fresh_state(plan)
   latest = checkpointer.latest_step()
-  return state if latest is None else checkpointer.restore(latest, state)
+  return state if latest is None else restore(checkpointer, latest, state)
+
+
+def eval_modes(config: ml_collections.ConfigDict) -> list[tuple[str, str | None]]:
+  """(metric prefix, recipe) of each evaluation: "eval" with dataset.eval_preprocess
+  (None), then "eval_NAME" for each of config.extra_evals."""
+  return [("eval", None)] + [(f"eval_{name}", recipe) for name, recipe in config.extra_evals]
+
+
+def bind_eval_step(plan: Plan):
+  """The eval step mapped over the devices; a larger eval image is evaluated
+  densely (see steps.eval_step) relative to the training input."""
+  return parallel.map_eval_step(functools.partial(
+      steps.eval_step, model=plan.model, train_size=plan.pipeline.image_size), plan.devices)
 
 
 def evaluate(plan: Plan, eval_fn, state) -> dict[str, float]:
-  """Loss and top-1/top-5 error over the whole eval split."""
-  totals = None
-  batches = parallel.to_devices(plan.pipeline.eval_batches(plan.eval_batch.process_batch),
-                                plan.devices)
-  for batch in batches:
-    sums = eval_fn(state, batch)
-    totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
-  totals = parallel.unreplicate(totals)
-  count = totals.pop("count")
-  return {f"eval/{key}": float(value / count) for key, value in totals.items()}
+  """Loss and top-1/top-5 error over the whole eval split in every evaluation
+  mode (`eval_modes`), each of the parameters and, if the state has them, of
+  their moving averages (prefix + "_ema"): eval/loss, eval_ema/loss,
+  eval_10crop/loss, eval_10crop_ema/loss, ..."""
+  variants = [("", state)]
+  if state.ema is not None:
+    variants.append(("_ema", steps.averaged(state)))
+  metrics = {}
+  for prefix, recipe in eval_modes(plan.config):
+    totals = [None] * len(variants)
+    batches = parallel.to_devices(
+        plan.pipeline.eval_batches(plan.eval_batch.process_batch, recipe), plan.devices)
+    for batch in batches:
+      for index, (_, variables) in enumerate(variants):
+        sums = eval_fn(variables, batch)
+        totals[index] = sums if totals[index] is None else jax.tree.map(
+            jnp.add, totals[index], sums)
+    for (suffix, _), sums in zip(variants, parallel.unreplicate(totals)):
+      count = sums.pop("count")
+      metrics.update({f"{prefix}{suffix}/{key}": float(value / count)
+                      for key, value in sums.items()})
+  return metrics
 
 
 def train_and_evaluate(plan: Plan, workdir: pathlib.Path, *,
@@ -150,6 +233,11 @@ def _say(text: str) -> None:
     print(text, flush=True)
 
 
+def _note(text: str) -> None:
+  if parallel.is_primary():
+    print(f"cnnjax: note: {text}", file=sys.stderr, flush=True)
+
+
 def _train(plan: Plan, workdir: pathlib.Path, checkpointer: Checkpointer,
            watch: guards.StopWatch, changes: dict | None) -> dict[str, float]:
   config = plan.config
@@ -185,8 +273,7 @@ def _train(plan: Plan, workdir: pathlib.Path, checkpointer: Checkpointer,
 
   train_fn = parallel.map_train_step(
       steps.bind_train_step(config, plan.model, plan.optimizer, plan.schedule), plan.devices)
-  eval_fn = parallel.map_eval_step(functools.partial(steps.eval_step, model=plan.model),
-                                   plan.devices)
+  eval_fn = bind_eval_step(plan)
   state = parallel.replicate(state, plan.devices)
   rng = parallel.replicate(jax.random.PRNGKey(config.seed), plan.devices)
   batch_ids = collections.deque()  # Ids of the batches prefetched, in order.
@@ -242,6 +329,7 @@ def _train(plan: Plan, workdir: pathlib.Path, checkpointer: Checkpointer,
       with throughput.paused():
         if fresh_eval:
           eval_metrics = evaluate(plan, eval_fn, state)
+          state = _observe_plateau(plan, state, eval_metrics)
           writer.write(step, eval_metrics)
           progress.write(f"step {step}: " + ", ".join(
               f"{key}={value:.4f}" for key, value in eval_metrics.items()))
@@ -263,6 +351,20 @@ def _train(plan: Plan, workdir: pathlib.Path, checkpointer: Checkpointer,
                          parallel.unreplicate(state.params))
   _say(results.summary_line(run_results, workdir))
   return eval_metrics
+
+
+def _observe_plateau(plan: Plan, state, eval_metrics: dict[str, float]):
+  """`state` (replicated) after a plateau schedule following the evaluations
+  has seen this one (see optim.plateau_scaling); unchanged otherwise."""
+  schedule = plan.config.schedule
+  if not optim.plateau_follows_evaluations(schedule):
+    return state
+  plateau = optim.observe_evaluation(
+      schedule, plan.steps_per_epoch, plan.eval_every,
+      parallel.unreplicate(optim.plateau_state(state.opt_state)),
+      eval_metrics[schedule.plateau_metric])
+  return state.replace(opt_state=optim.with_plateau_state(
+      state.opt_state, parallel.replicate(plateau, plan.devices)))
 
 
 def _results(plan: Plan, workdir: pathlib.Path, train_time_s: float, params) -> dict:
@@ -292,7 +394,7 @@ def _already_complete(plan: Plan, workdir: pathlib.Path, checkpointer: Checkpoin
   _say(f"training is complete: step {plan.total_steps} of {plan.total_steps} in {workdir}")
   _say(results.summary_line(run_results, workdir))
   final = run_results.get("final_eval") or {}
-  return {key: value for key, value in final.items() if key.startswith("eval/")}
+  return {key: value for key, value in final.items() if key.startswith("eval")}
 
 
 def _without_ids(batches, ids: collections.deque):
@@ -334,14 +436,10 @@ def evaluate_checkpoint(plan: Plan, workdir: pathlib.Path, step: int | None = No
                                 read_only=True)
     try:
       chosen = _choose_checkpoint(checkpointer, workdir, step, best)
-      template = jax.device_get(steps.create_train_state(
-          jax.random.key(plan.config.seed), plan.model, plan.optimizer, plan.image_shape))
-      state = checkpointer.restore(chosen, template)
+      state = restore(checkpointer, chosen, fresh_state(plan))
     finally:
       checkpointer.close()
-  eval_fn = parallel.map_eval_step(functools.partial(steps.eval_step, model=plan.model),
-                                   plan.devices)
-  return chosen, evaluate(plan, eval_fn, parallel.replicate(state, plan.devices))
+  return chosen, evaluate(plan, bind_eval_step(plan), parallel.replicate(state, plan.devices))
 
 
 def _choose_checkpoint(checkpointer: Checkpointer, workdir: pathlib.Path, step: int | None,

@@ -21,7 +21,7 @@ from flax import linen as nn
 
 from cnnjax.errors import UserError
 from cnnjax.models import (MODELS, NATIVE_INPUT_CHANNELS, NATIVE_INPUT_SIZE, create_model,
-                           list_models, model_defaults, model_options)
+                           evaluates_densely, list_models, model_defaults, model_options)
 
 # (classes, parameters). torchvision's published counts where the architecture
 # is the same; otherwise the paper's layers counted exactly (see the docstrings).
@@ -509,3 +509,87 @@ def test_lenet5_with_relu_starts_with_a_signal_only_with_he_initialization(c3_co
 
   assert logit_std("paper") < 0.01 < 0.3 < logit_std("he")
   assert dict(model_defaults("lenet5_modern"))["initialization"] == "he"
+
+
+# Dense (fully convolutional) evaluation, VGG §3.2, on VGG- and AlexNet-shaped
+# nets of a few maps: (model, training input, a larger input, the window FC6 reads).
+DENSE_NETS = {
+    "vgg_a": (dict(stages=((4, (3,)),) * 5, dense_features=8), 224, 288, 7),
+    "alexnet": (dict(features=(4, 4, 4, 4, 4), dense_features=8, initialization="pytorch"),
+                227, 291, 6),
+}
+
+
+@functools.cache
+def dense_net(name: str):
+  options, train_size, larger, window = DENSE_NETS[name]
+  model = create_model(name, num_classes=5, **options)
+  variables = run(functools.partial(model.init, train=False), jax.random.key(0),
+                  images(train_size))
+  return model, variables, train_size, larger, window
+
+
+def forward(model, variables, x, **options):
+  return run(functools.partial(model.apply, train=False, **options), variables, x)
+
+
+def sliding_window_head(variables, maps: np.ndarray, window: int) -> np.ndarray:
+  """The reference: the usual FC6-FC7-FC8 head (NumPy) on every `window` x
+  `window` window of the maps before FC6, flattened as the network flattens,
+  the class scores averaged over the windows."""
+  params = jax.tree.map(np.asarray, variables["params"])
+  relu = lambda x: np.maximum(x, 0)
+  scores = []
+  for top in range(maps.shape[1] - window + 1):
+    for left in range(maps.shape[2] - window + 1):
+      x = maps[:, top:top + window, left:left + window].reshape(len(maps), -1)
+      for name in ("fc6", "fc7"):
+        x = relu(x @ params[name]["kernel"] + params[name]["bias"])
+      scores.append(x @ params["fc8"]["kernel"] + params["fc8"]["bias"])
+  return np.mean(scores, axis=0)
+
+
+@pytest.mark.parametrize("name", sorted(DENSE_NETS))
+def test_dense_evaluation_at_the_training_size_is_the_usual_forward_pass(name):
+  model, variables, train_size, _, _ = dense_net(name)
+  x = images(train_size)
+  np.testing.assert_allclose(forward(model, variables, x, dense=True),
+                             forward(model, variables, x), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", sorted(DENSE_NETS))
+def test_dense_evaluation_averages_the_head_over_every_window_of_the_maps(name):
+  model, variables, _, larger, window = dense_net(name)
+  x = images(larger)
+  dense, captured = forward(model, variables, x, dense=True, mutable=["intermediates"],
+                            capture_intermediates=lambda module, _: module.name == "pool5")
+  maps = np.asarray(captured["intermediates"]["pool5"]["__call__"][0])
+  assert maps.shape[1] > window  # Several positions, each a window of the training size's map.
+  np.testing.assert_allclose(dense, sliding_window_head(variables, maps, window),
+                             rtol=1e-4, atol=1e-5)
+  # Without the switch the adaptive pool squeezes the larger maps instead: another result.
+  assert not np.allclose(forward(model, variables, x), dense, atol=1e-4)
+
+
+def test_global_average_pool_models_take_larger_inputs_with_the_same_parameters():
+  """ResNet, DenseNet and GoogLeNet are fully convolutional already: a larger
+  input gives the head's scores of the spatially averaged features, which is
+  the average of the score map (the head is linear), with no switch."""
+  for name in ("resnet18", "googlenet"):  # DenseNet closes as ResNet does (jnp.mean).
+    model = create_model(name, num_classes=1000)
+    assert not evaluates_densely(model)
+    logits, variables = jax.eval_shape(
+        functools.partial(model.init_with_output, train=False), jax.random.key(0),
+        jax.ShapeDtypeStruct((1, 320, 256, 3), jnp.float32))
+    shapes = lambda tree: jax.tree.map(lambda x: x.shape, tree)
+    assert shapes(variables["params"]) == shapes(native(name)[1]["params"])
+    assert logits.shape == (1, 1000)
+  model = tiny("resnet20")
+  variables = run(functools.partial(model.init, train=False), jax.random.key(0), images(8))
+  logits, captured = forward(model, variables, images(16), mutable=["intermediates"],
+                             capture_intermediates=lambda module, method: (
+                                 module.name, method) == ("stage3_block2", "__call__"))
+  last = np.asarray(captured["intermediates"]["stage3_block2"]["__call__"][0])
+  head = jax.tree.map(np.asarray, variables["params"]["head"])
+  score_map = last @ head["kernel"] + head["bias"]
+  np.testing.assert_allclose(logits, score_map.mean(axis=(1, 2)), rtol=1e-4, atol=1e-5)

@@ -16,6 +16,7 @@ from helpers import tiny_config
 from cnnjax import parallel, steps, train
 from cnnjax.data import InputPipeline, dataset_spec, open_builder, preprocess, recipes
 from cnnjax.errors import UserError
+from cnnjax.models import create_model
 
 SPEC = dataset_spec("digits")  # One channel.
 IMAGE = (np.arange(36).reshape(6, 6, 1) * 7).astype(np.uint8)  # Every pixel distinct.
@@ -123,3 +124,108 @@ def test_train_on_random_crops_and_evaluate_ten_views(digits_dir, tmp_path):
                        eval_every_steps=2, checkpoint_every_steps=2)
   final = train.train_and_evaluate(train.plan(config), tmp_path)
   assert np.isfinite(final["eval/loss"]) and 0 <= final["eval/top1_error"] <= 1
+
+
+WIDE = (np.arange(54).reshape(6, 9, 1) * 4).astype(np.uint8)  # Not square: 6x9.
+
+
+def test_dense_views_are_the_central_square_and_its_mirror_at_each_scale():
+  example = {"image": tf.constant(WIDE, tf.float32) / 255.0, "label": tf.constant(0)}
+  views = preprocess.dense(example["image"], 4, 6)
+  assert sorted(k for k in views if k.startswith("image")) == ["image", "image_1"]
+  for key, scale in (("image", 4), ("image_1", 6)):
+    width = 9 * scale // 6  # The shorter side (6) to `scale`, the longer truncated (torchvision).
+    resized = tf.image.resize(example["image"], (scale, width), antialias=True).numpy()
+    left = round((width - scale) / 2)  # torchvision's centre crop rounds half to even.
+    square = resized[:, left:left + scale]
+    assert views[key].shape == (2, scale, scale, 1)
+    np.testing.assert_allclose(views[key][0], square, atol=1e-6)
+    np.testing.assert_allclose(views[key][1], square[:, ::-1], atol=1e-6)
+
+
+def test_eval_batches_carry_every_view_group_normalised_and_padded(digits_dir, monkeypatch):
+  config = tiny_config(digits_dir, dataset__eval_split="test[:5]", dataset__image_size=8)
+  pipeline = InputPipeline(open_builder(config.dataset), config.dataset, seed=0, process_index=0,
+                           process_count=1, local_devices=1, extra_evals=(("d", "dense(6, 8)"),))
+  assert pipeline.eval_image_shapes("dense(6, 8)") == {"image": (2, 6, 6, 1),
+                                                       "image_1": (2, 8, 8, 1)}
+  (batch,) = list(pipeline.eval_batches(8, "dense(6, 8)"))
+  assert batch["image"].shape == (1, 8, 2, 6, 6, 1) and batch["image_1"].shape == (1, 8, 2, 8, 8, 1)
+  assert batch["mask"].sum() == 5
+  # The digits are 8x8: the second group is the image itself, standardised, then its mirror.
+  (plain,) = list(pipeline.eval_batches(8, "center_crop"))
+  np.testing.assert_allclose(batch["image_1"][0, :5, 0], plain["image"][0, :5], atol=1e-5)
+  np.testing.assert_allclose(batch["image_1"][0, :5, 1], plain["image"][0, :5, :, ::-1],
+                             atol=1e-5)
+
+
+def test_an_unknown_extra_eval_recipe_is_a_user_error(digits_dir):
+  config = tiny_config(digits_dir)
+  with pytest.raises(UserError, match=r"config.extra_evals\['10crop'\]='tencrop'"):
+    InputPipeline(open_builder(config.dataset), config.dataset, seed=0, process_index=0,
+                  process_count=1, local_devices=1, extra_evals=(("10crop", "tencrop"),))
+
+
+class DenseProbe(nn.Module):
+  """A fake model with the dense switch: logits [dense, 0, 0] plus the top-left pixel."""
+
+  num_classes: int = 3
+
+  def __call__(self, images, *, train, dense=False):
+    return images[:, 0, 0, :3] + jnp.array([float(dense), 0.0, 0.0])
+
+
+def eval_sums(model, batch, train_size=None):
+  state = steps.TrainState(step=jnp.zeros(()), params={}, batch_stats={}, opt_state=())
+  devices = jax.local_devices()[:1]
+  eval_fn = parallel.map_eval_step(
+      functools.partial(steps.eval_step, model=model, train_size=train_size), devices=devices)
+  batch = jax.tree.map(lambda x: np.asarray(x)[None], batch)
+  return jax.tree.map(lambda x: float(x[0]),
+                      eval_fn(parallel.replicate(state, devices), jax.device_put(batch)))
+
+
+def test_eval_step_averages_the_softmax_over_every_view_of_every_group():
+  # One example: two views of 2x2 and one of 4x4 (a larger scale, evaluated densely).
+  small = np.zeros((1, 2, 2, 2, 3), np.float32)
+  small[0, 0, ..., :] = [0.0, 2.0, 0.0]
+  small[0, 1, ..., :] = [1.0, 0.0, 0.0]
+  large = np.zeros((1, 1, 4, 4, 3), np.float32)
+  large[0, 0, ..., :] = [-3.0, 0.0, 1.0]
+  label = np.array([2], np.int32)
+  sums = eval_sums(DenseProbe(), {"image": small, "image_1": large, "label": label,
+                                  "mask": np.ones((1,), np.float32)}, train_size=2)
+  logits = np.array([[0.0, 2.0, 0.0], [1.0, 0.0, 0.0], [-2.0, 0.0, 1.0]])  # The last dense.
+  probabilities = (np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)).mean(0)
+  assert sums["loss"] == pytest.approx(-np.log(probabilities[2]), rel=1e-5)
+  assert sums["top1_error"] == 1.0  # Class 1 wins on average, not the label 2.
+
+
+def test_ten_crop_evaluation_equals_cropping_by_hand():
+  """The whole path (recipe, view axis, eval step) on a tiny real network,
+  against crops cut with NumPy, each run through the network, softmaxes averaged."""
+  model = create_model("cifar_convnet_13pct", num_classes=10)
+  variables = jax.jit(functools.partial(model.init, train=False))(
+      jax.random.key(0), jnp.zeros((1, 6, 6, 1)))
+  state = steps.TrainState(step=jnp.zeros(()), params=variables["params"], batch_stats={},
+                           opt_state=())
+  image = np.random.default_rng(0).integers(0, 256, (9, 9, 1), np.uint8)
+  example = {"image": tf.io.encode_png(image), "label": tf.constant(3)}
+  views = preprocess.recipe(recipes.parse("ten_crop", 6, "eval_preprocess"), SPEC.channels)(
+      example, tf.constant((0, 0), tf.int64))
+  devices = jax.local_devices()[:1]
+  eval_fn = parallel.map_eval_step(functools.partial(steps.eval_step, model=model),
+                                   devices=devices)
+  batch = {"image": views["image"].numpy()[None, None], "label": np.array([[3]], np.int32),
+           "mask": np.ones((1, 1), np.float32)}
+  sums = eval_fn(parallel.replicate(state, devices), jax.device_put(batch))
+
+  pixels = image.astype(np.float32) / 255.0
+  crops = [pixels[top:top + 6, left:left + 6]  # 3 spare pixels: the centre starts at 1.
+           for top, left in [(0, 0), (0, 3), (3, 0), (3, 3), (1, 1)]]
+  crops = np.stack(crops + [crop[:, ::-1] for crop in crops])
+  logits = np.asarray(jax.jit(functools.partial(model.apply, train=False))(variables, crops),
+                      np.float64)
+  probabilities = (np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)).mean(0)
+  assert float(sums["loss"][0]) == pytest.approx(-np.log(probabilities[3]), rel=1e-4)
+  assert float(sums["top1_error"][0]) == float(probabilities.argmax() != 3)

@@ -136,6 +136,31 @@ def test_plateau_divides_the_rate_when_the_epoch_loss_stalls():
   assert scales[:5] == [1.0] * 5 and scales[5] == pytest.approx(0.1)
 
 
+def test_a_plateau_following_evaluations_counts_its_patience_in_them():
+  config = config_lib.base_config()
+  config.schedule.update(name="plateau", plateau_metric="eval/top1_error",
+                         plateau_patience_epochs=2, decay_factor=0.1)
+  config.optimizer.update(name="sgd", momentum=0.0)
+  # Two evaluations an epoch: a patience of 2 epochs is 4 evaluations.
+  steps_per_epoch, eval_every = 10, 5
+  tx = optim.create_optimizer(config, optax.constant_schedule(0.1), steps_per_epoch, eval_every)
+  state = tx.init(PARAMS)
+  for loss in [1.0, 5.0, 9.0]:  # The train step's value is not what it follows.
+    updates, state = tx.update(GRADS, state, PARAMS, value=jnp.array(loss))
+  assert float(optim.plateau_scale(state)) == 1.0
+  np.testing.assert_allclose(updates["conv"]["kernel"], -0.1 * GRADS["conv"]["kernel"])
+  scales = []
+  for error in [0.5, 0.4, 0.4, 0.45, 0.4, 0.41, 0.3, 0.3, 0.3, 0.3, 0.3]:
+    plateau = optim.observe_evaluation(config.schedule, steps_per_epoch, eval_every,
+                                       optim.plateau_state(state), error)
+    state = optim.with_plateau_state(state, plateau)
+    scales.append(float(optim.plateau_scale(state)))
+  # 0.4 at the second evaluation, then four without improvement; 0.3, then four more.
+  assert scales == pytest.approx([1, 1, 1, 1, 1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.01])
+  updates, _ = tx.update(GRADS, state, PARAMS, value=jnp.array(0.0))
+  np.testing.assert_allclose(updates["conv"]["kernel"], -0.001 * GRADS["conv"]["kernel"], rtol=1e-6)
+
+
 def test_unknown_names_are_user_errors():
   with pytest.raises(UserError, match="config.optimizer.name 'lamb'"):
     optim.create_optimizer(_config(name="lamb"), optax.constant_schedule(0.1), 10)

@@ -8,7 +8,7 @@ import pytest
 from helpers import tiny_config
 
 from cnnjax import metrics as metrics_lib
-from cnnjax import ownership, results, steps, train
+from cnnjax import ownership, results, train
 from cnnjax.checkpoint import Checkpointer
 from cnnjax.errors import UserError
 
@@ -19,9 +19,7 @@ REQUIRED_METRICS = {"train/loss", "train/top1_error", "train/learning_rate",
 def _params_at(workdir, step, plan):
   """The parameters of the checkpoint at `step`."""
   checkpointer = Checkpointer(workdir / "checkpoints", keep=10)
-  template = jax.device_get(steps.create_train_state(
-      jax.random.key(0), plan.model, plan.optimizer, plan.image_shape))
-  state = checkpointer.restore(step, template)
+  state = checkpointer.restore(step, train.fresh_state(plan))
   checkpointer.close()
   return state
 
@@ -125,3 +123,95 @@ def test_the_device_count_changes_nothing_and_a_run_resumes_on_other_devices(
   a, b = _params_at(tmp_path / "four", 8, four), _params_at(tmp_path / "elastic", 8, four)
   for x, y in zip(jax.tree.leaves(a.params), jax.tree.leaves(b.params), strict=True):
     np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-6)
+
+
+def plateau_rates(learning_rate: float, errors: list[float], factor: float) -> list[float]:
+  """The reference: the rate of each step after the first when every
+  evaluation's error is watched with a patience of one evaluation (a
+  reduction whenever it fails to improve by optax's relative 1e-4)."""
+  best, scale, rates = float("inf"), 1.0, []
+  for error in errors:
+    if error < (1 - 1e-4) * best:
+      best = error
+    else:
+      scale *= factor
+    rates.append(learning_rate * scale)
+  return rates
+
+
+def test_evaluation_modes_moving_averages_and_the_evaluation_plateau_resume_exactly(
+    digits_dir, tmp_path):
+  """One run evaluating at every step in two modes, each also with the
+  moving average, its rate following eval/top1_error with a patience of one
+  evaluation; and the same run stopped at step 3 and resumed."""
+  settings = dict(extra_evals=(("padded", "pad"),), ema_decay=0.5, schedule__name="plateau",
+                  schedule__plateau_metric="eval/top1_error", schedule__decay_factor=0.5,
+                  schedule__plateau_patience_epochs=0.01,  # round(0.01 * 93 steps) → 1 evaluation.
+                  dataset__eval_split="test[:64]", log_every_steps=1, eval_every_steps=1,
+                  checkpoint_every_steps=1, keep_checkpoints=10)
+  straight, interrupted = tmp_path / "straight", tmp_path / "interrupted"
+  config = tiny_config(digits_dir, **settings)
+  plan = train.plan(config)
+  final = train.train_and_evaluate(plan, straight)
+
+  prefixes = ["eval", "eval_ema", "eval_padded", "eval_padded_ema"]
+  modes = {f"{prefix}/{metric}" for prefix in prefixes
+           for metric in ("loss", "top1_error", "top5_error")}
+  records = metrics_lib.read(straight)
+  evals = [r for r in records if "eval/loss" in r]
+  assert [r["step"] for r in evals] == list(range(1, 7)) and all(modes <= set(r) for r in evals)
+  assert set(final) == modes
+  assert final["eval_padded/loss"] != final["eval/loss"]  # Another preprocessing.
+  run = results.read(straight)
+  assert list(run["evaluations"]) == prefixes
+  for prefix in prefixes:
+    mode = run["evaluations"][prefix]
+    keys = {"step", "epoch"} | {key for key in modes if key.startswith(prefix + "/")}
+    assert set(mode["final"]) == keys and mode["final"]["step"] == 6
+    assert mode["best"][f"{prefix}/top1_error"] == min(r[f"{prefix}/top1_error"] for r in evals)
+  assert run["final_eval"] == evals[-1]  # The existing keys stay as they were.
+  step, metrics = train.evaluate_checkpoint(plan, straight)
+  assert step == 6 and metrics == pytest.approx(final)
+
+  # ema ← d·ema + (1 - d)·new at every step, parameters and BatchNorm statistics alike.
+  before, after = _params_at(straight, 5, plan), _params_at(straight, 6, plan)
+  for average, old, new in zip(jax.tree.leaves(after.ema["params"]),
+                               jax.tree.leaves(before.ema["params"]),
+                               jax.tree.leaves(after.params), strict=True):
+    np.testing.assert_allclose(average, 0.5 * old + 0.5 * new, rtol=1e-5, atol=1e-7)
+  assert not np.allclose(jax.tree.leaves(after.ema["params"])[0],
+                         jax.tree.leaves(after.params)[0])
+
+  rates = lambda workdir: [r["train/learning_rate"] for r in metrics_lib.read(workdir)
+                           if "train/learning_rate" in r]
+  errors = [r["eval/top1_error"] for r in evals]
+  assert rates(straight) == pytest.approx(
+      [config.optimizer.learning_rate] + plateau_rates(config.optimizer.learning_rate,
+                                                       errors[:-1], 0.5))
+  assert len(set(rates(straight))) > 1  # The schedule did reduce the rate.
+
+  train.train_and_evaluate(train.plan(tiny_config(digits_dir, num_train_steps=3, **settings)),
+                           interrupted)
+  train.train_and_evaluate(train.plan(config), interrupted)
+  assert rates(straight) == rates(interrupted)
+  a, b = _params_at(straight, 6, plan), _params_at(interrupted, 6, plan)
+  for x, y in zip(jax.tree.leaves((a.params, a.ema, a.opt_state)),
+                  jax.tree.leaves((b.params, b.ema, b.opt_state)), strict=True):
+    np.testing.assert_array_equal(x, y)
+
+
+def test_a_checkpoint_without_moving_averages_starts_them_at_its_parameters(
+    digits_dir, tmp_path, capsys):
+  state = train.fresh_state(train.plan(tiny_config(digits_dir)))
+  assert state.ema is None  # config.ema_decay = 0: no averages, the checkpoints of before.
+  checkpointer = Checkpointer(tmp_path, keep=3)
+  checkpointer.save(3, state)
+  checkpointer.wait()
+  template = state.replace(ema=jax.tree.map(np.zeros_like, {"params": state.params,
+                                                           "batch_stats": state.batch_stats}))
+  restored = train.restore(checkpointer, 3, template)
+  checkpointer.close()
+  for average, param in zip(jax.tree.leaves(restored.ema["params"]),
+                            jax.tree.leaves(state.params), strict=True):
+    np.testing.assert_array_equal(average, param)
+  assert "has no moving averages" in capsys.readouterr().err

@@ -115,13 +115,15 @@ class InputPipeline:
   process_index: int
   process_count: int
   local_devices: int
+  # ((NAME, RECIPE), ...): evaluations beside dataset.eval_preprocess's (config.extra_evals).
+  extra_evals: tuple = ()
 
   def __post_init__(self):
     """Parses and checks the recipes and the normalisation, and computes the
     mean image if the normalisation needs it: a mistake is a UserError now,
     before anything is compiled."""
     choose(preprocess.NORMALIZATIONS, "dataset.normalization", self.dataset.normalization)
-    for key in ("train_preprocess", "eval_preprocess"):
+    for key in self._texts:
       self._check_recipe(key)
     if self.dataset.normalization == "subtract_pixel_mean":
       self._normalize  # noqa: B018 (computed now, once)
@@ -132,13 +134,20 @@ class InputPipeline:
     inside tf.data, possibly only at the first evaluation."""
     height, width = self.builder.info.features["image"].shape[:2]
     recipes.check_fits(self._ops[key], height, width, self.spec.channels, self.image_size, key,
-                       self.dataset[key], self.dataset.name)
+                       self._texts[key], self.dataset.name)
+
+  @functools.cached_property
+  def _texts(self) -> dict[str, str]:
+    """Every recipe of the run by its key: the two dataset keys, then each
+    extra evaluation's as "extra_evals['NAME']"."""
+    texts = {key: self.dataset[key] for key in ("train_preprocess", "eval_preprocess")}
+    texts.update({_extra_key(name): recipe for name, recipe in self.extra_evals})
+    return texts
 
   @functools.cached_property
   def _ops(self) -> dict[str, tuple[recipes.Op, ...]]:
-    """The train and eval recipes' ops, parsed once."""
-    return {key: recipes.parse(self.dataset[key], self.image_size, key)
-            for key in ("train_preprocess", "eval_preprocess")}
+    """The recipes' ops, parsed once."""
+    return {key: recipes.parse(text, self.image_size, key) for key, text in self._texts.items()}
 
   @functools.cached_property
   def _recipe(self) -> dict[str, preprocess.Recipe]:
@@ -284,32 +293,50 @@ class InputPipeline:
     return {"image": self._normalize(example["image"]),
             "label": tf.cast(example["label"], tf.int32), "id": example_id}
 
-  def eval_batches(self, process_batch: int) -> Iterator[Batch]:
-    """The whole eval split once, padded to full batches; `mask` marks real examples.
+  def eval_batches(self, process_batch: int, recipe: str | None = None) -> Iterator[Batch]:
+    """The whole eval split once through `recipe` (default dataset.eval_preprocess),
+    padded to full batches; `mask` marks real examples.
 
     Every process yields the same number of batches (collectives stay in step).
     A multi-view recipe's images keep their view axis after the batch axes:
-    [local_devices, per_device, views, size, size, channels].
+    [local_devices, per_device, views, size, size, channels]; a multi-scale
+    one's further view groups (`image_1`, ...) come normalised the same way.
     """
-    recipe = self._recipe["eval_preprocess"]
-    no_seed = tf.zeros((2,), tf.int64)
-
-    def prepare(example):
-      example = recipe(example, no_seed)
-      return {"image": self._normalize(example["image"]),
-              "label": tf.cast(example["label"], tf.int32)}
-
-    ds = self.read(self.dataset.eval_split).map(
-        prepare, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    image_shape = tuple(ds.element_spec["image"].shape)  # ([views,] size, size, channels)
+    ds = self._eval_examples(recipe)
+    image_shapes = _view_group_shapes(ds)
     ds = ds.batch(process_batch).prefetch(tf.data.AUTOTUNE)
     steps = 0
     for batch in self._as_numpy(ds, self.dataset.eval_split):
       steps += 1
       yield self._per_device(_pad(batch, process_batch))
-    empty = {"image": np.zeros((0, *image_shape), np.float32), "label": np.zeros((0,), np.int32)}
+    empty = {key: np.zeros((0, *shape), np.float32) for key, shape in image_shapes.items()}
+    empty["label"] = np.zeros((0,), np.int32)
     for _ in range(self.eval_steps(process_batch) - steps):
       yield self._per_device(_pad(empty, process_batch))
+
+  def eval_image_shapes(self, recipe: str | None = None) -> dict[str, tuple]:
+    """([views,] height, width, channels) of each view group `recipe` gives
+    (None where the size varies); builds the tf.data graph, reads nothing."""
+    return _view_group_shapes(self._eval_examples(recipe))
+
+  def _eval_examples(self, recipe: str | None) -> tf.data.Dataset:
+    """This process's eval examples through `recipe` (an extra evaluation's
+    recipe, or by default dataset.eval_preprocess), normalised, one by one."""
+    if recipe is None or recipe == self.dataset.eval_preprocess:
+      key = "eval_preprocess"
+    else:
+      key = next(_extra_key(name) for name, text in self.extra_evals if text == recipe)
+    recipe = self._recipe[key]
+    no_seed = tf.zeros((2,), tf.int64)
+
+    def prepare(example):
+      example = recipe(example, no_seed)
+      images = {key: self._normalize(value)
+                for key, value in example.items() if _is_view_group(key)}
+      return {**images, "label": tf.cast(example["label"], tf.int32)}
+
+    return self.read(self.dataset.eval_split).map(
+        prepare, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
   def _as_numpy(self, ds: tf.data.Dataset, split: str) -> Iterator[Batch]:
     """`ds` as NumPy; a damaged or missing file of `split` is a UserError naming it.
@@ -350,6 +377,19 @@ class InputPipeline:
   def _per_device(self, batch: Batch) -> Batch:
     return {key: value.reshape((self.local_devices, -1) + value.shape[1:])
             for key, value in batch.items()}
+
+
+def _is_view_group(key: str) -> bool:
+  """`image`, `image_1`, `image_2`, ...: the images of an eval example (see steps.view_groups)."""
+  return key == "image" or (key.startswith("image_") and key[len("image_"):].isdigit())
+
+
+def _extra_key(name: str) -> str:
+  return f"extra_evals[{name!r}]"
+
+
+def _view_group_shapes(ds: tf.data.Dataset) -> dict[str, tuple]:
+  return {key: tuple(spec.shape) for key, spec in ds.element_spec.items() if _is_view_group(key)}
 
 
 def _pad(batch: Batch, size: int) -> Batch:

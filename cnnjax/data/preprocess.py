@@ -182,6 +182,26 @@ def ten_crop(image: tf.Tensor, size: int) -> tf.Tensor:
   return tf.stack(crops + [tf.image.flip_left_right(crop) for crop in crops])
 
 
+def dense(image: tf.Tensor, *scales: int) -> dict[str, tf.Tensor]:
+  """Dense multi-scale evaluation's views (VGG §3.2, ResNet Table 4): for each
+  scale Q, the image with its shorter side resized to Q, its central Q x Q
+  square, and that square's mirror image, as a group [2, Q, Q, channels]: the
+  first scale's as `image`, the next as `image_1`, `image_2`, ... The eval
+  step applies the network fully convolutionally to each (its class score
+  map averaged over positions) and averages the softmax over all views.
+
+  Departure: the paper applies the network to the whole rescaled image, of
+  any aspect ratio; the central square keeps every batch rectangular (one
+  shape per scale), and loses the ends of the longer side.
+  """
+  groups = {}
+  for index, scale in enumerate(scales):
+    square = center_crop(resize_shorter(image, None, scale), scale)
+    groups["image" if index == 0 else f"image_{index}"] = tf.stack(
+        [square, tf.image.flip_left_right(square)])
+  return groups
+
+
 # Each op as (image, seed, *arguments) -> image; RANDOM ones use the seed.
 OPS: dict[str, Callable[..., tf.Tensor]] = {
     "resize": lambda image, seed, size: resize(image, size),
@@ -194,6 +214,7 @@ OPS: dict[str, Callable[..., tf.Tensor]] = {
     "inception_crop": inception_crop,
     "photometric": photometric,
     "ten_crop": lambda image, seed, size: ten_crop(image, size),
+    "dense": lambda image, seed, *scales: dense(image, *scales),  # View groups: a dict.
 }
 RANDOM = frozenset({"resize_shorter", "random_crop", "flip", "pca_lighting", "inception_crop",
                     "photometric"})
@@ -212,6 +233,8 @@ def recipe(ops: tuple[Op, ...], channels: int) -> Recipe:
       op_seed = tf.random.experimental.stateless_fold_in(seed, rank)
       image = OPS[op.name](image, op_seed, *op.args)
       rank += op.name in RANDOM
+    if isinstance(image, dict):  # View groups (dense): image, image_1, ...
+      return {**example, **image}
     return {**example, "image": image}
 
   return apply

@@ -33,6 +33,7 @@ class OpSpec:
   usage: str
   size_default: bool = False
   defaults: tuple[float, ...] = ()  # The optional arguments' values when left out.
+  variadic: bool = False  # Any number of arguments, at least `required`.
 
 
 OPS: dict[str, OpSpec] = {
@@ -47,10 +48,12 @@ OPS: dict[str, OpSpec] = {
     "inception_crop": OpSpec(("C",), 0, True, "inception_crop(C)", size_default=True),
     "photometric": OpSpec((), 0, True, "photometric"),
     "ten_crop": OpSpec(("C",), 0, True, "ten_crop(C)", size_default=True),
+    # VGG §3.2, ResNet Table 4: the network applied densely at each scale Q.
+    "dense": OpSpec(("Q",), 1, True, "dense(Q, ...)", variadic=True),
 }
 
 # Ops that give several views on a new leading axis: they end a recipe.
-MULTI_VIEW = frozenset({"ten_crop"})
+MULTI_VIEW = frozenset({"ten_crop", "dense"})
 
 # Ops defined on RGB images only.
 COLOUR = frozenset({"pca_lighting", "photometric"})
@@ -84,6 +87,12 @@ class Op:
     return f"{self.name}({shown})" if self.args else self.name
 
 
+def setting(key: str) -> str:
+  """Where a recipe is set: "config.dataset.train_preprocess", or an extra
+  evaluation's "config.extra_evals['10crop']" (key "extra_evals['10crop']")."""
+  return f"config.{key}" if key.startswith("extra_evals") else f"config.dataset.{key}"
+
+
 _OP = re.compile(r"^([a-z_0-9]+)\s*(?:\((.*)\))?$")
 
 
@@ -95,31 +104,31 @@ def parse(text: str, size: int, key: str) -> tuple[Op, ...]:
   """The ops of recipe `text` for model input size `size`, arguments filled
   in; a UserError naming `config.dataset.<key>` if it is not a recipe."""
   if not isinstance(text, str) or not text.strip():
-    raise UserError(f"config.dataset.{key}={text!r} is empty; name a recipe "
+    raise UserError(f"{setting(key)}={text!r} is empty; name a recipe "
                     f"({', '.join(sorted(NAMED))}) or give {_valid_ops()}")
   written = NAMED[text.strip()](size) if text.strip() in NAMED else text
   ops = tuple(_parse_op(part.strip(), text, size, key) for part in written.split("|"))
   for op in ops[:-1]:
     if op.name in MULTI_VIEW:
-      raise UserError(f"config.dataset.{key}={text!r}: {op.name} gives several views and "
+      raise UserError(f"{setting(key)}={text!r}: {op.name} gives several views and "
                       "must be the last op")
   return ops
 
 
 def _parse_op(part: str, text: str, size: int, key: str) -> Op:
-  where = f"config.dataset.{key}={text!r}"
+  where = f"{setting(key)}={text!r}"
   match = _OP.match(part)
   if match is None or match.group(1) not in OPS:
     name = match.group(1) if match else part
     if "|" not in text and "(" not in text:  # A lone word: most likely a mistyped name.
       raise UserError(f"unknown {key} {text!r}; choose one of: {', '.join(sorted(NAMED))} "
-                      f"(config.dataset.{key}), or {_valid_ops()}")
+                      f"({setting(key)}), or {_valid_ops()}")
     raise UserError(f"{where}: unknown op {name!r}; a recipe is {_valid_ops()}")
   name, arguments = match.group(1), match.group(2)
   spec = OPS[name]
   values = [] if arguments is None or not arguments.strip() else [
       item.strip() for item in arguments.split(",")]
-  if not spec.required <= len(values) <= len(spec.arguments):
+  if not spec.required <= len(values) <= (len(values) if spec.variadic else len(spec.arguments)):
     raise UserError(f"{where}: {name} takes {spec.usage}, got {part!r}")
   numbers = [_number(value, spec.integer, f"{where}: {spec.usage}") for value in values]
   if spec.size_default and not numbers:
@@ -142,9 +151,15 @@ def _number(value: str, integer: bool, usage: str) -> float:
 
 
 def single_view(ops: tuple[Op, ...]) -> tuple[Op, ...]:
-  """`ops` with ten_crop(C) replaced by its centre view, center_crop(C): the
-  same geometry whether a run evaluates one view or ten."""
-  return tuple(Op("center_crop", op.args) if op.name == "ten_crop" else op for op in ops)
+  """`ops` with ten_crop(C) replaced by its centre view, center_crop(C), and
+  dense(Q, ...) by its first scale's square: the geometry of one view."""
+  def one(op):
+    if op.name == "ten_crop":
+      return (Op("center_crop", op.args),)
+    if op.name == "dense":
+      return (Op("resize_shorter", op.args[:1]), Op("center_crop", op.args[:1]))
+    return (op,)
+  return tuple(single for op in ops for single in one(op))
 
 
 def canonical(ops: tuple[Op, ...]) -> str:
@@ -173,7 +188,7 @@ def check_fits(ops: tuple[Op, ...], height: int | None, width: int | None, chann
   unknown, the images vary), and returns the output's; a UserError for a
   colour op on grey images, a crop larger than the image, a pad smaller than
   it, or an output that is not `size` x `size` (the model's input)."""
-  where = f"config.dataset.{key}={text!r}"
+  where = f"{setting(key)}={text!r}"
   for op in ops:
     if op.name in COLOUR and channels != 3:
       raise UserError(f"{where}: {op.name} changes RGB colours, and the images of {dataset!r} "
@@ -200,6 +215,13 @@ def check_fits(ops: tuple[Op, ...], height: int | None, width: int | None, chann
       shape = Geometry.fixed(op.args[0])
     elif op.name == "resize_shorter":
       shape = Geometry(None, None, op.args[0])
+    elif op.name == "dense":
+      # Whole squares at each scale, at least the model's input: the network
+      # runs on them fully convolutionally (cnnjax.steps.eval_step).
+      if min(op.args) < size:
+        raise UserError(f"{where}: dense scales must be at least the model's input size "
+                        f"{size} (config.dataset.image_size)")
+      return Geometry.fixed(int(op.args[0]))
   if shape.height is None:
     raise UserError(f"{where} gives images of varying size from {dataset!r}; end it with a "
                     f"crop or resize to {size}")
@@ -209,11 +231,13 @@ def check_fits(ops: tuple[Op, ...], height: int | None, width: int | None, chann
   return shape
 
 
-def check(dataset) -> None:
-  """Parses `dataset.train_preprocess` and `eval_preprocess` (config
-  validation, before TensorFlow or JAX is imported)."""
+def check(dataset, extra_evals=()) -> None:
+  """Parses `dataset.train_preprocess`, `eval_preprocess` and the extra
+  evaluations' recipes (config validation, before TensorFlow or JAX is imported)."""
   from cnnjax.data.datasets import dataset_spec
 
   size = dataset.image_size or dataset_spec(dataset.name).image_size
   for key in ("train_preprocess", "eval_preprocess"):
     parse(dataset[key], size, key)
+  for name, recipe in extra_evals:
+    parse(recipe, size, f"extra_evals[{name!r}]")

@@ -6,10 +6,13 @@ returns logits. The registry is a plain dict, and the tests iterate it, so a
 model is tested the moment it is registered here. `NATIVE_INPUT_SIZE` and
 `NATIVE_INPUT_CHANNELS` give the square input each network was designed for;
 every model also has `min_input_size()`, below which it raises a UserError.
+Models whose dense layers flatten a fixed map also take `dense=True`
+(`evaluates_densely`): fully convolutional evaluation of larger inputs.
 """
 
 import dataclasses
 import functools
+import inspect
 from typing import Callable
 
 import jax.numpy as jnp
@@ -90,6 +93,14 @@ def model_options(name: str) -> list[str]:
   while isinstance(factory, functools.partial):
     factory = factory.func
   return sorted(f.name for f in dataclasses.fields(factory) if f.name not in ("parent", "name"))
+
+
+def evaluates_densely(model: nn.Module) -> bool:
+  """Whether `model` takes `dense=True`: dense layers that flatten a fixed map
+  (VGG, AlexNet), applied as convolutions to larger inputs (VGG §3.2). Models
+  closed by a global average pool (ResNet, DenseNet, GoogLeNet) are fully
+  convolutional already and take no such switch."""
+  return "dense" in inspect.signature(type(model).__call__).parameters
 
 
 def create_model(name: str, *, num_classes: int, **overrides) -> nn.Module:

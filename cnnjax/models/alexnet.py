@@ -27,6 +27,12 @@ Differences, both networks:
   AdaptiveAvgPool2d does it, so other input sizes work with the same FC6. At
   the native sizes the maps are already 6x6 and this is the identity; smaller
   maps are repeated, larger ones averaged over unequal bins.
+- Dense evaluation (`dense=True`, which the eval step passes for eval images
+  larger than the training input): FC6 is applied as a 6x6 convolution with
+  its kernel read as [6, 6, 256, 4096], FC7 and FC8 as 1x1 convolutions, and
+  the class score map averaged over its positions: VGG §3.2's procedure,
+  with the same parameters. The paper evaluates AlexNet on 10 crops instead
+  (§4.1). At the native input size (6x6 maps) it is the usual forward pass.
 - Dropout sits after the ReLUs of FC6 and FC7 as the paper (and Caffe) have
   it; torchvision drops the pooled conv features and FC6's output instead
   (before FC6 and FC7). Same rate, same parameters.
@@ -84,7 +90,8 @@ class AlexNet(nn.Module):
                                   (3, 1, 1), (3, 1, 1), (3, 1, 1), pool])
 
   @nn.compact
-  def __call__(self, images: jax.Array, *, train: bool) -> jax.Array:
+  def __call__(self, images: jax.Array, *, train: bool, dense: bool = False) -> jax.Array:
+    """Logits [N, classes]; `dense` evaluates fully convolutionally (see the module)."""
     layers.check_input_size(images, self.min_input_size(), "alexnet")
     layers.lookup({n: n for n in NORMS}, "norm", self.norm)
     layers.lookup({i: i for i in INITIALIZATIONS}, "initialization", self.initialization)
@@ -106,14 +113,19 @@ class AlexNet(nn.Module):
         x = lrn(x) if self.norm == "lrn" else x
         x = pool(x, f"pool{i + 1}")  # §3.4: pooling follows both LRN layers...
     x = pool(x, "pool5")  # ... and conv5.
-    x = layers.adaptive_avg_pool(x, 6)
-    x = x.reshape((x.shape[0], -1))
+    window = layers.dense_window(x, 6, dense)
+    fan_in = 6 * 6 * x.shape[-1]
+    if window is None:
+      x = layers.adaptive_avg_pool(x, 6)
+      x = x.reshape((x.shape[0], -1))
     for name in ("fc6", "fc7"):
-      x = act(nn.Dense(self.dense_features, dtype=self.dtype, name=name,
-                       **self._init(name, x.shape[-1]))(x))
+      x = act(layers.FullyConnected(self.dense_features, dtype=self.dtype, name=name,
+                                    **self._init(name, fan_in))(x, window))
       x = layers.Dropout(self.dropout_rate, not train, self.axis_name)(x)
-    return nn.Dense(self.num_classes, dtype=self.dtype, name="fc8",
-                    **self._init("fc8", x.shape[-1]))(x)
+      window, fan_in = None, x.shape[-1]  # FC7 and FC8 act on the last axis (1x1 convolutions).
+    x = layers.FullyConnected(self.num_classes, dtype=self.dtype, name="fc8",
+                              **self._init("fc8", fan_in))(x)
+    return x if x.ndim == 2 else x.mean(axis=(1, 2))  # The class score map, averaged.
 
   def _init(self, layer: str, fan_in: int) -> dict:
     if self.initialization == "pytorch":

@@ -48,6 +48,14 @@ TF-slim, which reads pixels scaled to [-1, 1]): images standardised with
 ImageNet's mean and standard deviation are mapped to (x - 0.5) / 0.5, x in
 [0, 1], before conv1. Off by default; `cnnjax import-weights` turns it on.
 
+- Table 1's 7x7 average pool is a global mean (torchvision's
+  AdaptiveAvgPool2d(1)), so an eval input larger than 224 is evaluated fully
+  convolutionally as ResNet's is: the classifier, linear, scores the mean
+  feature, which is its class score map averaged over positions. A 7x7/1
+  pool applied densely would instead average overlapping 7x7 means,
+  weighting central positions more; the paper evaluates on crops (§7: 144
+  per image), never densely, so the global mean stays.
+
 Ablations: `activation`, `norm` ("lrn", "none", "batchnorm"), `lrn_convention`,
 `branch5x5_kernel`, `pool4_window`, `dropout_rate`, `aux_classifiers`,
 `aux_pooling`, `aux_dropout_rate` (§5's 0.7),

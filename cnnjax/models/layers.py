@@ -208,6 +208,41 @@ class Dropout(nn.Module):
     return jnp.where(mask, x / jnp.asarray(keep, x.dtype), jnp.zeros((), x.dtype))
 
 
+class FullyConnected(nn.Dense):
+  """`nn.Dense` (the same parameters, names and initialisation), which can also
+  be applied fully convolutionally (VGG §3.2: "the first FC layer is converted
+  to a 7x7 conv. layer, the last two FC layers to 1x1 conv. layers").
+
+  Called with `window=W` on maps [N, H, W', C], the kernel [W·W·C, F] is read
+  as a W x W convolution [W, W, C, F] (the row order of a flattened
+  [N, W, W, C] input, so it equals the dense layer on every W x W window), run
+  without padding at stride 1: [N, H-W+1, W'-W+1, F]. A later dense layer
+  needs no window: `nn.Dense` on [N, h, w, F] is a 1x1 convolution already.
+  """
+
+  @nn.compact
+  def __call__(self, inputs: jax.Array, window: int | None = None) -> jax.Array:
+    if window is None:
+      return super().__call__(inputs)
+    channels = inputs.shape[-1]
+    kernel = self.param("kernel", self.kernel_init, (window * window * channels, self.features),
+                        self.param_dtype)
+    bias = (self.param("bias", self.bias_init, (self.features,), self.param_dtype)
+            if self.use_bias else None)
+    inputs, kernel, bias = nn.dtypes.promote_dtype(inputs, kernel, bias, dtype=self.dtype)
+    maps = jax.lax.conv_general_dilated(
+        inputs, kernel.reshape(window, window, channels, self.features), (1, 1), "VALID",
+        dimension_numbers=("NHWC", "HWIO", "NHWC"), precision=self.precision)
+    return maps if bias is None else maps + bias
+
+
+def dense_window(maps: jax.Array, window: int, dense: bool) -> int | None:
+  """The window with which to apply the first dense layer fully convolutionally
+  to `maps` (see FullyConnected), or None for the usual flattened input:
+  `dense` evaluation of maps at least `window` on each side."""
+  return window if dense and min(maps.shape[1:3]) >= window else None
+
+
 POOLINGS = ("max", "avg", "conv")
 
 

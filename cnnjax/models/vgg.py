@@ -22,9 +22,14 @@ Differences from the paper:
   that (uniform), biases zero, for every configuration.
 - Before FC6 the maps are average-pooled to 7x7 as torchvision does
   (AdaptiveAvgPool2d), so inputs of any size ≥ 32 work with the same FC
-  layers; at 224 this is the identity. The paper instead evaluates densely
-  (FC layers as convolutions, class scores averaged over positions, §3.2),
-  which is a test-time procedure, not a different network.
+  layers; at 224 this is the identity. The paper evaluates densely instead
+  (§3.2), a test-time procedure with the same parameters: called with
+  `dense=True` (the eval step does so for eval images larger than the
+  training input), FC6 is applied as a 7x7 convolution with its kernel read
+  as [7, 7, 512, 4096], FC7 and FC8 as 1x1 convolutions, and the class score
+  map is averaged over its positions. On an input whose maps before FC6 are
+  exactly 7x7 (224) this is the usual forward pass; maps smaller than 7x7
+  take the adaptive pool as usual.
 
 Ablations: `activation`, `norm` ("none", "lrn" after the first convolution,
 "batchnorm"), `lrn_convention`, `pooling` ("max", "avg", "conv"),
@@ -77,7 +82,8 @@ class VGG(nn.Module):
     return layers.min_input_size([(2, 2, 0)] * len(self.stages))
 
   @nn.compact
-  def __call__(self, images: jax.Array, *, train: bool) -> jax.Array:
+  def __call__(self, images: jax.Array, *, train: bool, dense: bool = False) -> jax.Array:
+    """Logits [N, classes]; `dense` evaluates fully convolutionally (§3.2, see the module)."""
     layers.check_input_size(images, self.min_input_size(), "vgg")
     layers.lookup({n: n for n in NORMS}, "norm", self.norm)
     act = layers.activation(self.activation)
@@ -93,12 +99,16 @@ class VGG(nn.Module):
         if self.norm == "lrn" and (i, j) == (0, 0):  # A-LRN (Table 1).
           x = lrn(x)
       x = layers.Pool(self.pooling, 2, 2, act, self.dtype, name=f"pool{i + 1}")(x)
-    x = layers.adaptive_avg_pool(x, 7)
-    x = x.reshape((x.shape[0], -1))
+    window = layers.dense_window(x, 7, dense)
+    if window is None:
+      x = layers.adaptive_avg_pool(x, 7)
+      x = x.reshape((x.shape[0], -1))
     for name in ("fc6", "fc7"):
-      x = act(nn.Dense(self.dense_features, name=name, **init)(x))
+      x = act(layers.FullyConnected(self.dense_features, name=name, **init)(x, window))
       x = layers.Dropout(self.dropout_rate, not train, self.axis_name)(x)
-    return nn.Dense(self.num_classes, name="fc8", **init)(x)
+      window = None  # FC7 and FC8 act on the last axis: 1x1 convolutions of a score map.
+    x = layers.FullyConnected(self.num_classes, name="fc8", **init)(x)
+    return x if x.ndim == 2 else x.mean(axis=(1, 2))  # §3.2: the class score map, averaged.
 
 
 VGGA = functools.partial(VGG, stages=CONFIGS["A"])
