@@ -161,7 +161,8 @@ def test_eval_batches_carry_every_view_group_normalised_and_padded(digits_dir, m
 
 def test_an_unknown_extra_eval_recipe_is_a_user_error(digits_dir):
   config = tiny_config(digits_dir)
-  with pytest.raises(UserError, match=r"config.extra_evals\['10crop'\]='tencrop'"):
+  with pytest.raises(UserError, match=r"unknown extra_evals\['10crop'\] 'tencrop'.*"
+                                     r"\(config.extra_evals\['10crop'\]\)"):
     InputPipeline(open_builder(config.dataset), config.dataset, seed=0, process_index=0,
                   process_count=1, local_devices=1, extra_evals=(("10crop", "tencrop"),))
 

@@ -322,11 +322,14 @@ class InputPipeline:
   def _eval_examples(self, recipe: str | None) -> tf.data.Dataset:
     """This process's eval examples through `recipe` (an extra evaluation's
     recipe, or by default dataset.eval_preprocess), normalised, one by one."""
-    if recipe is None or recipe == self.dataset.eval_preprocess:
-      key = "eval_preprocess"
-    else:
-      key = next(_extra_key(name) for name, text in self.extra_evals if text == recipe)
-    recipe = self._recipe[key]
+    keys = {text: key for key, text in self._texts.items() if key != "train_preprocess"}
+    if recipe is None:
+      recipe = self._recipe["eval_preprocess"]
+    elif recipe in keys:
+      recipe = self._recipe[keys[recipe]]
+    else:  # Another recipe (a test's, say), parsed here.
+      recipe = preprocess.recipe(recipes.parse(recipe, self.image_size, "eval_preprocess"),
+                                 self.spec.channels)
     no_seed = tf.zeros((2,), tf.int64)
 
     def prepare(example):

@@ -216,11 +216,8 @@ def check_fits(ops: tuple[Op, ...], height: int | None, width: int | None, chann
     elif op.name == "resize_shorter":
       shape = Geometry(None, None, op.args[0])
     elif op.name == "dense":
-      # Whole squares at each scale, at least the model's input: the network
-      # runs on them fully convolutionally (cnnjax.steps.eval_step).
-      if min(op.args) < size:
-        raise UserError(f"{where}: dense scales must be at least the model's input size "
-                        f"{size} (config.dataset.image_size)")
+      # Squares of any scale: the eval step runs the network fully
+      # convolutionally on those larger than its input (cnnjax.steps.eval_step).
       return Geometry.fixed(int(op.args[0]))
   if shape.height is None:
     raise UserError(f"{where} gives images of varying size from {dataset!r}; end it with a "
