@@ -46,6 +46,30 @@ def one_of(given: list[str], choices, file: str, default: str) -> str:
   return chosen[0] if chosen else default
 
 
+def sizes(smoke: bool, scale: float):
+  """n -> the image size a recipe uses: n, or n x `scale` in its smoke run."""
+  return (lambda n: round(n * scale)) if smoke else (lambda n: n)
+
+
+def sgd(config: ml_collections.ConfigDict, *, learning_rate: float, batch_size: int,
+        weight_decay: float, nesterov: bool = False) -> None:
+  """The papers' optimizer: SGD with momentum 0.9 and L2 weight decay, at the
+  paper's rate for the paper's batch, scaled linearly for another batch."""
+  config.batch_size = batch_size
+  config.optimizer.update(name="sgd", momentum=0.9, nesterov=nesterov,
+                          learning_rate=learning_rate, base_batch_size=batch_size,
+                          weight_decay=weight_decay)
+
+
+def plateau_on_validation(config: ml_collections.ConfigDict, patience_epochs: float = 5.0) -> None:
+  """"Divided by 10 when the validation error stopped improving" (AlexNet §5,
+  VGG §3.1, ResNet §3.4): the rate follows the validation top-1 error,
+  evaluated every epoch; the papers do not give a patience, 5 epochs is ours."""
+  config.schedule.update(name="plateau", decay_factor=0.1,
+                         plateau_patience_epochs=patience_epochs,
+                         plateau_metric="eval/top1_error")
+
+
 def imagenet(config: ml_collections.ConfigDict) -> None:
   """ImageNet (ILSVRC-2012) as TFDS prepares it: train on `train`, report on
   `validation`."""

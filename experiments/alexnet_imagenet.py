@@ -69,7 +69,7 @@ def get_config(arg=None):
       "owt": "torchvision's one-tower alexnet_owt", "nolrn": "no response normalisation",
       "smoke": "4 steps on the embedded shapes/jpeg at 1/2 size"})
   smoke = "smoke" in given
-  px = (lambda n: round(n * SMOKE_SCALE)) if smoke else (lambda n: n)
+  px = setup.sizes(smoke, SMOKE_SCALE)
   crop = px(224 if "owt" in given else 227)
 
   config = base_config()
@@ -86,12 +86,9 @@ def get_config(arg=None):
   config.extra_evals = (
       ("10crop", f"resize_shorter({px(256)}) | center_crop({px(256)}) | ten_crop({crop})"),)
   config.dataset.normalization = "subtract_pixel_mean"
-  config.batch_size = 128
   config.num_epochs = 90.0
-  config.optimizer.update(name="sgd", momentum=0.9, learning_rate=0.01, base_batch_size=128,
-                          weight_decay=5e-4)
-  config.schedule.update(name="plateau", decay_factor=0.1, plateau_patience_epochs=5.0,
-                         plateau_metric="eval/top1_error")
+  setup.sgd(config, learning_rate=0.01, batch_size=128, weight_decay=5e-4)
+  setup.plateau_on_validation(config)
   if smoke:
     setup.smoke_imagenet(config)
   return config

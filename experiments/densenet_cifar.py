@@ -58,10 +58,8 @@ def get_config(arg=None):
     config.dataset.train_preprocess = "pad(40) | random_crop(32) | flip"
   config.dataset.eval_preprocess = "center_crop(32)"
   config.dataset.normalization = "standardize"
-  config.batch_size = 64
   config.num_epochs = 300.0
-  config.optimizer.update(name="sgd", momentum=0.9, nesterov=True, learning_rate=0.1,
-                          base_batch_size=64, weight_decay=1e-4)
+  setup.sgd(config, learning_rate=0.1, batch_size=64, weight_decay=1e-4, nesterov=True)
   config.schedule.update(name="multistep", boundaries_epochs=(150.0, 225.0), decay_factor=0.1)
   config.log_every_steps = 100
   if "smoke" in given:

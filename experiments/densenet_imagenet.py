@@ -58,7 +58,7 @@ def get_config(arg=None):
       "smoke": "4 steps on the embedded shapes/jpeg at 1/4 size"})
   network = setup.one_of(given, NETWORKS, FILE, default="121")
   smoke = "smoke" in given
-  px = (lambda n: round(n * SMOKE_SCALE)) if smoke else (lambda n: n)
+  px = setup.sizes(smoke, SMOKE_SCALE)
 
   config = base_config()
   config.model.name = NETWORKS[network]
@@ -69,10 +69,8 @@ def get_config(arg=None):
   config.dataset.eval_preprocess = f"resize_shorter({px(256)}) | center_crop({px(224)})"
   config.extra_evals = (("10crop", f"resize_shorter({px(256)}) | ten_crop({px(224)})"),)
   config.dataset.normalization = "standardize"
-  config.batch_size = 256
   config.num_epochs = 90.0
-  config.optimizer.update(name="sgd", momentum=0.9, nesterov=True, learning_rate=0.1,
-                          base_batch_size=256, weight_decay=1e-4)
+  setup.sgd(config, learning_rate=0.1, batch_size=256, weight_decay=1e-4, nesterov=True)
   config.schedule.update(name="multistep", boundaries_epochs=(30.0, 60.0), decay_factor=0.1)
   if smoke:
     setup.smoke_imagenet(config)

@@ -66,7 +66,7 @@ def get_config(arg=None):
       "bn": "torchvision's googlenet_bn",
       "smoke": "4 steps on the embedded shapes/jpeg at 1/2 size"})
   smoke = "smoke" in given
-  px = (lambda n: round(n * SMOKE_SCALE)) if smoke else (lambda n: n)
+  px = setup.sizes(smoke, SMOKE_SCALE)
 
   config = base_config()
   config.model.name = "googlenet_bn" if "bn" in given else "googlenet"
@@ -78,10 +78,8 @@ def get_config(arg=None):
   config.dataset.normalization = "standardize"
   config.aux_loss_weight = 0.3
   config.ema_decay = 0.9999
-  config.batch_size = 32
   config.num_epochs = 250.0
-  config.optimizer.update(name="sgd", momentum=0.9, learning_rate=0.01, base_batch_size=32,
-                          weight_decay=2e-4)
+  setup.sgd(config, learning_rate=0.01, batch_size=32, weight_decay=2e-4)
   config.schedule.update(name="exponential", decay_factor=0.96, decay_every_epochs=8.0)
   if smoke:
     setup.smoke_imagenet(config)

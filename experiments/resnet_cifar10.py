@@ -70,11 +70,9 @@ def get_config(arg=None):
   config.dataset.train_preprocess = "pad(40) | random_crop(32) | flip"
   config.dataset.eval_preprocess = "center_crop(32)"
   config.dataset.normalization = "subtract_pixel_mean"
-  config.batch_size = 128
+  setup.sgd(config, learning_rate=0.1, batch_size=128, weight_decay=1e-4)
   iterations = lambda n: setup.epochs_of(n, config.batch_size, TRAIN_IMAGES)
   config.num_epochs = iterations(64_000)
-  config.optimizer.update(name="sgd", momentum=0.9, learning_rate=0.1, base_batch_size=128,
-                          weight_decay=1e-4)
   config.schedule.update(name="multistep", decay_factor=0.1,
                          boundaries_epochs=(iterations(32_000), iterations(48_000)))
   if network == "110":

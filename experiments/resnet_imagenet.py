@@ -86,15 +86,13 @@ def get_config(arg=None):
   given = setup.words(arg, FILE, allowed)
   network = setup.one_of(given, NETWORKS, FILE, default="50")
   smoke = "smoke" in given
-  px = (lambda n: round(n * SMOKE_SCALE)) if smoke else (lambda n: n)
+  px = setup.sizes(smoke, SMOKE_SCALE)
 
   config = base_config()
   config.model.name = NETWORKS[network]
   setup.imagenet(config)
   config.dataset.image_size = px(224)
-  config.optimizer.update(name="sgd", momentum=0.9, learning_rate=0.1, base_batch_size=256,
-                          weight_decay=1e-4)
-  config.batch_size = 256
+  setup.sgd(config, learning_rate=0.1, batch_size=256, weight_decay=1e-4)
   # The single centre crop of the shorter side at 256 (8/7 of 224), as
   # torchvision evaluates; best checkpoint and plateau follow it.
   config.dataset.eval_preprocess = f"resize_shorter({px(256)}) | center_crop({px(224)})"
@@ -116,8 +114,7 @@ def get_config(arg=None):
                                        f"random_crop({px(224)}) | flip | pca_lighting(0.1)")
     config.dataset.normalization = "subtract_pixel_mean"
     config.num_epochs = 60e4 * 256 / setup.IMAGENET_TRAIN_IMAGES
-    config.schedule.update(name="plateau", decay_factor=0.1, plateau_patience_epochs=5.0,
-                           plateau_metric="eval/top1_error")
+    setup.plateau_on_validation(config)
   if smoke:
     setup.smoke_imagenet(config)
   return config

@@ -87,7 +87,7 @@ def get_config(arg=None):
   letter = setup.one_of(given, CONFIGURATIONS, FILE, default="a")
   scale = setup.one_of(given, SCALES, FILE, default="256")
   smoke = "smoke" in given
-  px = (lambda n: round(n * SMOKE_SCALE)) if smoke else (lambda n: n)
+  px = setup.sizes(smoke, SMOKE_SCALE)
   (s_min, s_max), single_q, multi_q = SCALES[scale]
 
   config = base_config()
@@ -103,12 +103,9 @@ def get_config(arg=None):
       ("dense_multiscale", "dense({})".format(", ".join(str(px(q)) for q in multi_q))),
   )
   config.dataset.normalization = "subtract_mean"
-  config.batch_size = 256
   config.num_epochs = 74.0
-  config.optimizer.update(name="sgd", momentum=0.9, learning_rate=0.01, base_batch_size=256,
-                          weight_decay=5e-4)
-  config.schedule.update(name="plateau", decay_factor=0.1, plateau_patience_epochs=5.0,
-                         plateau_metric="eval/top1_error")
+  setup.sgd(config, learning_rate=0.01, batch_size=256, weight_decay=5e-4)
+  setup.plateau_on_validation(config)
   if smoke:
     setup.smoke_imagenet(config)
   return config

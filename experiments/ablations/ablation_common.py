@@ -7,7 +7,7 @@
 - `smoke(config)`: the same recipe for a few steps on a sliver of the data,
   so a whole sweep runs end to end in about a minute (plumbing, not a result).
 - `alexnet_imagenet`, `vgg_imagenet`, `googlenet_imagenet`: the papers'
-  ImageNet recipes, as far as cnnjax has their pieces (departures in each
+  ImageNet recipes simplified for ablations (departures in each
   docstring); `cuda_convnet(name)`: experiments/cuda_convnet_cifar10.py's.
 
 An ablation imports this file from beside itself (the directory is put on
@@ -79,9 +79,12 @@ def _imagenet(model: str, image_size: int) -> ml_collections.ConfigDict:
   config.dataset.eval_split = "validation"
   config.dataset.image_size = image_size
   # Scale and aspect jitter with flips (GoogLeNet §6; torchvision trains every
-  # one of these networks so), and the single centre crop. cnnjax has neither
-  # AlexNet's §4.1 fixed 256x256 resize with random crops nor its PCA
-  # lighting yet; both arms of an ablation share what is used.
+  # one of these networks so), and the single centre crop: the same
+  # augmentation and evaluation for every network, so that the two arms of an
+  # ablation differ in the ablated switch alone. The papers' own recipes (PCA
+  # lighting, scale jittering, ten crops, dense evaluation, plateaus on the
+  # validation error) are experiments/alexnet_imagenet.py, vgg_imagenet.py
+  # and googlenet_imagenet.py.
   config.dataset.train_preprocess = "random_area_crop_flip"
   config.dataset.eval_preprocess = "resize_center_crop"
   config.optimizer.name = "sgd"
@@ -129,10 +132,11 @@ def googlenet_imagenet() -> ml_collections.ConfigDict:
   """GoogLeNet §6: SGD with momentum 0.9, the rate decreased by 4% every 8
   epochs, 8%-100% area crops with aspect ratios in [3/4, 4/3]. The paper gives
   no base rate, batch, weight decay or length (and trained asynchronously
-  with Polyak averaging, which cnnjax does not do); these are the BVLC Caffe
-  replication's models/bvlc_googlenet/solver.prototxt: lr 0.01, batch 32,
-  weight decay 2e-4, x0.96 every 320,000 iterations (8 epochs), 10M
-  iterations (250 epochs)."""
+  with Polyak averaging, which experiments/googlenet_imagenet.py has and the
+  ablations leave out); these are the BVLC Caffe replication's
+  models/bvlc_googlenet/solver.prototxt: lr 0.01, batch 32, weight decay
+  2e-4, x0.96 every 320,000 iterations (8 epochs), 10M iterations (250
+  epochs)."""
   config = _imagenet("googlenet", 224)
   config.batch_size = 32
   config.num_epochs = 250.0
