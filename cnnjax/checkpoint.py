@@ -160,6 +160,22 @@ class Checkpointer:
                       "workdir's config.json, or a new --workdir")
     return restored
 
+  @property
+  def directory(self) -> pathlib.Path:
+    return self._directory
+
+  def restore_as_saved(self, step: int) -> dict:
+    """The state saved at `step` as nested dicts of NumPy arrays, whatever
+    model wrote it (fine-tuning reads another run's); a UserError if it
+    cannot be read."""
+    where = self._directory / str(step)
+    try:
+      restored = self._manager.restore(step, args=ocp.args.StandardRestore())
+    except (ValueError, KeyError, TypeError, OSError) as error:
+      reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+      raise UserError(f"cannot read the checkpoint {where}: {reason[:300]}") from None
+    return jax.tree.map(np.asarray, restored)
+
   def extra(self, step: int) -> dict:
     """What was saved as `extra` with the checkpoint at `step` ({} if nothing)."""
     return dict(self._manager.metadata(step).custom_metadata or {})

@@ -110,6 +110,17 @@ def base_config() -> ml_collections.ConfigDict:
   # parameters and BatchNorm statistics with this decay per step, evaluated
   # beside them as eval_ema/... (and eval_NAME_ema/...); 0 disables it.
   config.ema_decay = 0.0
+  # Fine-tuning (cnnjax.finetune): start from another run's weights, a workdir
+  # or its checkpoints/ (its latest step, or init_from_step), leaving the
+  # parameters matching init_from_exclude fresh; `frozen` parameters (and the
+  # BatchNorm statistics of a frozen scale) are not trained; the loaded,
+  # trainable ones learn at pretrained_learning_rate_scale x the rate. All
+  # patterns are regular expressions searched in paths like "layer1/0/conv1/kernel".
+  config.init_from = ""
+  config.init_from_step = -1
+  config.init_from_exclude = ()
+  config.frozen = ()
+  config.pretrained_learning_rate_scale = 1.0
   config.label_smoothing = 0.0
   config.aux_loss_weight = 0.3  # Auxiliary classifiers (GoogLeNet §5); 0 disables them.
   config.half_precision = False  # bfloat16 compute; parameters stay float32.
@@ -371,6 +382,14 @@ def validate(config: ml_collections.ConfigDict) -> None:
        "((NAME, RECIPE), ...) with distinct names of a-z, 0-9 and _ (not 'ema' nor ending "
        "in '_ema') and recipe strings"),
       ("ema_decay", config.ema_decay, 0 <= config.ema_decay < 1, "in [0, 1) (0: off)"),
+      ("init_from_exclude", config.init_from_exclude, _are_patterns(config.init_from_exclude),
+       "a tuple of regular expressions, e.g. ('^fc/',)"),
+      ("frozen", config.frozen, _are_patterns(config.frozen),
+       "a tuple of regular expressions, e.g. ('^conv1/', '^layer1/')"),
+      ("pretrained_learning_rate_scale", config.pretrained_learning_rate_scale,
+       config.pretrained_learning_rate_scale >= 0, "0 or positive"),
+      ("init_from_step", config.init_from_step, config.init_from_step >= -1,
+       "-1 (the latest) or a step"),
       ("schedule.plateau_metric", config.schedule.plateau_metric,
        config.schedule.plateau_metric in plateau_metrics(config),
        "one of " + ", ".join(plateau_metrics(config))),
@@ -402,6 +421,10 @@ def _are_layer_decays(pairs) -> bool:
 
 
 EVAL_MODE_NAME = re.compile(r"[a-z0-9_]+")
+
+
+def _are_patterns(patterns) -> bool:
+  return isinstance(patterns, (tuple, list)) and all(isinstance(p, str) and p for p in patterns)
 
 
 def _are_extra_evals(pairs) -> bool:

@@ -15,7 +15,7 @@ import optax
 from flax import linen as nn
 from jax import lax
 
-from cnnjax import models, optim
+from cnnjax import finetune, models, optim
 
 AXIS = "batch"  # The device axis the steps reduce over.
 
@@ -73,7 +73,8 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], rng: jax.Array, *
                model: nn.Module, tx: optax.GradientTransformationExtraArgs,
                schedule: optax.Schedule, label_smoothing: float = 0.0,
                aux_loss_weight: float = 0.0, skip_nonfinite: bool = False,
-               ema_decay: float = 0.0) -> tuple[TrainState, dict[str, jax.Array]]:
+               ema_decay: float = 0.0,
+               frozen_statistics=None) -> tuple[TrainState, dict[str, jax.Array]]:
   """One SGD step on this device's share of the global batch.
 
   Gradients, BatchNorm statistics and metrics are averaged over all devices,
@@ -138,6 +139,10 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], rng: jax.Array, *
   metrics = lax.pmean(metrics, AXIS)
   nonfinite = [~jnp.isfinite(loss), ~_all_finite(grads), ~_all_finite(params)]
   metrics["nonfinite"] = sum(flag.astype(jnp.int32) << bit for bit, flag in enumerate(nonfinite))
+  if frozen_statistics is not None:  # Fine-tuning: a frozen BatchNorm keeps its statistics.
+    batch_stats = jax.tree_util.tree_map_with_path(
+        lambda path, old, new: old if frozen_statistics(finetune.path_name(path)) else new,
+        state.batch_stats, batch_stats)
   ema = state.ema
   if ema is not None:
     ema = jax.tree.map(lambda average, new: ema_decay * average + (1 - ema_decay) * new,
@@ -233,4 +238,6 @@ def bind_train_step(config, model, tx, schedule):
                            label_smoothing=config.label_smoothing,
                            aux_loss_weight=config.aux_loss_weight,
                            skip_nonfinite=config.nonfinite.policy == "skip",
-                           ema_decay=config.ema_decay)
+                           ema_decay=config.ema_decay,
+                           frozen_statistics=(finetune.frozen_statistics(config)
+                                              if config.frozen else None))

@@ -24,7 +24,7 @@ import optax
 from flax import linen as nn
 
 from cnnjax import metrics as metrics_lib
-from cnnjax import guards, models, optim, parallel, results, steps, stopping
+from cnnjax import finetune, guards, models, optim, parallel, results, steps, stopping
 from cnnjax import workdir as workdir_lib
 from cnnjax.checkpoint import CheckpointFailed, Checkpointer
 from cnnjax.data import InputPipeline, open_builder
@@ -88,6 +88,8 @@ def plan(config: ml_collections.ConfigDict, devices: parallel.Devices = None) ->
                                      per_epoch(config.eval_every_steps))
   # The optimizer meets the parameters: a weight-decay pattern matching no layer fails here.
   jax.eval_shape(optimizer.init, variables["params"])
+  if config.init_from:
+    finetune.source_step(config)  # A missing source or step fails here, before compiling.
   return Plan(config, model, pipeline, train_batch, eval_batch, steps_per_epoch, total_steps,
               per_epoch(config.eval_every_steps), per_epoch(config.checkpoint_every_steps),
               schedule, optimizer, devices)
@@ -153,7 +155,9 @@ def initial_state(plan: Plan, checkpointer: Checkpointer) -> steps.TrainState:
   """The latest checkpoint's state if there is one, else a fresh one (on the host)."""
   state = fresh_state(plan)
   latest = checkpointer.latest_step()
-  return state if latest is None else restore(checkpointer, latest, state)
+  if latest is not None:
+    return restore(checkpointer, latest, state)
+  return finetune.load(plan.config, state) if plan.config.init_from else state
 
 
 def eval_modes(config: ml_collections.ConfigDict) -> list[tuple[str, str | None]]:

@@ -1,0 +1,121 @@
+"""Fine-tuning (cnnjax.finetune): a run started from another's checkpoint,
+with layers left fresh, frozen, or learning at their own rate; and the
+mistakes a user makes there, each one line before anything is compiled."""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from flax import linen as nn
+from helpers import tiny_config
+
+from cnnjax import config as config_lib
+from cnnjax import finetune, steps, train
+from cnnjax.checkpoint import Checkpointer
+from cnnjax.errors import UserError
+
+
+@pytest.fixture(scope="module")
+def source(digits_dir, tmp_path_factory):
+  """A finished 6-step LeNet-5 run on digits: the weights to start from."""
+  workdir = tmp_path_factory.mktemp("source")
+  train.train_and_evaluate(train.plan(tiny_config(digits_dir)), workdir)
+  return workdir
+
+
+def _saved_params(workdir):
+  checkpointer = Checkpointer(workdir / "checkpoints", keep=1, read_only=True)
+  return checkpointer.restore_as_saved(checkpointer.latest_step())["params"]
+
+
+def test_starts_from_the_source_keeps_the_excluded_fresh_and_never_moves_the_frozen(
+    digits_dir, source, tmp_path):
+  config = tiny_config(digits_dir, init_from=str(source), init_from_exclude=("^output/",),
+                       frozen=("^C1/", "^C3/"), pretrained_learning_rate_scale=0.5)
+  plan = train.plan(config)
+  fresh = train.fresh_state(plan)
+  start = train.initial_state(plan, Checkpointer(tmp_path / "none", keep=1, read_only=True))
+  saved = _saved_params(source)
+  for layer in ("C1", "C3", "C5", "F6"):
+    np.testing.assert_array_equal(start.params[layer]["kernel"], saved[layer]["kernel"])
+  np.testing.assert_array_equal(start.params["output"]["kernel"], fresh.params["output"]["kernel"])
+  assert not np.array_equal(start.params["output"]["kernel"], saved["output"]["kernel"])
+
+  tuned = tmp_path / "tuned"
+  train.train_and_evaluate(plan, tuned)
+  after = _saved_params(tuned)
+  for layer in ("C1", "C3"):  # Frozen: bitwise the source's after 6 steps.
+    np.testing.assert_array_equal(after[layer]["kernel"], saved[layer]["kernel"])
+    np.testing.assert_array_equal(after[layer]["bias"], saved[layer]["bias"])
+  for layer in ("C5", "output"):
+    assert not np.array_equal(after[layer]["kernel"], start.params[layer]["kernel"])
+
+
+def test_the_loaded_part_learns_at_its_own_rate():
+  """One SGD step: loaded parameters move `pretrained_learning_rate_scale`
+  as far as the excluded (fresh) ones; frozen ones do not move."""
+  config = config_lib.base_config()
+  config.update(dict(init_from="somewhere", init_from_exclude=("^head/",), frozen=("^stem/",),
+                     pretrained_learning_rate_scale=0.1))
+  config.optimizer.update(momentum=0.0)
+  from cnnjax import optim
+  schedule = optax.constant_schedule(1.0)
+  tx = optim.create_optimizer(config, schedule, steps_per_epoch=1)
+  params = {"stem": {"kernel": jnp.ones(2)}, "body": {"kernel": jnp.ones(2)},
+            "head": {"kernel": jnp.ones(2)}}
+  grads = jax.tree.map(jnp.ones_like, params)
+  updates, _ = tx.update(grads, tx.init(params), params, value=jnp.zeros(()))
+  np.testing.assert_allclose(updates["head"]["kernel"], -1.0)
+  np.testing.assert_allclose(updates["body"]["kernel"], -0.1)
+  np.testing.assert_allclose(updates["stem"]["kernel"], 0.0)
+
+
+class _Normalised(nn.Module):
+  num_classes: int = 2
+
+  @nn.compact
+  def __call__(self, x, *, train):
+    x = nn.BatchNorm(use_running_average=not train, momentum=0.5, name="bn_a")(x)
+    x = nn.BatchNorm(use_running_average=not train, momentum=0.5, name="bn_b")(x)
+    return nn.Dense(self.num_classes, name="head")(x)
+
+
+def test_a_frozen_batchnorm_keeps_its_running_statistics():
+  config = config_lib.base_config()
+  config.frozen = ("^bn_a/",)
+  model = _Normalised()
+  tx = optax.sgd(0.1)
+  state = steps.create_train_state(jax.random.key(0), model, tx, (3,))
+  step = jax.pmap(functools.partial(
+      steps.train_step, model=model, tx=tx, schedule=optax.constant_schedule(0.1),
+      frozen_statistics=finetune.frozen_statistics(config)), axis_name=steps.AXIS)
+  batch = {"image": 5.0 + jax.random.normal(jax.random.key(1), (1, 8, 3)),
+           "label": jnp.zeros((1, 8), jnp.int32)}
+  replicated = jax.tree.map(lambda x: x[None], state)
+  new_state, _ = step(replicated, batch, jax.random.key(2)[None])
+  stats = jax.tree.map(lambda x: np.asarray(x[0]), new_state.batch_stats)
+  np.testing.assert_array_equal(stats["bn_a"]["mean"], state.batch_stats["bn_a"]["mean"])
+  assert not np.allclose(stats["bn_b"]["mean"], state.batch_stats["bn_b"]["mean"])
+
+
+def test_mistakes_are_one_line_before_compiling(digits_dir, source, tmp_path):
+  with pytest.raises(UserError, match="is neither a workdir with checkpoints"):
+    train.plan(tiny_config(digits_dir, init_from=str(tmp_path / "missing")))
+  with pytest.raises(UserError, match="has no checkpoint of step 4 .it has 3, 6."):
+    train.plan(tiny_config(digits_dir, init_from=str(source), init_from_step=4))
+  with pytest.raises(UserError, match=r"config.frozen: '\^conv1/' matches no parameter"):
+    train.plan(tiny_config(digits_dir, init_from=str(source), frozen=("^conv1/",)))
+  with pytest.raises(UserError, match="not a regular expression"):
+    train.plan(tiny_config(digits_dir, frozen=("C1[",)))
+
+
+def test_another_network_names_the_first_difference_and_the_fix(digits_dir, source, tmp_path):
+  """The paper's LeNet-5 connects C3 partially; the modern one fully: C3's kernel differs."""
+  config = tiny_config(digits_dir, model__name="lenet5_modern", init_from=str(source))
+  plan = train.plan(config)
+  with pytest.raises(UserError, match=r"params C3/kernel is .* there and .* here.*"
+                                      r"init_from_exclude"):
+    train.initial_state(plan, Checkpointer(tmp_path / "none", keep=1, read_only=True))
