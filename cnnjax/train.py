@@ -439,14 +439,14 @@ def evaluate_checkpoint(plan: Plan, workdir: pathlib.Path, step: int | None = No
     checkpointer = Checkpointer(workdir / "checkpoints", plan.config.keep_checkpoints,
                                 read_only=True)
     try:
-      chosen = _choose_checkpoint(checkpointer, workdir, step, best)
+      chosen = choose_checkpoint(checkpointer, workdir, step, best)
       state = restore(checkpointer, chosen, fresh_state(plan))
     finally:
       checkpointer.close()
   return chosen, evaluate(plan, bind_eval_step(plan), parallel.replicate(state, plan.devices))
 
 
-def _choose_checkpoint(checkpointer: Checkpointer, workdir: pathlib.Path, step: int | None,
+def choose_checkpoint(checkpointer: Checkpointer, workdir: pathlib.Path, step: int | None,
                        best: bool) -> int:
   where = workdir / "checkpoints"
   kept = checkpointer.all_steps()
