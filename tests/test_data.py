@@ -57,12 +57,12 @@ def _global_batches(config, process_count, local_devices, steps, start_step=0):
 
 
 def test_global_batches_do_not_depend_on_devices_or_processes(digits_dir):
-  """1, 2 or 4 devices, in one process or two: the same global batches, so a
-  run's result does not depend on the hardware, and it can resume on other
-  hardware exactly where it stopped."""
+  """1, 4 or 8 devices, in one, two or four processes: the same global
+  batches, so a run's result does not depend on the hardware, and it can
+  resume on other hardware (here 2 devices) exactly where it stopped."""
   config = tiny_config(digits_dir, batch_size=32, dataset__train_preprocess="pad_crop_flip")
   one = _global_batches(config, 1, 1, steps=3)
-  for process_count, local_devices in ((1, 2), (1, 4), (2, 2), (2, 1), (4, 2)):
+  for process_count, local_devices in ((1, 4), (2, 1), (4, 2)):
     other = _global_batches(config, process_count, local_devices, steps=3)
     for a, b in zip(one, other):
       np.testing.assert_array_equal(a["id"], b["id"])

@@ -82,8 +82,9 @@ def _compute(examples: tf.data.Dataset, recipe: preprocess.Recipe, name: str, sp
         f"{recipe_text!r} (once)", flush=True)
   start = time.monotonic()
   no_seed = tf.zeros((2,), tf.int64)
-  images = examples.map(lambda example: recipe(example, no_seed)["image"],
-                        num_parallel_calls=tf.data.AUTOTUNE, deterministic=False)
+  images = examples.map(
+      tf.autograph.experimental.do_not_convert(lambda example: recipe(example, no_seed)["image"]),
+      num_parallel_calls=tf.data.AUTOTUNE, deterministic=False)
   total, count, reported = None, 0, 0
   for batch in images.batch(256).prefetch(tf.data.AUTOTUNE).as_numpy_iterator():
     if batch.ndim == 5:  # [batch, views, size, size, channels]: every view counts.
