@@ -32,8 +32,9 @@ def words(arg: str | None, file: str, allowed: dict[str, str]) -> list[str]:
   for word in given:
     if word not in allowed:
       choices = "; ".join(f"{key}: {meaning}" for key, meaning in allowed.items())
+      example = next(iter(allowed)) + (",smoke" if "smoke" in allowed else "")
       raise UserError(f"{file} has no argument {word!r}; combine with commas any of "
-                      f"({choices}), e.g. --config {file}:{next(iter(allowed))},smoke")
+                      f"({choices}), e.g. --config {file}:{example}")
   return given
 
 

@@ -11,8 +11,8 @@ rounded to uint8 as torchvision's ToTensor sees it), and the two end to end.
 Images: the photographs bundled with scikit-learn and a few `shapes/jpeg`
 images (re-encoded from the generator, so no dataset is built).
 
-Pillow is needed here only, not by cnnjax: pip install pillow (or put it on
-PYTHONPATH).
+Pillow and scikit-learn (its photographs) are needed here only, not by cnnjax:
+pip install ".[scripts]".
 
   PYTHONPATH=$PWD python scripts/compare_resize_with_pil.py
 """

@@ -4,7 +4,8 @@ For each dataset named: the per-channel mean and standard deviation of its
 train split (pixels in [0, 1], the numbers cnnjax/data/datasets.py holds), and
 the test top-1 error of multinomial logistic regression on its raw pixels
 (standardised per feature; scikit-learn, L-BFGS), the linear model a convnet
-should beat by far. Builds the datasets first if needed.
+should beat by far. Builds the datasets first if needed. Needs scikit-learn
+(pip install ".[scripts]").
 
   PYTHONPATH=$PWD python scripts/shapes_baselines.py shapes/clean shapes/hard
 """

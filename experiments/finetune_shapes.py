@@ -1,0 +1,64 @@
+"""Transfer learning end to end on the embedded data: a modern LeNet-5 learnt
+on plentiful easy images (`shapes/clean`, 50,000) is fine-tuned on few hard
+ones (`shapes/hard`, its first 1,000 training images, 100 per class), against
+the same network trained on those 1,000 from scratch. Evaluated on the 10,000
+`shapes/hard` test images. The recipe of each arm (cnnjax/finetune.py):
+
+  source       shapes/clean, 3 epochs, from scratch: the pretrained network.
+  scratch      shapes/hard[:1000], from scratch: the baseline.
+  last_layer   shapes/hard[:1000] from `source`, a fresh classifier (`output`),
+               everything else frozen: a linear probe of the learnt features.
+  all_layers   shapes/hard[:1000] from `source`, a fresh classifier; every
+               layer trained, the pretrained ones at a tenth of the rate.
+
+  cnnjax train --config experiments/finetune_shapes.py:source --workdir runs/finetune/source
+  cnnjax train --config experiments/finetune_shapes.py:scratch --workdir runs/finetune/scratch
+  cnnjax train --config experiments/finetune_shapes.py:last_layer --workdir runs/finetune/last_layer
+  cnnjax train --config experiments/finetune_shapes.py:all_layers --workdir runs/finetune/all_layers
+
+The fine-tuning arms read `runs/finetune/source` (override with
+--config.init_from=DIR). Both tasks have the same ten classes; the classifier
+is re-learnt anyway, as it must be when a target task's classes differ, so
+what transfers is the features alone.
+
+Measured (2 CPU cores, AMD EPYC; one seed, `cnnjax report runs/finetune/*`):
+see the README's "Fine-tuning" paragraph for the table of test errors.
+"""
+
+from cnnjax import experiment_setup as setup
+from cnnjax.config import base_config
+
+FILE = "experiments/finetune_shapes.py"
+ARMS = {"source": "pretrain on shapes/clean", "scratch": "the baseline, no pretraining",
+        "last_layer": "fine-tune the classifier alone", "all_layers": "fine-tune every layer"}
+SOURCE_WORKDIR = "runs/finetune/source"
+TARGET_EXAMPLES = 1000  # 100 per class: shapes' train split is balanced and shuffled.
+
+
+def get_config(arg=None):
+  arm = setup.one_of(setup.words(arg, FILE, ARMS), ARMS, FILE, default="scratch")
+  config = base_config()
+  config.model.name = "lenet5_modern"
+  config.batch_size = 64
+  config.log_every_steps = 50
+  config.optimizer.name = "adam"
+  config.optimizer.learning_rate = 2e-3
+  config.schedule.name = "cosine"
+  config.schedule.warmup_epochs = 1.0
+  if arm == "source":
+    config.dataset.name = "shapes/clean"
+    config.batch_size = 128
+    config.num_epochs = 3.0
+    return config
+  config.dataset.name = "shapes/hard"
+  config.dataset.train_split = f"train[:{TARGET_EXAMPLES}]"
+  config.num_epochs = 40.0  # 40,000 images seen, the same in every arm.
+  config.eval_every_steps = 150
+  if arm != "scratch":
+    config.init_from = SOURCE_WORKDIR
+    config.init_from_exclude = ("^output/",)
+  if arm == "last_layer":
+    config.frozen = ("^C1/", "^C3/", "^C5/", "^F6/")
+  if arm == "all_layers":
+    config.pretrained_learning_rate_scale = 0.1
+  return config
