@@ -1,14 +1,16 @@
-"""Transfer learning end to end on the embedded data: a modern LeNet-5 learnt
-on plentiful easy images (`shapes/clean`, 50,000) is fine-tuned on few hard
-ones (`shapes/hard`, its first 1,000 training images, 100 per class), against
-the same network trained on those 1,000 from scratch. Evaluated on the 10,000
-`shapes/hard` test images. The recipe of each arm (cnnjax/finetune.py):
+"""Transfer learning end to end on the embedded data, as ImageNet features
+are carried to a small dataset: a modern LeNet-5 learnt on plentiful varied
+images (`shapes/hard`, 50,000: any rotation, clutter, occlusion) is
+fine-tuned on few plain ones (`shapes/clean`, its first 1,000 training
+images, about 100 per class), against the same network trained on those
+1,000 from scratch. Evaluated on the 10,000 `shapes/clean` test images. The
+arms (cnnjax/finetune.py):
 
-  source       shapes/clean, 3 epochs, from scratch: the pretrained network.
-  scratch      shapes/hard[:1000], from scratch: the baseline.
-  last_layer   shapes/hard[:1000] from `source`, a fresh classifier (`output`),
+  source       shapes/hard, 3 epochs, from scratch: the pretrained network.
+  scratch      shapes/clean[:1000], from scratch: the baseline.
+  last_layer   shapes/clean[:1000] from `source`, a fresh classifier (`output`),
                everything else frozen: a linear probe of the learnt features.
-  all_layers   shapes/hard[:1000] from `source`, a fresh classifier; every
+  all_layers   shapes/clean[:1000] from `source`, a fresh classifier; every
                layer trained, the pretrained ones at a tenth of the rate.
 
   cnnjax train --config experiments/finetune_shapes.py:source --workdir runs/finetune/source
@@ -21,18 +23,30 @@ The fine-tuning arms read `runs/finetune/source` (override with
 is re-learnt anyway, as it must be when a target task's classes differ, so
 what transfers is the features alone.
 
-Measured (2 CPU cores, AMD EPYC; one seed, `cnnjax report runs/finetune/*`):
-see the README's "Fine-tuning" paragraph for the table of test errors.
+Measured on 2 CPU cores (AMD EPYC), seeds 0, 1 and 2 of each arm
+(--config.seed=S --workdir runs/finetune/ARM_seedS), `cnnjax report
+runs/finetune/*`; test top-1 error on the 10,000 `shapes/clean` images:
+
+  source        35.24% on shapes/hard's test images (3 epochs, 1 min 15 s)
+  scratch       0.66, 0.80, 0.70%   (66 to 80 images wrong)
+  last_layer    0.03, 0.61, 0.14%
+  all_layers    0.01, 0.03, 0.02%   (1 to 3 images wrong)
+
+Each fine-tuning arm trains in 25-35 s. Features learnt on the varied
+images carry over: the whole network fine-tuned makes 20 to 70 times fewer
+errors than the same network trained on the 1,000 images alone, and a new
+classifier on frozen features alone does better than training from scratch in
+all three seeds, though its error varies more across seeds.
 """
 
 from cnnjax import experiment_setup as setup
 from cnnjax.config import base_config
 
 FILE = "experiments/finetune_shapes.py"
-ARMS = {"source": "pretrain on shapes/clean", "scratch": "the baseline, no pretraining",
+ARMS = {"source": "pretrain on shapes/hard", "scratch": "the baseline, no pretraining",
         "last_layer": "fine-tune the classifier alone", "all_layers": "fine-tune every layer"}
 SOURCE_WORKDIR = "runs/finetune/source"
-TARGET_EXAMPLES = 1000  # 100 per class: shapes' train split is balanced and shuffled.
+TARGET_EXAMPLES = 1000  # About 100 per class: the train split is in random order.
 
 
 def get_config(arg=None):
@@ -46,11 +60,11 @@ def get_config(arg=None):
   config.schedule.name = "cosine"
   config.schedule.warmup_epochs = 1.0
   if arm == "source":
-    config.dataset.name = "shapes/clean"
+    config.dataset.name = "shapes/hard"
     config.batch_size = 128
     config.num_epochs = 3.0
     return config
-  config.dataset.name = "shapes/hard"
+  config.dataset.name = "shapes/clean"
   config.dataset.train_split = f"train[:{TARGET_EXAMPLES}]"
   config.num_epochs = 40.0  # 40,000 images seen, the same in every arm.
   config.eval_every_steps = 150

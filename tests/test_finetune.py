@@ -10,10 +10,10 @@ import numpy as np
 import optax
 import pytest
 from flax import linen as nn
-from helpers import tiny_config
+from helpers import ROOT, tiny_config
 
 from cnnjax import config as config_lib
-from cnnjax import finetune, steps, train
+from cnnjax import finetune, models, steps, train
 from cnnjax.checkpoint import Checkpointer
 from cnnjax.errors import UserError
 
@@ -119,3 +119,20 @@ def test_another_network_names_the_first_difference_and_the_fix(digits_dir, sour
   with pytest.raises(UserError, match=r"params C3/kernel is .* there and .* here.*"
                                       r"init_from_exclude"):
     train.initial_state(plan, Checkpointer(tmp_path / "none", keep=1, read_only=True))
+
+
+@pytest.mark.parametrize("arm, trained", [("last_layer", {"output"}),
+                                          ("all_layers", {"C1", "C3", "C5", "F6", "output"})])
+def test_the_example_experiment_trains_what_it_says(arm, trained):
+  """experiments/finetune_shapes.py: a fresh classifier; the linear probe trains
+  it alone, the full fine-tuning every layer, the loaded ones at a tenth."""
+  config = config_lib.load(f"{ROOT}/experiments/finetune_shapes.py:{arm}")
+  model = models.from_config(config)
+  params = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)),
+                                             train=False))["params"]
+  frozen = finetune.frozen_mask(config)(params)
+  loaded = finetune.pretrained_mask(config)(params)
+  for layer in params:
+    assert all(not leaf for leaf in jax.tree.leaves(frozen[layer])) == (layer in trained), layer
+    assert all(jax.tree.leaves(loaded[layer])) == (layer in trained and layer != "output"), layer
+  assert config.pretrained_learning_rate_scale == (0.1 if arm == "all_layers" else 1.0)
