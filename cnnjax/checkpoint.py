@@ -118,13 +118,6 @@ class Checkpointer:
               if (metrics := self._manager.metrics(step)) and BEST_METRIC in metrics]
     return min(scored, key=lambda pair: (pair[0], -pair[1]))[1] if scored else None
 
-  def discard_unfinished(self) -> None:
-    """Removes saves still being written, at once (a second Ctrl-C aborting the
-    run); they never looked like checkpoints, this only tidies up."""
-    for _ in range(3):  # The writer may create files while they are removed.
-      for path in self._directory.glob(f"*{TEMPORARY_SUFFIX}*"):
-        shutil.rmtree(path, ignore_errors=True)
-
   def save(self, step: int, state, metrics: dict[str, float] | None = None,
            extra: dict | None = None) -> None:
     """Starts saving `state` (host or device arrays) in the background.

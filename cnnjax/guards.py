@@ -25,14 +25,17 @@ class StopWatch:
   """Tells the loop, after each step, whether to save and stop for a signal.
 
   From its creation until `close`, Ctrl-C no longer raises KeyboardInterrupt:
-  it asks for a save like SIGTERM, and a second Ctrl-C aborts at once after
-  `abort_hook` (which removes a half-written checkpoint).
+  it asks for a save like SIGTERM, and a second Ctrl-C aborts at once. A save
+  it cuts short stays a temporary directory, never taken for a checkpoint,
+  and the next run removes it (cnnjax.checkpoint.remove_incomplete). It is
+  not removed at the abort: orbax's writer thread runs on until the process
+  exits and recreates the directories it writes into, so a removal could
+  leave a fresh one behind, or worse, let it finish a save with files missing.
   """
 
-  def __init__(self, checkpointer, abort_hook=None):
+  def __init__(self, checkpointer):
     self._checkpointer = checkpointer
     self._distributed = jax.process_count() > 1
-    self._abort_hook = abort_hook
     # A signal already noted while starting (see cnnjax.cli) still counts. A
     # process started with SIGINT ignored (a background job of a script)
     # keeps ignoring it, as Python itself and every Unix program do.
@@ -41,8 +44,6 @@ class StopWatch:
       self._previous[signal.SIGINT] = signal.signal(signal.SIGINT, self._on_interrupt)
     if not self._distributed:  # Several processes: JAX's own SIGTERM handler.
       self._previous[signal.SIGTERM] = signal.signal(signal.SIGTERM, stopping.request_stop)
-    if abort_hook:
-      stopping.on_abort(abort_hook)
 
   def _on_interrupt(self, signum, frame):
     first = stopping.stop_requested() is None
@@ -62,8 +63,6 @@ class StopWatch:
     for signum, handler in self._previous.items():
       signal.signal(signum, handler)
     self._previous = {}
-    if self._abort_hook:
-      stopping.forget_abort_hook(self._abort_hook)
     stopping.clear_stop_request()
 
 

@@ -27,7 +27,6 @@ DIVERGED_STATUS = 3
 INTERRUPTED_STATUS = 130
 
 _requested: int | None = None  # The first stop signal received.
-_abort_hooks: list = []
 
 
 def request_stop(signum=signal.SIGTERM, frame=None) -> None:
@@ -60,20 +59,8 @@ def clear_stop_request() -> None:
   _requested = None
 
 
-def on_abort(hook) -> None:
-  """Runs `hook()` (e.g. removing a half-written checkpoint) before an abort."""
-  _abort_hooks.append(hook)
-
-
-def forget_abort_hook(hook) -> None:
-  if hook in _abort_hooks:
-    _abort_hooks.remove(hook)
-
-
 def abort() -> None:
-  """Stops the process at once, after the abort hooks, with the interrupted status."""
-  for hook in list(_abort_hooks):
-    hook()
+  """Stops the process at once, with the interrupted status."""
   print("\ncnnjax: interrupted again: stopped at once without saving; run the same command to "
         "resume from the last checkpoint", file=sys.stderr, flush=True)
   os._exit(INTERRUPTED_STATUS)

@@ -215,7 +215,7 @@ def train_and_evaluate(plan: Plan, workdir: pathlib.Path, *,
     changes = workdir_lib.check_config(config, workdir, allow_change=allow_config_change)
     checkpointer = Checkpointer(workdir / "checkpoints", config.keep_checkpoints)
     # From here on SIGTERM and Ctrl-C save a step; a second Ctrl-C aborts.
-    watch = guards.StopWatch(checkpointer, abort_hook=checkpointer.discard_unfinished)
+    watch = guards.StopWatch(checkpointer)
     try:
       final_eval = _train(plan, workdir, checkpointer, watch, changes)
     except BaseException:

@@ -124,20 +124,23 @@ def test_killed_at_every_stage_of_a_save_resumes_exactly(digits_dir, tmp_path, s
   assert "preempted: saved the checkpoint of step 5 of 8" in result.stderr
   assert Checkpointer(workdir / "checkpoints", keep=2).latest_step() == 5
   # 4b. Resumes at 5; Ctrl-C during step 6 asks for a save; a second Ctrl-C amid
-  #     its array writes aborts at once: exit 130, no partial step 6 left behind.
+  #     its array writes aborts at once: exit 130, step 6 never a checkpoint
+  #     (at most its temporary directory, which the next run removes).
   result = run_cli(workdir, digits_dir, "int@cnnjax.metrics:ExampleIdLog.write#1,"
                    "int@orbax.checkpoint._src.serialization.type_handlers:"
                    "NumpyHandler._open_and_write#10")
   assert result.returncode == INTERRUPTED_STATUS, result.stderr[-2000:]
   assert "interrupted again: stopped at once without saving" in result.stderr
-  assert "6" not in steps_on_disk(workdir) and not any(
-      "tmp" in name for name in steps_on_disk(workdir))
+  assert Checkpointer(workdir / "checkpoints", keep=2, read_only=True).latest_step() == 5
+  assert set(steps_on_disk(workdir)) - {"6.orbax-checkpoint-tmp", "deleted"} == {"4", "5"}
+  half_written = "6.orbax-checkpoint-tmp" in steps_on_disk(workdir)
   # 5. Resumes at 5; SIGKILL as orbax, after a save, moves the first step it no
   #    longer keeps out of sight for deletion (which one depends on the eval metrics).
   result = run_cli(workdir, digits_dir,
                    f"kill+@{ORBAX_PATH}.deleter:StandardCheckpointDeleter.delete#1")
   assert result.returncode == -signal.SIGKILL
   assert "resuming from the checkpoint at step 5 of 8" in result.stdout
+  assert ("removed incomplete checkpoint" in result.stdout) == half_written
   [moved] = [path.name for path in (workdir / "checkpoints" / "deleted").iterdir()]
   assert moved not in steps_on_disk(workdir)
   # 6. Removes the half-deleted step, resumes and finishes.
