@@ -16,7 +16,6 @@ second); then cnnjax.models (Flax) adds and checks the model's options.
 import ast
 import importlib.machinery
 import importlib.util
-import json
 import pathlib
 import re
 import traceback

@@ -52,7 +52,6 @@ import sys
 import time
 
 from cnnjax import ownership, stopping, sweep_summary
-from cnnjax.errors import UserError
 from cnnjax.sweep import Run, Sweep, check_runs
 
 COMPILATION_CACHE = ".jax_cache"

@@ -31,7 +31,6 @@ import json
 import pathlib
 import sys
 
-import numpy as np
 import torch
 import torchvision
 from safetensors.torch import save_file

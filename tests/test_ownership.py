@@ -4,9 +4,6 @@ lock dies with its owner, evaluations share it, and nothing is left behind."""
 import errno
 import os
 import signal
-import subprocess
-import sys
-import time
 
 import pytest
 from helpers import hold, tiny_config

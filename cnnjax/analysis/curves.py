@@ -3,7 +3,6 @@
 
 import dataclasses
 import json
-import math
 import pathlib
 
 from cnnjax.errors import UserError
