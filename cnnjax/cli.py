@@ -8,6 +8,7 @@ one function in cnnjax.commands (or a tool module such as cnnjax.sweep).
   cnnjax sweep  --config PATH[:ARG] --workdir DIR [--seeds N] [--jobs K] [--summarize]
   cnnjax summary MODEL [--image-size N] [--format table|json|csv] | --all
   cnnjax plot   WORKDIR... --out DIR [--x step|epoch]
+  cnnjax filters | activations | occlusion | saliency --workdir DIR --out DIR [...]
   cnnjax report DIR... [--format md|csv|json]
   cnnjax bench  --model NAME|all [--batch-size B] [--dtype D] [--format table|json] [...]
   cnnjax import-weights --model NAME --from FILE.safetensors --workdir DIR [--config PATH[:ARG]]
@@ -38,6 +39,7 @@ from absl import logging as absl_logging
 
 from cnnjax import bench, import_weights, report, stopping, sweep
 from cnnjax.analysis import commands as analysis
+from cnnjax.analysis import visual_commands as visual
 from cnnjax.errors import UserError
 from cnnjax.stopping import StopRun
 
@@ -135,6 +137,26 @@ COMMANDS = {
     "plot": Command("training and evaluation curves of workdirs, as one PNG",
                     "cnnjax plot WORKDIR... --out DIR [--x step|epoch]",
                     analysis.add_plot_arguments, "cnnjax.analysis.commands:plot"),
+    "filters": Command("a trained network's first-layer kernels as an image grid (PNG)",
+                       "cnnjax filters --workdir DIR --out DIR [--step N]",
+                       visual.add_filters_arguments, "cnnjax.analysis.visual_commands:filters"),
+    "activations": Command("feature maps of test images (PNG), and each layer's dead, constant "
+                           "and correlated channels",
+                           "cnnjax activations --workdir DIR --out DIR [--layers A,B] "
+                           "[--images N] [--first I] [--probe-images M] [--step N]",
+                           visual.add_activations_arguments,
+                           "cnnjax.analysis.visual_commands:activations"),
+    "occlusion": Command("occlusion sensitivity: the true class's probability with a grey "
+                         "square over each position (PNG; Zeiler & Fergus 2014)",
+                         "cnnjax occlusion --workdir DIR --out DIR [--images N] [--first I] "
+                         "[--patch P] [--stride S] [--step N]",
+                         visual.add_occlusion_arguments,
+                         "cnnjax.analysis.visual_commands:occlusion"),
+    "saliency": Command("saliency maps: the gradient of a class score with respect to the "
+                        "image (PNG; Simonyan et al. 2014)",
+                        "cnnjax saliency --workdir DIR --out DIR [--images N] [--first I] "
+                        "[--class true|predicted] [--step N]",
+                        visual.add_saliency_arguments, "cnnjax.analysis.visual_commands:saliency"),
     "report": Command("finished runs and sweeps beside the papers' and torchvision's published "
                       "errors, one row per run and evaluation mode",
                       "cnnjax report DIR... [--format md|csv|json]",

@@ -90,22 +90,14 @@ def examples(run: Run, count: int, first: int = 0) -> Examples:
   if count < 1 or first < 0:
     raise UserError(f"the number of images must be at least 1 and the first at least 0, got "
                     f"{count} from {first}")
-  images, labels = [], []
-  seen = 0
-  for batch in run.plan.pipeline.eval_batches(max(count, 64)):
-    mask = batch["mask"].reshape(-1).astype(bool)
-    image = batch["image"].reshape(-1, *batch["image"].shape[2:])[mask]
-    if image.ndim == 5:  # [N, views, H, W, C]: the first view (the centre crop).
-      image = image[:, 0]
-    label = batch["label"].reshape(-1)[mask]
-    skip = max(0, first - seen)
-    seen += len(label)
-    images.append(image[skip:])
-    labels.append(label[skip:])
-    if sum(len(part) for part in labels) >= count:
-      break
-  images, labels = np.concatenate(images)[:count], np.concatenate(labels)[:count]
-  if len(labels) < count:
-    raise UserError(f"the eval split {run.config.dataset.eval_split} has only "
-                    f"{seen} images; ask for at most {max(seen - first, 0)} from {first}")
-  return Examples(images.astype(np.float32), labels.astype(np.int32))
+  batch = run.plan.pipeline.eval_examples(count, first)
+  found = 0 if batch is None else len(batch["label"])
+  if found < count:
+    raise UserError(f"the eval split {run.config.dataset.eval_split!r} has {first + found} "
+                    f"images; ask for at most {found} from {first}" if found else
+                    f"the eval split {run.config.dataset.eval_split!r} has no image at "
+                    f"position {first}")
+  images = batch["image"]
+  if images.ndim == 5:  # [N, views, H, W, C]: the first view (the centre crop).
+    images = images[:, 0]
+  return Examples(images.astype(np.float32), batch["label"].astype(np.int32))

@@ -184,11 +184,13 @@ class InputPipeline:
     """Devices of all processes (pmap gives every process as many)."""
     return self.process_count * self.local_devices
 
-  def read(self, split: str, process_index: int | None = None) -> tf.data.Dataset:
-    """One process's share of `split`, images still encoded."""
+  def read(self, split: str, process_index: int | None = None,
+           whole: bool = True) -> tf.data.Dataset:
+    """One process's share of `split`, images still encoded. `whole`: it will
+    be read to the end, so TFDS may keep a small split in memory."""
     process_index = self.process_index if process_index is None else process_index
     return self._open(split, tfds.split_for_jax_process(
-        split, process_index=process_index, process_count=self.process_count))
+        split, process_index=process_index, process_count=self.process_count), whole=whole)
 
   def read_shard(self, split: str, shard: int) -> tf.data.Dataset:
     """Shard `shard` of `split` (of `dataset.num_shards`), images still encoded,
@@ -196,12 +198,12 @@ class InputPipeline:
     part = tfds.even_splits(split, n=self.dataset.num_shards)[shard]
     return self._open(split, part, with_ids=True)
 
-  def _open(self, split: str, part, with_ids: bool = False) -> tf.data.Dataset:
+  def _open(self, split: str, part, with_ids: bool = False, whole: bool = True) -> tf.data.Dataset:
     try:
       return self.builder.as_dataset(
           split=part, shuffle_files=False,
           decoders={"image": tfds.decode.SkipDecoding()},
-          read_config=tfds.ReadConfig(add_tfds_id=with_ids))
+          read_config=tfds.ReadConfig(add_tfds_id=with_ids, try_autocache=whole))
     except AssertionError:  # TFDS's way of saying the data is not prepared.
       data_dir = self.builder.data_dir_root
       how_to_get = self.spec.how_to_get.format(name=self.dataset.name, dir=data_dir)
@@ -323,7 +325,14 @@ class InputPipeline:
     (None where the size varies); builds the tf.data graph, reads nothing."""
     return _view_group_shapes(self._eval_examples(recipe))
 
-  def _eval_examples(self, recipe: str | None) -> tf.data.Dataset:
+  def eval_examples(self, count: int, first: int = 0) -> Batch:
+    """`count` examples of the eval split from position `first` (fewer if it
+    ends sooner) through dataset.eval_preprocess, normalised, as one batch
+    without the device axis: what analysis tools look at."""
+    ds = self._eval_examples(None, whole=False).skip(first).take(count).batch(count)
+    return next(iter(self._as_numpy(ds, self.dataset.eval_split)), None)
+
+  def _eval_examples(self, recipe: str | None, whole: bool = True) -> tf.data.Dataset:
     """This process's eval examples through `recipe` (an extra evaluation's
     recipe, or by default dataset.eval_preprocess), normalised, one by one."""
     keys = {text: key for key, text in self._texts.items() if key != "train_preprocess"}
@@ -342,7 +351,7 @@ class InputPipeline:
                 for key, value in example.items() if _is_view_group(key)}
       return {**images, "label": tf.cast(example["label"], tf.int32)}
 
-    return self.read(self.dataset.eval_split).map(
+    return self.read(self.dataset.eval_split, whole=whole).map(
         _graph(prepare), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
   def _as_numpy(self, ds: tf.data.Dataset, split: str) -> Iterator[Batch]:

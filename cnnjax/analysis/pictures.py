@@ -1,0 +1,83 @@
+"""PNG files of what cnnjax.analysis.visualize computes: filter grids, feature
+maps, occlusion and saliency maps beside their images. matplotlib with the Agg
+backend (a file, never a window), as cnnjax plot."""
+
+import pathlib
+
+import matplotlib
+
+matplotlib.use("Agg")
+import numpy as np  # noqa: E402
+from matplotlib import pyplot  # noqa: E402
+
+MAX_CHANNELS = 16  # Feature maps drawn per layer: the first ones.
+
+
+def _shown(image: np.ndarray) -> dict:
+  """imshow arguments for an image in [0, 1], [H, W, 1 or 3] or [H, W]."""
+  if image.ndim == 3 and image.shape[-1] == 1:
+    image = image[..., 0]
+  return {"X": image, "cmap": "gray" if image.ndim == 2 else None, "vmin": 0, "vmax": 1}
+
+
+def _save(figure, path: pathlib.Path) -> pathlib.Path:
+  figure.savefig(path, dpi=100, bbox_inches="tight")
+  pyplot.close(figure)
+  return path
+
+
+def draw_filters(grid: np.ndarray, title: str, path: pathlib.Path) -> pathlib.Path:
+  """The grid of cnnjax.analysis.visualize.filter_grid, enlarged without smoothing."""
+  height, width = grid.shape[:2]
+  inches = min(12.0, max(3.0, width / 8))
+  figure = pyplot.figure(figsize=(inches, max(1.5, inches * height / width) + 0.4))
+  axes = figure.add_subplot()
+  axes.imshow(interpolation="nearest", **_shown(grid))
+  axes.set_title(title, fontsize=9)
+  axes.axis("off")
+  return _save(figure, path)
+
+
+def draw_feature_maps(image: np.ndarray, maps: dict[str, np.ndarray], title: str,
+                      path: pathlib.Path) -> pathlib.Path:
+  """One row per layer: the image, then the layer's first channels, each
+  scaled to its own range (dark: low, bright: high)."""
+  columns = 1 + min(MAX_CHANNELS, max(m.shape[-1] for m in maps.values()))
+  figure, axes = pyplot.subplots(len(maps), columns, squeeze=False,
+                                 figsize=(1.1 * columns, 1.2 * len(maps) + 0.4))
+  for row, (name, layer) in enumerate(maps.items()):
+    axes[row, 0].imshow(interpolation="nearest", **_shown(image))
+    axes[row, 0].set_title(name, fontsize=7, loc="left")
+    for column in range(1, columns):
+      channel = column - 1
+      if channel < layer.shape[-1]:
+        axes[row, column].imshow(layer[..., channel], cmap="viridis", interpolation="nearest")
+        axes[row, column].set_title(str(channel), fontsize=6)
+    for ax in axes[row]:
+      ax.axis("off")
+  figure.suptitle(title, fontsize=9)
+  return _save(figure, path)
+
+
+def draw_heat_map(image: np.ndarray, heat: np.ndarray, title: str, label: str,
+                  path: pathlib.Path, vmin: float | None = None,
+                  vmax: float | None = None) -> pathlib.Path:
+  """The image, the map [H', W'] (stretched over the image) with its colour
+  bar, and the two overlaid."""
+  figure, axes = pyplot.subplots(1, 3, figsize=(9, 3.2))
+  height, width = image.shape[:2]
+  extent = (-0.5, width - 0.5, height - 0.5, -0.5)
+  axes[0].imshow(interpolation="nearest", **_shown(image))
+  axes[0].set_title("image", fontsize=8)
+  shown = axes[1].imshow(heat, cmap="inferno", vmin=vmin, vmax=vmax, extent=extent,
+                         interpolation="nearest")
+  axes[1].set_title(label, fontsize=8)
+  figure.colorbar(shown, ax=axes[1], fraction=0.046, pad=0.04)
+  axes[2].imshow(interpolation="nearest", **_shown(image))
+  axes[2].imshow(heat, cmap="inferno", alpha=0.55, vmin=vmin, vmax=vmax, extent=extent,
+                 interpolation="nearest")
+  axes[2].set_title("overlaid", fontsize=8)
+  for ax in axes:
+    ax.axis("off")
+  figure.suptitle(title, fontsize=9)
+  return _save(figure, path)

@@ -1,0 +1,148 @@
+"""Filters, feature maps, dead and correlated channels, occlusion and saliency
+(cnnjax.analysis.visualize) against answers known by construction, and the
+four commands on a tiny trained digits run."""
+
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from helpers import tiny_config
+
+from cnnjax import cli, models, train
+from cnnjax.analysis import visualize
+
+
+def test_filter_grid_puts_each_kernel_in_its_towers_block_scaled_around_grey():
+  kernel = np.arange(2 * 2 * 3 * 4, dtype=np.float32).reshape(2, 2, 3, 4) - 20
+  grid = visualize.filter_grid(visualize.Filters("conv1", kernel, towers=2), columns=2)
+  # Two towers of one row of two 2x2 kernels each, a white gap of 1 between
+  # kernels and of 2 more between the towers.
+  assert grid.shape == (2 + 1 + 2 + 2, 2 + 1 + 2, 3)
+  scale = np.abs(kernel[..., 2]).max()
+  np.testing.assert_allclose(grid[5:7, 0:2], 0.5 + 0.5 * kernel[..., 2] / scale)  # Tower 2, first.
+  np.testing.assert_allclose(grid[0:2, 3:5], 0.5 + 0.5 * kernel[..., 1] / np.abs(
+      kernel[..., 1]).max())
+  assert (grid[2:5] == 1).all() and (grid[:, 2] == 1).all()  # The gaps.
+  assert 0 <= grid.min() and grid.max() <= 1
+
+
+@pytest.mark.parametrize("name, expected", [
+    ("lenet5", "C1/kernel"), ("alexnet", "conv1/conv/kernel"),
+    ("densenet121", "conv_init/kernel"), ("googlenet", "conv1/conv/kernel"),
+    ("resnet50", "conv_init/kernel"), ("vgg11_bn", "conv1_1/conv/kernel")])
+def test_the_first_convolution_is_the_one_reading_the_image(name, expected):
+  model = models.create_model(name, num_classes=10)
+  size, channels = models.NATIVE_INPUT_SIZE[name], models.NATIVE_INPUT_CHANNELS[name]
+  params = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, size, size,
+                                                                           channels)),
+                                             train=False))["params"]
+  assert visualize.first_kernel(params, channels)[0] == expected
+
+
+def test_channel_report_counts_dead_and_constant_channels_and_their_correlation():
+  rng = np.random.default_rng(0)
+  base = rng.normal(size=(4, 5, 5))
+  maps = np.stack([np.full((4, 5, 5), -1.0),  # Dead and constant.
+                   np.full((4, 5, 5), 3.0),  # Constant, not dead.
+                   base, 1 - 2 * base,  # Perfectly (anti)correlated: |r| = 1.
+                   -np.abs(base)], axis=-1)  # Never above zero: dead, not constant.
+  report = visualize.channel_report("layer", maps[..., :4])
+  assert (report.channels, report.dead, report.constant) == (4, 1, 2)
+  assert report.mean_abs_correlation == pytest.approx(1.0)
+  assert visualize.channel_report("layer", maps).dead == 2
+  # Orthogonal patterns: r = 0 exactly.
+  a = np.array([1.0, -1, 1, -1]).reshape(1, 2, 2)
+  b = np.array([1.0, 1, -1, -1]).reshape(1, 2, 2)
+  assert visualize.channel_report("x", np.stack([a, b], -1)).mean_abs_correlation == pytest.approx(
+      0.0, abs=1e-12)
+
+
+def test_occlusion_positions_cover_every_pixel():
+  assert visualize.occlusion_positions(10, 4, 3) == [0, 3, 6]
+  assert visualize.occlusion_positions(10, 4, 4) == [0, 4, 6]
+  assert visualize.occlusion_positions(8, 8, 1) == [0]
+  with pytest.raises(visualize.UserError, match="--patch 9 must be between 1 and the image"):
+    visualize.occlusion_positions(8, 9, 1)
+
+
+def test_occlusion_lowers_the_class_probability_exactly_where_the_evidence_is_covered():
+  """Class 0's logit is 10 x the mean of pixels [2:4, 2:4], class 1's is 0."""
+  def apply(images):
+    evidence = 10 * images[:, 2:4, 2:4, 0].mean(axis=(1, 2))
+    return jnp.stack([evidence, jnp.zeros_like(evidence)], -1)
+
+  image = np.ones((8, 8, 1), np.float32)
+  probabilities = visualize.occlusion_map(apply, image, 0, patch=2, stride=1, chunk=16)
+  assert probabilities.shape == (7, 7)
+  expected = np.zeros((7, 7))
+  for top in range(7):
+    for left in range(7):
+      covered = sum(top <= r < top + 2 and left <= c < left + 2 for r in (2, 3) for c in (2, 3))
+      expected[top, left] = 1 / (1 + np.exp(-10 * (1 - covered / 4)))
+  np.testing.assert_allclose(probabilities, expected, rtol=1e-5)
+  assert probabilities[2, 2] == pytest.approx(0.5)  # The evidence fully covered.
+  heat = visualize.coverage_map(probabilities, (8, 8), 2, 1)
+  assert heat.shape == (8, 8) and heat[2:4, 2:4].max() < heat[6:, 6:].min()
+
+
+def test_saliency_of_a_linear_model_is_its_weights():
+  weights = np.random.default_rng(0).normal(size=(4 * 4 * 3, 5)).astype(np.float32)
+  apply = lambda images: images.reshape(len(images), -1) @ weights
+  image = np.random.default_rng(1).normal(size=(4, 4, 3)).astype(np.float32)
+  np.testing.assert_allclose(visualize.saliency_map(apply, image, 3),
+                             np.abs(weights[:, 3].reshape(4, 4, 3)).max(-1), rtol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def trained(digits_dir, tmp_path_factory):
+  """A tiny LeNet-5 run on digits (6 steps): enough to have weights to look at."""
+  workdir = tmp_path_factory.mktemp("lenet")
+  train.train_and_evaluate(train.plan(tiny_config(digits_dir)), workdir)
+  return workdir
+
+
+def _png(path) -> bool:
+  return path.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_the_four_commands_write_their_pictures(trained, tmp_path, capsys):
+  out = tmp_path / "pictures"
+  common = ["--workdir", str(trained), "--out", str(out)]
+  assert cli.main(["filters", *common]) == 0
+  assert "wrote" in capsys.readouterr().out and _png(out / "filters.png")
+  assert cli.main(["activations", *common, "--images", "1", "--first", "5",
+                   "--probe-images", "32"]) == 0
+  printed = capsys.readouterr().out
+  assert _png(out / "activations_5.png") and "C3" in printed
+  report = json.loads((out / "channels.json").read_text())
+  assert report["images"] == 32 and report["step"] == 6
+  assert [(row["layer"], row["channels"]) for row in report["layers"]] == [
+      ("C1", 6), ("S2", 6), ("C3", 16), ("S4", 16)]
+  assert all(0 <= row["mean_abs_correlation"] <= 1 for row in report["layers"])
+  assert cli.main(["occlusion", *common, "--images", "1", "--patch", "8", "--stride", "4"]) == 0
+  assert "unoccluded" in capsys.readouterr().out and _png(out / "occlusion_0.png")
+  assert cli.main(["saliency", *common, "--images", "1", "--class", "predicted"]) == 0
+  assert "predicted" in capsys.readouterr().out and _png(out / "saliency_0.png")
+  assert not (trained / "eval").exists()  # Nothing written into the workdir.
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["activations", "--layers", "C9"], "--layers: no feature map named 'C9'; this network has C1"),
+    (["occlusion", "--patch", "40"], "--patch 40 must be between 1 and the image size 32"),
+    (["saliency", "--images", "0"], "--images must be at least 1, got 0"),
+    (["filters", "--step", "4"], "no checkpoint of step 4"),
+    (["activations", "--first", "299", "--images", "2"], "ask for at most 1 from 299"),
+])
+def test_mistakes_are_one_line(trained, tmp_path, capsys, argv, message):
+  command, *flags = argv
+  assert cli.main([command, "--workdir", str(trained), "--out", str(tmp_path), *flags]) == 2
+  error = capsys.readouterr().err.strip()
+  assert len(error.splitlines()) == 1 and message in error, error
+
+
+def test_out_inside_the_workdir_is_refused(trained, capsys):
+  assert cli.main(["filters", "--workdir", str(trained), "--out", str(trained / "pics")]) == 2
+  assert "is inside the workdir" in capsys.readouterr().err
+  assert not (trained / "pics").exists()
