@@ -266,7 +266,8 @@ class InputPipeline:
     # merging the shards example by example before decoding was slower.
     streams = tuple(
         self._shard_stream(shard, per_shard, steps_per_epoch, start_step)
-        .map(_graph(self._prepare_for_training), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        .map(_graph(self._prepare_for_training), num_parallel_calls=tf.data.AUTOTUNE,
+             deterministic=True)
         .batch(per_shard, drop_remainder=True)
         for shard in self._shards_of_this_process())
     ds = tf.data.Dataset.zip(streams).map(_graph(
