@@ -8,7 +8,7 @@ one function in cnnjax.commands (or a tool module such as cnnjax.sweep).
   cnnjax sweep  --config PATH[:ARG] --workdir DIR [--seeds N] [--jobs K] [--summarize]
   cnnjax summary MODEL [--image-size N] [--format table|json|csv] | --all
   cnnjax plot   WORKDIR... --out DIR [--x step|epoch]
-  cnnjax filters | activations | occlusion | saliency --workdir DIR --out DIR [...]
+  cnnjax filters | activations | occlusion | saliency | probe --workdir DIR --out DIR [...]
   cnnjax report DIR... [--format md|csv|json]
   cnnjax bench  --model NAME|all [--batch-size B] [--dtype D] [--format table|json] [...]
   cnnjax import-weights --model NAME --from FILE.safetensors --workdir DIR [--config PATH[:ARG]]
@@ -157,6 +157,12 @@ COMMANDS = {
                         "cnnjax saliency --workdir DIR --out DIR [--images N] [--first I] "
                         "[--class true|predicted] [--step N]",
                         visual.add_saliency_arguments, "cnnjax.analysis.visual_commands:saliency"),
+    "probe": Command("invariance and equivariance of a trained network: its maps and answers "
+                     "under shifts (and scale, rotation, colour, occlusion on shapes)",
+                     "cnnjax probe --workdir DIR --out DIR [--layers A,B] [--images N] "
+                     "[--max-shift K] [--mode wrap|pad|both] [--transforms T,U] "
+                     "[--format table|json] [--step N]",
+                     visual.add_probe_arguments, "cnnjax.analysis.visual_commands:probe"),
     "report": Command("finished runs and sweeps beside the papers' and torchvision's published "
                       "errors, one row per run and evaluation mode",
                       "cnnjax report DIR... [--format md|csv|json]",

@@ -146,3 +146,28 @@ def test_out_inside_the_workdir_is_refused(trained, capsys):
   assert cli.main(["filters", "--workdir", str(trained), "--out", str(trained / "pics")]) == 2
   assert "is inside the workdir" in capsys.readouterr().err
   assert not (trained / "pics").exists()
+
+
+def test_probe_measures_shifts_on_the_trained_run(trained, tmp_path, capsys):
+  out = tmp_path / "probe"
+  assert cli.main(["probe", "--workdir", str(trained), "--out", str(out), "--images", "16",
+                   "--max-shift", "2", "--mode", "pad", "--format", "json"]) == 0
+  rows = json.loads(capsys.readouterr().out.split("wrote")[0])
+  assert json.loads((out / "probe.json").read_text())["rows"] == rows
+  assert _png(out / "probe.png")
+  error = {(row["magnitude"], row["layer"]): row["value"] for row in rows
+           if row["metric"] == "equivariance_error"}
+  assert error[1, "C1"] < 1e-5 and error[2, "S2"] < 1e-5 and error[1, "S2"] > 0.01
+  consistency = [row["value"] for row in rows if row["metric"] == "consistency"]
+  assert len(consistency) == 3 and consistency[0] == 1.0
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--transforms", "colour"], "--transforms colour needs colour images"),
+    (["--transforms", "shear"], "--transforms: no transform 'shear'"),
+    (["--max-shift", "40"], "--max-shift 40 must be smaller than the image size 32"),
+])
+def test_probe_mistakes_are_one_line(trained, tmp_path, capsys, flags, message):
+  assert cli.main(["probe", "--workdir", str(trained), "--out", str(tmp_path), *flags]) == 2
+  error = capsys.readouterr().err.strip()
+  assert len(error.splitlines()) == 1 and message in error, error

@@ -81,3 +81,51 @@ def draw_heat_map(image: np.ndarray, heat: np.ndarray, title: str, label: str,
     ax.axis("off")
   figure.suptitle(title, fontsize=9)
   return _save(figure, path)
+
+
+def draw_probe(rows: list[dict], title: str, path: pathlib.Path) -> pathlib.Path:
+  """cnnjax probe's figure: each layer's equivariance error against the shift
+  (pad solid, wrap dashed), the output's consistency and accuracy against
+  the shift, and one panel per other transform."""
+  others = sorted({row["transform"] for row in rows} - {"shift"})
+  shifted = [row for row in rows if row["transform"] == "shift"]
+  panels = (2 if shifted else 0) + len(others)
+  columns = min(3, panels)
+  rows_of_panels = -(-panels // columns)
+  figure, axes = pyplot.subplots(rows_of_panels, columns, squeeze=False,
+                                 figsize=(4.6 * columns, 3.6 * rows_of_panels))
+  axes = list(axes.ravel())
+  for spare in axes[panels:]:
+    spare.axis("off")
+  styles = {"pad": "-", "wrap": "--"}
+  if shifted:
+    error_axes, output_axes = axes.pop(0), axes.pop(0)
+    layers = list(dict.fromkeys(row["layer"] for row in shifted if row["layer"] != "output"))
+    for index, layer in enumerate(layers):
+      for mode, style in styles.items():
+        points = [(row["magnitude"], row["value"]) for row in shifted
+                  if row["layer"] == layer and row["mode"] == mode]
+        if points:
+          error_axes.plot(*zip(*points), style, marker="o", markersize=3, color=f"C{index % 10}",
+                          label=f"{layer} ({mode})" if mode == "pad" else None)
+    error_axes.set(xlabel="shift k (pixels)", ylabel="equivariance error",
+                   title="layers (pad solid, wrap dashed)")
+    error_axes.legend(fontsize=7)
+    for index, metric in enumerate(("consistency", "accuracy")):
+      for mode, style in styles.items():
+        points = [(row["magnitude"], row["value"]) for row in shifted
+                  if row["metric"] == metric and row["mode"] == mode]
+        output_axes.plot(*zip(*points), style, marker="o", markersize=3, color=f"C{index}",
+                         label=f"{metric} ({mode})")
+    output_axes.set(xlabel="shift k (pixels)", ylim=(0, 1.02), title="output")
+    output_axes.legend(fontsize=7)
+  for transform, panel in zip(others, axes):
+    for index, metric in enumerate(("consistency", "accuracy")):
+      points = [(row["magnitude"], row["value"]) for row in rows
+                if row["transform"] == transform and row["metric"] == metric]
+      panel.plot(*zip(*points), marker="o", markersize=3, color=f"C{index}", label=metric)
+    panel.set(xlabel=transform, ylim=(0, 1.02), title=f"output under {transform}")
+    panel.legend(fontsize=7)
+  figure.suptitle(title, fontsize=9)
+  figure.tight_layout()
+  return _save(figure, path)

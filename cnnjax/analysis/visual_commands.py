@@ -9,6 +9,8 @@ JAX nor matplotlib: flag mistakes are one line at once.
                      [--probe-images M]
   cnnjax occlusion   --workdir DIR --out DIR [--images N] [--first I] [--patch P] [--stride S]
   cnnjax saliency    --workdir DIR --out DIR [--images N] [--first I] [--class true|predicted]
+  cnnjax probe       --workdir DIR --out DIR [--layers A,B] [--images N] [--max-shift K]
+                     [--mode wrap|pad|both] [--transforms shift,scale,...] [--format table|json]
 """
 
 import argparse
@@ -62,12 +64,29 @@ def add_saliency_arguments(command: argparse.ArgumentParser) -> None:
                        help="whose score is differentiated: the true class or the predicted one")
 
 
+def add_probe_arguments(command: argparse.ArgumentParser) -> None:
+  _common(command)
+  command.set_defaults(images=256)
+  command.add_argument("--layers", metavar="A,B",
+                       help="module paths whose equivariance to measure (default: the network's "
+                            "top-level layers and blocks)")
+  command.add_argument("--max-shift", type=int, default=None, metavar="K",
+                       help="largest shift in pixels (default: an eighth of the image)")
+  command.add_argument("--mode", choices=("wrap", "pad", "both"), default="both",
+                       help="pixels shifted out come back on the other side (wrap) or zeros "
+                            "come in (pad); default: both")
+  command.add_argument("--transforms", metavar="T,U",
+                       help="of shift, scale, rotation, colour, occlusion (default: shift, and "
+                            "all of them on the shapes datasets)")
+  command.add_argument("--format", choices=("table", "json"), default="table")
+
+
 def _checked(args, overrides) -> pathlib.Path:
   """The output directory, created; every flag checked first."""
   if overrides:
     raise UserError(f"cnnjax {args.command} takes no --config overrides; the workdir's "
                     "config.json describes the network")
-  for flag in ("images", "probe_images", "patch", "stride"):
+  for flag in ("images", "probe_images", "patch", "stride", "max_shift"):
     value = getattr(args, flag, None)
     if value is not None and value < 1:
       raise UserError(f"--{flag.replace('_', '-')} must be at least 1, got {value}")
@@ -207,4 +226,53 @@ def saliency(args, overrides) -> int:
     _wrote(pictures.draw_heat_map(shown.display[index], heat, title,
                                   f"|d score_{label} / d pixel|, max over channels",
                                   out / f"saliency_{position}.png"), title)
+  return 0
+
+
+def probe(args, overrides) -> int:
+  """How the network's maps and answers move when its test images move,
+  turn, grow or change colour (cnnjax.analysis.probe)."""
+  out = _checked(args, overrides)
+  layers = [name.strip() for name in args.layers.split(",")] if args.layers else None
+  transforms = None
+  if args.transforms:
+    from cnnjax.analysis import probe as probe_lib
+
+    transforms = tuple(name.strip() for name in args.transforms.split(","))
+    for name in transforms:
+      if name not in probe_lib.TRANSFORMS:
+        raise UserError(f"--transforms: no transform {name!r}; choose among "
+                        f"{', '.join(probe_lib.TRANSFORMS)}")
+  run = _load(args)
+  from cnnjax.analysis import pictures, render
+  from cnnjax.analysis import probe as probe_lib
+
+  size = run.image_shape[0]
+  max_shift = args.max_shift or max(1, size // 8)
+  if max_shift >= size:
+    raise UserError(f"--max-shift {max_shift} must be smaller than the image size {size}")
+  if transforms is None:
+    transforms = (probe_lib.TRANSFORMS if run.config.dataset.name.startswith("shapes")
+                  else ("shift",))
+  if any(name == "colour" for name in transforms) and run.image_shape[-1] != 3:
+    raise UserError("--transforms colour needs colour images; this run's have "
+                    f"{run.image_shape[-1]} channel")
+  modes = ("wrap", "pad") if args.mode == "both" else (args.mode,)
+  shown = _examples(args, run)
+  rows = [row.as_dict() for row in probe_lib.probe(run, shown.images, shown.labels, layers,
+                                                    max_shift, modes, transforms)]
+  path = out / "probe.json"
+  path.write_text(json.dumps({"workdir": str(args.workdir), "step": run.step,
+                              "images": len(shown.labels), "rows": rows}, indent=1) + "\n")
+  if args.format == "json":
+    sys.stdout.write(json.dumps(rows, indent=1) + "\n")
+  else:
+    print(f"{run.config.model.name} at step {run.step}, {len(shown.labels)} test images of "
+          f"{run.config.dataset.name}")
+    columns = ("transform", "mode", "magnitude", "layer", "metric", "value")
+    sys.stdout.write(render.table(rows, columns, frozenset(("magnitude", "value"))))
+  title = (f"{run.config.model.name}, step {run.step}, {len(shown.labels)} test images of "
+           f"{run.config.dataset.name}")
+  _wrote(path)
+  _wrote(pictures.draw_probe(rows, title, out / "probe.png"))
   return 0
