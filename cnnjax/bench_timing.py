@@ -186,6 +186,27 @@ def _time(step: _Step, case: Case) -> tuple[int, list[float]]:
   return steps_per_repeat, seconds
 
 
+def steps_timer(case: Case, say: Callable[[str], None] = lambda text: None
+                ) -> Callable[[int], float]:
+  """The compiled, warmed-up train step of `case` as `run(n)`: the seconds n
+  consecutive steps take, up to the state being ready. For timing it beside
+  something else (scripts/compare_pytorch.py), in turns."""
+  step = _build_step(case, check_devices(case.batch_size), say)
+  _compile(step)
+  for _ in range(WARMUP_STEPS):
+    step.state, _ = step.call(step.state, step.batch, step.rng)
+  jax.block_until_ready(step.state)
+
+  def run(count: int) -> float:
+    started = time.perf_counter()
+    for _ in range(count):
+      step.state, _ = step.call(step.state, step.batch, step.rng)
+    jax.block_until_ready(step.state)
+    return time.perf_counter() - started
+
+  return run
+
+
 def measure(case: Case, peak_tflops: float | None = None,
             say: Callable[[str], None] = lambda text: None) -> dict:
   """Compiles and times the training step of `case`; the figures as a dict

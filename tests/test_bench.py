@@ -85,6 +85,25 @@ def test_bfloat16_step_and_given_peak(capsys):
   assert "| lenet5 | 36x36x1 | 4 | bfloat16 |" in out and "peak 0.5 TFLOP/s per device (given)" in out
 
 
+def test_steps_timer_times_the_step_it_compiled_once():
+  """What scripts/compare_pytorch.py times cnnjax with."""
+  case = bench_timing.Case("lenet5", 32, 1, 10, 4, "float32", steps=None, repeats=1)
+  run = bench_timing.steps_timer(case)
+  with bench_timing._CompileCounter() as compilations:
+    seconds = run(2)
+  assert seconds > 0 and compilations.count == 0
+
+
+def test_compare_pytorch_says_when_torch_is_missing():
+  blocker = "import sys; sys.modules['torch'] = None; "
+  script = ROOT / "scripts" / "compare_pytorch.py"
+  result = subprocess.run([sys.executable, "-c", blocker + f"exec(open({str(script)!r}).read())"],
+                          capture_output=True, text=True, timeout=120)
+  assert result.returncode == 2
+  assert result.stderr.strip().startswith("compare_pytorch: torch and torchvision are not "
+                                          "importable here")
+
+
 def test_compile_counter_sees_a_compilation():
   """The guard that refuses figures timed across a recompilation can see one."""
   ones = jax.numpy.ones(7)
