@@ -11,6 +11,7 @@ one function in cnnjax.commands (or a tool module such as cnnjax.sweep).
   cnnjax filters | activations | occlusion | saliency | probe --workdir DIR --out DIR [...]
   cnnjax report DIR... [--format md|csv|json]
   cnnjax bench  --model NAME|all [--batch-size B] [--dtype D] [--format table|json] [...]
+  cnnjax bench-input --recipe RECIPE [--image-size N] [--batch-size B] [--seconds S]
   cnnjax import-weights --model NAME --from FILE.safetensors --workdir DIR [--config PATH[:ARG]]
 
 One of several processes adds `--coordinator_address HOST:PORT
@@ -37,7 +38,7 @@ from typing import Callable
 
 from absl import logging as absl_logging
 
-from cnnjax import bench, import_weights, report, stopping, sweep
+from cnnjax import bench, bench_input, import_weights, report, stopping, sweep
 from cnnjax.analysis import commands as analysis
 from cnnjax.analysis import visual_commands as visual
 from cnnjax.errors import UserError
@@ -174,6 +175,11 @@ COMMANDS = {
                      "[--dtype float32|bfloat16] [--format table|json] [--peak-tflops X] "
                      "[--config.model.KEY=VALUE ...]",
                      bench.add_arguments, "cnnjax.bench:run"),
+    "bench-input": Command("time the input pipeline alone (JPEG decoding, a recipe's "
+                           "augmentation, batching) on generated ImageNet-sized JPEG files",
+                           "cnnjax bench-input --recipe RECIPE [--image-size N] "
+                           "[--batch-size B] [--seconds S] [--format table|json]",
+                           bench_input.add_arguments, "cnnjax.bench_input:run"),
     "import-weights": Command("torchvision's weights (safetensors, torchvision's names) as a new "
                               "workdir, for `cnnjax eval` and fine-tuning with `cnnjax train`",
                               "cnnjax import-weights --model NAME --from FILE.safetensors "

@@ -143,3 +143,27 @@ def test_flag_mistakes_are_reported_before_jax_is_imported():
                        env={**os.environ, "PYTHONPATH": str(ROOT)})
   assert run.returncode == 2 and run.stdout.strip() == "[]"
   assert run.stderr.strip() == "cnnjax: error: --repeats must be a positive integer, got '0'"
+
+
+def test_bench_input_times_a_recipe_on_generated_jpegs(capsys):
+  assert cli.main(["bench-input", "--recipe", "resize_shorter(40, 48) | random_crop(32) | flip",
+                   "--image-size", "32", "--batch-size", "4", "--seconds", "0.5", "--files", "3",
+                   "--format", "json"]) == 0
+  result = json.loads(capsys.readouterr().out)
+  assert result["recipe"] == "resize_shorter(40, 48) | random_crop(32) | flip"
+  assert result["output_shape"] == "32x32x3" and result["images_per_sec"] > 0
+  assert result["images_per_sec_per_core"] == pytest.approx(result["images_per_sec"]
+                                                            / result["cores"])
+  assert 0 < result["cpu_utilisation"] and result["mean_file_bytes"] > 10_000
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["--recipe", "resize_shorter(256) | randm_crop"], "--recipe='resize_shorter(256) | "
+                                                        "randm_crop': unknown op 'randm_crop'"),
+    (["--recipe", "flip", "--seconds", "0"], "--seconds must be positive, got 0"),
+    (["--recipe", "flip", "--batch-size", "0"], "--batch-size must be at least 1, got 0"),
+])
+def test_bench_input_mistakes_are_one_line(arguments, message, capsys):
+  assert cli.main(["bench-input", *arguments]) == 2
+  error = capsys.readouterr().err.strip()
+  assert len(error.splitlines()) == 1 and message in error, error
