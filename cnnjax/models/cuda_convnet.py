@@ -116,7 +116,7 @@ class CudaConvnet(nn.Module):
 
     x = images.astype(self.dtype)
     for i, (features, pooling) in enumerate(zip(self.conv_features, self.pooling), 1):
-      x = act(nn.Conv(features, (5, 5), padding=2, name=f"conv{i}", **init())(x))
+      x = act(layers.Conv(features, (5, 5), padding=2, name=f"conv{i}", **init())(x))
       x = self._normalize(x, f"conv{i}")
       x = layers.Pool(pooling, self.pool_window, 2, act, self.dtype, ceil_mode=True,
                       name=f"pool{i}")(x)

@@ -86,7 +86,7 @@ class DenseNet(nn.Module):
     layers.lookup({s: s for s in STEMS}, "stem", self.stem)
     layers.check_input_size(images, self.min_input_size(), "densenet")
     act = layers.activation(self.activation)
-    conv = functools.partial(nn.Conv, use_bias=False, padding=0, dtype=self.dtype,
+    conv = functools.partial(layers.Conv, use_bias=False, padding=0, dtype=self.dtype,
                              kernel_init=nn.initializers.variance_scaling(2.0, "fan_out", "normal"))
     norm = functools.partial(layers.batch_norm, train=train, axis_name=self.axis_name,
                              dtype=self.dtype)

@@ -124,7 +124,7 @@ class LeNet5(nn.Module):
           f"{height}x{width}; set config.dataset.image_size (the paper pads 28x28 MNIST to 32x32)")
     act = layers.activation(self.activation)
     kernel_init = layers.lookup(INITIALIZATIONS, "initialization", self.initialization)()
-    conv = lambda features, name: nn.Conv(
+    conv = lambda features, name: layers.Conv(
         features, (5, 5), padding="VALID", dtype=self.dtype, kernel_init=kernel_init, name=name)
 
     x = act(conv(6, "C1")(images.astype(self.dtype)))

@@ -132,7 +132,7 @@ class ResNet(nn.Module):
     layers.lookup({s: s for s in STEMS}, "stem", self.stem)
     act = layers.activation(self.activation)
     # He et al. 2015 ("Delving deep") initialisation, as §3.4 says.
-    conv = functools.partial(nn.Conv, use_bias=False, dtype=self.dtype,
+    conv = functools.partial(layers.Conv, use_bias=False, dtype=self.dtype,
                              kernel_init=nn.initializers.variance_scaling(2.0, "fan_out", "normal"))
     norm = functools.partial(layers.batch_norm, train=train, axis_name=self.axis_name,
                              dtype=self.dtype)
