@@ -39,8 +39,10 @@ classifier on frozen features alone does better than training from scratch in
 all three seeds, though its error varies more across seeds.
 """
 
+import pathlib
+
+from cnnjax import config as config_lib
 from cnnjax import experiment_setup as setup
-from cnnjax.config import base_config
 
 FILE = "experiments/finetune_shapes.py"
 ARMS = {"source": "pretrain on shapes/hard", "scratch": "the baseline, no pretraining",
@@ -51,19 +53,13 @@ TARGET_EXAMPLES = 1000  # About 100 per class: the train split is in random orde
 
 def get_config(arg=None):
   arm = setup.one_of(setup.words(arg, FILE, ARMS), ARMS, FILE, default="scratch")
-  config = base_config()
-  config.model.name = "lenet5_modern"
-  config.batch_size = 64
-  config.log_every_steps = 50
-  config.optimizer.name = "adam"
-  config.optimizer.learning_rate = 2e-3
-  config.schedule.name = "cosine"
-  config.schedule.warmup_epochs = 1.0
+  # LeNet-5 (modern) with experiments/lenet5_shapes.py's recipe: Adam 2e-3,
+  # cosine after a warm-up epoch, on shapes/hard.
+  config = config_lib.load(str(pathlib.Path(__file__).with_name("lenet5_shapes.py")))
   if arm == "source":
-    config.dataset.name = "shapes/hard"
-    config.batch_size = 128
     config.num_epochs = 3.0
     return config
+  config.batch_size = 64
   config.dataset.name = "shapes/clean"
   config.dataset.train_split = f"train[:{TARGET_EXAMPLES}]"
   config.num_epochs = 40.0  # 40,000 images seen, the same in every arm.

@@ -145,6 +145,21 @@ def _summary_all(output_format: str) -> int:
   return 0
 
 
+def output_directory(out: pathlib.Path, workdirs: list[pathlib.Path]) -> pathlib.Path:
+  """--out DIR, created, resolved; a UserError if it is inside one of the
+  workdirs (the analysis commands never write into a workdir) or cannot be made."""
+  resolved = out.resolve()
+  for workdir in workdirs:
+    if resolved == workdir.resolve() or workdir.resolve() in resolved.parents:
+      raise UserError(f"--out {out} is inside the workdir {workdir}; these commands never "
+                      "write into a workdir, choose another DIR")
+  try:
+    resolved.mkdir(parents=True, exist_ok=True)
+  except OSError as error:
+    raise UserError(f"--out {out}: cannot create it ({error.strerror})") from None
+  return resolved
+
+
 def plot(args, overrides) -> int:
   """Writes DIR/curves.png: loss, top-1 error and learning rate of each workdir."""
   if overrides:
@@ -152,15 +167,7 @@ def plot(args, overrides) -> int:
   from cnnjax.analysis import curves
 
   runs = [curves.read_run(workdir, args.x) for workdir in args.workdirs]
-  out = args.out.resolve()
-  for workdir in args.workdirs:
-    if out == workdir.resolve() or workdir.resolve() in out.parents:
-      raise UserError(f"--out {args.out} is inside the workdir {workdir}; plot never writes "
-                      "into a workdir, choose another DIR")
-  try:
-    out.mkdir(parents=True, exist_ok=True)
-  except OSError as error:
-    raise UserError(f"--out {args.out}: cannot create it ({error.strerror})") from None
+  out = output_directory(args.out, args.workdirs)
   from cnnjax.analysis import plot as plot_lib
 
   path = plot_lib.plot_curves(runs, args.x, out / "curves.png")

@@ -18,6 +18,7 @@ import json
 import pathlib
 import sys
 
+from cnnjax.analysis import commands
 from cnnjax.errors import UserError
 
 
@@ -95,16 +96,7 @@ def _checked(args, overrides) -> pathlib.Path:
   if not args.workdir.is_dir():
     raise UserError(f"--workdir {args.workdir} is not a directory; pass the workdir of a "
                     "`cnnjax train` run")
-  out = args.out.resolve()
-  workdir = args.workdir.resolve()
-  if out == workdir or workdir in out.parents:
-    raise UserError(f"--out {args.out} is inside the workdir {args.workdir}; these commands "
-                    "never write into a workdir, choose another DIR")
-  try:
-    out.mkdir(parents=True, exist_ok=True)
-  except OSError as error:
-    raise UserError(f"--out {args.out}: cannot create it ({error.strerror})") from None
-  return out
+  return commands.output_directory(args.out, [args.workdir])
 
 
 def _load(args):
