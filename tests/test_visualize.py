@@ -134,6 +134,8 @@ def test_the_four_commands_write_their_pictures(trained, tmp_path, capsys):
     (["saliency", "--images", "0"], "--images must be at least 1, got 0"),
     (["filters", "--step", "4"], "no checkpoint of step 4"),
     (["activations", "--first", "299", "--images", "2"], "ask for at most 1 from 299"),
+    (["activations", "--images", "1", "--probe-images", "400"],
+     "--probe-images 400: the eval split 'test' has 300 images"),
 ])
 def test_mistakes_are_one_line(trained, tmp_path, capsys, argv, message):
   command, *flags = argv

@@ -151,7 +151,10 @@ def activations(args, overrides) -> int:
     _wrote(pictures.draw_feature_maps(shown.display[index],
                                       {name: maps[name][index] for name in chosen}, title,
                                       out / f"activations_{position}.png"))
-  probe = run_lib.examples(run, args.probe_images)
+  try:
+    probe = run_lib.examples(run, args.probe_images)
+  except UserError as error:
+    raise UserError(f"--probe-images {args.probe_images}: {error}") from None
   probe_maps = visualize.feature_maps(run, probe.images)
   reports = [visualize.channel_report(name, probe_maps[name]).as_dict() for name in chosen]
   print(f"channels over {len(probe.labels)} test images: dead = never above 0 (after a ReLU, "
