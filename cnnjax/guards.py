@@ -44,6 +44,7 @@ class StopWatch:
       self._previous[signal.SIGINT] = signal.signal(signal.SIGINT, self._on_interrupt)
     if not self._distributed:  # Several processes: JAX's own SIGTERM handler.
       self._previous[signal.SIGTERM] = signal.signal(signal.SIGTERM, stopping.request_stop)
+    self._stop_watching = stopping.abort_on_second_interrupt()
 
   def _on_interrupt(self, signum, frame):
     first = stopping.stop_requested() is None
@@ -60,6 +61,7 @@ class StopWatch:
     return stopping.stop_requested()
 
   def close(self) -> None:
+    self._stop_watching()
     for signum, handler in self._previous.items():
       signal.signal(signum, handler)
     self._previous = {}

@@ -14,13 +14,16 @@ The signal handlers only note the request; training acts on it at a step
 boundary (cnnjax.guards). Raising from a handler instead can be swallowed by
 whatever library code it interrupts. While starting, before there is a step
 to save, Ctrl-C interrupts at once (the CLI reports it in one line), and is
-noted as well in case the exception is swallowed. This
+noted as well in case the exception is swallowed. The abort on a second
+Ctrl-C comes from a thread of its own (`abort_on_second_interrupt`), since the
+main thread may be inside C++ for a long time. This
 module imports nothing heavy, so the CLI can use it without importing JAX.
 """
 
 import os
 import signal
 import sys
+import threading
 
 PREEMPTED_STATUS = 75
 DIVERGED_STATUS = 3
@@ -64,6 +67,39 @@ def abort() -> None:
   print("\ncnnjax: interrupted again: stopped at once without saving; run the same command to "
         "resume from the last checkpoint", file=sys.stderr, flush=True)
   os._exit(INTERRUPTED_STATUS)
+
+
+def abort_on_second_interrupt():
+  """Aborts on a Ctrl-C that follows an earlier stop signal, even while the
+  main thread is inside a long C++ call (compiling, waiting on a device or on
+  a save's files), where Python runs no signal handler until the call returns.
+
+  CPython's C-level handler writes each signal's number to the wakeup fd as
+  the signal lands; a thread reading it aborts. The Python handlers still note
+  the requests as before. Returns the function that stops watching; main
+  thread only, like `signal.signal`.
+  """
+  read_end, write_end = os.pipe()
+  os.set_blocking(write_end, False)
+  previous_fd = signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
+  stopped_before = _requested is not None  # Noted while starting (see cnnjax.cli).
+
+  def watch():
+    nonlocal stopped_before
+    while (number := os.read(read_end, 1)) != b"\0":
+      if number[0] == signal.SIGINT and stopped_before:
+        abort()
+      stopped_before |= number[0] in (signal.SIGINT, signal.SIGTERM)
+    os.close(read_end)
+
+  threading.Thread(target=watch, name="cnnjax-second-interrupt", daemon=True).start()
+
+  def stop_watching():
+    signal.set_wakeup_fd(previous_fd)
+    os.write(write_end, b"\0")
+    os.close(write_end)
+
+  return stop_watching
 
 
 class StopRun(Exception):

@@ -11,6 +11,10 @@ its N-th call in this process first does ACTION:
   int     SIGINT this process (Ctrl-C)
   fail    raise OSError(ENOSPC) (a full disk)
 ACTION+ (e.g. `kill+`) acts right after the N-th call returns instead.
+A `term` or `int` sent from a thread other than the main one (orbax's writer)
+holds that thread for HOLD_S seconds: a real signal comes from outside, while
+the work it lands in is still under way; without the hold the thread would
+race on and could finish a save before the signal is handled.
 CNNJAX_TRACE=MODULE:ATTRIBUTE,... prints `trace MODULE:ATTRIBUTE #N` at each
 call, to choose N.
 """
@@ -21,8 +25,12 @@ import importlib
 import os
 import signal
 import sys
+import threading
+import time
 
 from cnnjax import cli
+
+HOLD_S = 30
 
 
 def _resolve(target: str):
@@ -34,17 +42,17 @@ def _resolve(target: str):
   return owner, name
 
 
+SIGNALS = {"kill": signal.SIGKILL, "term": signal.SIGTERM, "int": signal.SIGINT}
+
+
 def _act(action: str, target: str) -> None:
-  if action == "kill":
-    os.kill(os.getpid(), signal.SIGKILL)
-  elif action == "term":
-    os.kill(os.getpid(), signal.SIGTERM)
-  elif action == "int":
-    os.kill(os.getpid(), signal.SIGINT)
-  elif action == "fail":
+  if action == "fail":
     raise OSError(errno.ENOSPC, f"No space left on device (injected at {target})")
-  else:
+  if action not in SIGNALS:
     raise ValueError(f"unknown fault action {action!r}")
+  os.kill(os.getpid(), SIGNALS[action])
+  if threading.current_thread() is not threading.main_thread():
+    time.sleep(HOLD_S)
 
 
 def _wrap(target: str, on_call) -> None:

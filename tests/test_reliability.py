@@ -233,6 +233,37 @@ def test_the_same_config_and_seed_give_the_same_run(digits_dir, tmp_path, straig
   assert_same_run(tmp_path, reference, plan)
 
 
+# The main thread blocks SIGINT, as if inside a long C++ call: Python cannot
+# run its handler there until the call returns, 60 s later.
+_MAIN_CANNOT_HANDLE_IT = """
+import os, signal, sys, threading, time
+from cnnjax import stopping
+signal.signal(signal.SIGINT, stopping.request_stop)
+stop_watching = stopping.abort_on_second_interrupt()
+signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+def press(times):
+  for _ in range(times):
+    os.kill(os.getpid(), signal.SIGINT)
+    time.sleep(0.5)
+threading.Thread(target=press, args=(int(sys.argv[1]),)).start()
+time.sleep(float(sys.argv[2]))
+stop_watching()
+print("went on, stop requested:", stopping.stop_requested())
+"""
+
+
+@pytest.mark.parametrize("presses, expected", [(2, INTERRUPTED_STATUS), (1, 0)])
+def test_a_second_ctrl_c_aborts_while_the_main_thread_is_busy(presses, expected):
+  command = [sys.executable, "-c", _MAIN_CANNOT_HANDLE_IT, str(presses), "60" if presses > 1 else "3"]
+  result = subprocess.run(command, capture_output=True, text=True, timeout=50,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}, **CTRL_C_REACHES_IT)
+  assert result.returncode == expected, result.stderr[-2000:]
+  if presses > 1:
+    assert "interrupted again: stopped at once" in result.stderr
+  else:
+    assert f"stop requested: {int(signal.SIGINT)}" in result.stdout
+
+
 def test_a_torn_last_line_is_dropped_on_resume(tmp_path):
   path = tmp_path / "metrics.jsonl"
   path.write_text('{"step": 2, "train/loss": 1.0}\n{"step": 4, "train/loss": 0.5}\n{"step": 6, "tr')
