@@ -310,36 +310,3 @@ def test_dropout_masks_do_not_depend_on_the_device_count():
   np.testing.assert_array_equal(_dropout_masks(4), one)
   # Rows differ from each other: no device repeats another's mask.
   assert len({row.tobytes() for row in one}) == len(one)
-
-
-@pytest.mark.parametrize("shape, kernel, strides, padding", [
-    ((2, 2, 2, 256), (3, 3, 256, 8), (1, 1), ((1, 1), (1, 1))),  # ResNet-18's conv4 at 32x32.
-    ((2, 4, 4, 128), (3, 3, 128, 8), (2, 2), ((1, 1), (1, 1))),  # Its downsampling into it.
-    ((2, 1, 1, 512), (3, 3, 512, 4), (1, 1), "SAME"),
-    ((2, 3, 4, 200), (3, 3, 200, 4), (2, 2), "VALID"),
-])
-def test_small_maps_are_convolved_as_patches_times_a_matrix(shape, kernel, strides, padding):
-  """The same convolution and gradients as XLA's, to rounding, without a
-  convolution in the program (the CPU path for maps of at most 2x2)."""
-  x = jax.random.normal(jax.random.key(0), shape)
-  w = jax.random.normal(jax.random.key(1), kernel)
-  numbers = jax.lax.conv_dimension_numbers(shape, kernel, ("NHWC", "HWIO", "NHWC"))
-  ours = lambda x, w: layers.conv_general_dilated(x, w, strides, padding,
-                                                   dimension_numbers=numbers)
-  xla = lambda x, w: jax.lax.conv_general_dilated(x, w, strides, padding,
-                                                  dimension_numbers=numbers)
-  assert "conv_general_dilated" not in str(jax.make_jaxpr(ours)(x, w))
-  np.testing.assert_allclose(ours(x, w), xla(x, w), rtol=1e-5, atol=1e-4)
-  weights = jax.random.normal(jax.random.key(2), xla(x, w).shape)
-  loss = lambda conv: lambda x, w: jnp.sum(weights * conv(x, w))
-  for a, b in zip(jax.grad(loss(ours), (0, 1))(x, w), jax.grad(loss(xla), (0, 1))(x, w)):
-    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-4)
-
-
-def test_larger_maps_and_small_fan_ins_keep_xlas_convolution():
-  numbers = jax.lax.conv_dimension_numbers((1, 3, 3, 256), (3, 3, 256, 8),
-                                           ("NHWC", "HWIO", "NHWC"))
-  for shape, kernel in (((1, 3, 3, 256), (3, 3, 256, 8)), ((1, 2, 2, 16), (3, 3, 16, 8))):
-    program = jax.make_jaxpr(lambda x, w: layers.conv_general_dilated(
-        x, w, (1, 1), "SAME", dimension_numbers=numbers))(jnp.ones(shape), jnp.ones(kernel))
-    assert "conv_general_dilated" in str(program)

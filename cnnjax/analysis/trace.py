@@ -34,6 +34,7 @@ from flax import linen as nn
 from jax.extend import core
 
 from cnnjax.errors import UserError
+from cnnjax.models import cpu_kernels
 
 SCOPE_PREFIX = "cnnjax_summary_call"
 _SCOPE = re.compile(SCOPE_PREFIX + r"(\d+)")
@@ -133,7 +134,8 @@ def trace(model: nn.Module, variables: Any, images: jax.ShapeDtypeStruct) -> Tra
     with nn.intercept_methods(interceptor):
       return model.apply(variables, images, train=False)
 
-  closed = jax.make_jaxpr(forward)(variables, images)
+  with cpu_kernels.xla_primitives():  # Windows and strides are read from XLA's primitives.
+    closed = jax.make_jaxpr(forward)(variables, images)
   batch, height, width, _ = range(4)
   image = State(batch, Extent(height, 1, 1), Extent(width, 1, 1))
   walker = _Walker()

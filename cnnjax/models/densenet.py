@@ -96,7 +96,7 @@ class DenseNet(nn.Module):
     if self.stem == "imagenet":  # Table 1: 7x7/2 conv, 3x3/2 max pool (torchvision adds BN-ReLU).
       x = act(norm(name="bn_init")(conv(self.num_init_features, (7, 7), 2, padding=3,
                                         name="conv_init")(x)))
-      x = nn.max_pool(x, (3, 3), (2, 2), padding=((1, 1), (1, 1)))
+      x = layers.max_pool(x, (3, 3), (2, 2), padding=((1, 1), (1, 1)))
     else:  # §3 "Implementation details": one 3x3 convolution before the first block.
       x = conv(self.num_init_features, (3, 3), padding=1, name="conv_init")(x)
     for block, layers_in_block in enumerate(self.block_config):

@@ -5,16 +5,15 @@ Tables are plain dicts looked up by name, so an ablation (ReLU vs tanh, ...) is
 a string in the config. An unknown name is a user error that lists the choices.
 """
 
-import functools
 from typing import Any, Callable, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import linen as nn
-from jax import lax
 
 from cnnjax.errors import UserError, choose
+from cnnjax.models.cpu_kernels import Conv, max_pool  # noqa: F401  (the zoo's layers)
 
 
 def scaled_tanh(x: jax.Array) -> jax.Array:
@@ -34,56 +33,6 @@ ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
     "elu": nn.elu,
     "gelu": nn.gelu,
 }
-
-
-# Where XLA's CPU convolution is slow: output maps of at most 2x2 units with
-# a fan-in of at least 1,024 (ResNet-18's last two stages at 32x32 inputs:
-# 3x3 kernels over 256 and 512 maps). There, measured on 2 cores of an AMD
-# EPYC (AVX-512), a training step's convolution (forward and both gradients)
-# takes 2.5 to 10 times longer than the same product as image patches times a
-# matrix, which beats it by as much everywhere else (3x3 and larger maps).
-SMALL_MAP_UNITS = 4
-SMALL_MAP_FAN_IN = 1024
-
-
-def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
-                         dimension_numbers=None, feature_group_count=1, precision=None,
-                         preferred_element_type=None):
-  """lax.conv_general_dilated, computed on the CPU as image patches times the
-  kernel as a matrix where the output map is small (above): the same sums in
-  another order, so results agree to rounding. The patches are slices of the
-  padded input, which cost no arithmetic, so XLA's FLOP count (`cnnjax
-  bench`, `cnnjax summary`) stays the convolution's. Other backends, layouts
-  than NHWC/HWIO, and grouped or dilated convolutions keep XLA's convolution."""
-  convolve = functools.partial(
-      lax.conv_general_dilated, window_strides=window_strides, padding=padding,
-      lhs_dilation=lhs_dilation, rhs_dilation=rhs_dilation, dimension_numbers=dimension_numbers,
-      feature_group_count=feature_group_count, precision=precision,
-      preferred_element_type=preferred_element_type)
-  height, width, fan_in, features = rhs.shape
-  nhwc = dimension_numbers is not None and (
-      tuple(dimension_numbers.lhs_spec), tuple(dimension_numbers.rhs_spec),
-      tuple(dimension_numbers.out_spec)) == ((0, 3, 1, 2), (3, 2, 0, 1), (0, 3, 1, 2))
-  dilated = any(d != 1 for d in tuple(lhs_dilation or ()) + tuple(rhs_dilation or ()))
-  if (jax.default_backend() != "cpu" or not nhwc or feature_group_count != 1 or dilated
-      or height * width * fan_in < SMALL_MAP_FAN_IN):
-    return convolve(lhs, rhs)
-  _, rows, columns, _ = jax.eval_shape(convolve, lhs, rhs).shape
-  if rows * columns > SMALL_MAP_UNITS:
-    return convolve(lhs, rhs)
-  if isinstance(padding, str):
-    padding = lax.padtype_to_pads(lhs.shape[1:3], (height, width), window_strides, padding)
-  padded = jnp.pad(lhs, ((0, 0), *padding, (0, 0)))
-  down, across = window_strides
-  patches = jnp.concatenate(  # Features ordered (kernel row, kernel column, input map), as HWIO.
-      [padded[:, i:i + (rows - 1) * down + 1:down, j:j + (columns - 1) * across + 1:across]
-       for i in range(height) for j in range(width)], axis=-1)
-  return jnp.dot(patches, rhs.reshape(height * width * fan_in, features), precision=precision,
-                 preferred_element_type=preferred_element_type)
-
-
-# Flax's convolution with the dispatch above; parameters as nn.Conv's.
-Conv = functools.partial(nn.Conv, conv_general_dilated=conv_general_dilated)
 
 
 def lookup(table: dict, kind: str, name: str):
@@ -323,7 +272,7 @@ class Pool(nn.Module):
       return self.act(conv(x))
     if self.ceil_mode:
       return (max_pool_ceil if self.kind == "max" else avg_pool_ceil)(x, self.window, self.strides)
-    return (nn.max_pool if self.kind == "max" else nn.avg_pool)(x, window, strides)
+    return (max_pool if self.kind == "max" else nn.avg_pool)(x, window, strides)
 
 
 def _ceil_mode_padding(x: jax.Array, window: int, strides: int,
@@ -348,7 +297,7 @@ def max_pool_ceil(x: jax.Array, window: int, strides: int, padding: int = 0) -> 
   and so are cuda-convnet's (layer.py, PoolLayerParser: outputsX =
   ceil((imgSize - start - sizeX) / stride) + 1 with start = 0: 32 → 16 → 8 → 4)."""
   pads = _ceil_mode_padding(x, window, strides, padding)
-  return nn.max_pool(x, (window, window), (strides, strides), pads)
+  return max_pool(x, (window, window), (strides, strides), pads)
 
 
 def avg_pool_ceil(x: jax.Array, window: int, strides: int) -> jax.Array:

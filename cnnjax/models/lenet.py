@@ -44,7 +44,7 @@ C3_TABLE = (
     (0, 1, 2, 3, 4, 5),
 )
 
-POOLINGS = {"trainable": None, "avg": nn.avg_pool, "max": nn.max_pool}  # None: Subsampling.
+POOLINGS = {"trainable": None, "avg": nn.avg_pool, "max": layers.max_pool}  # None: Subsampling.
 INITIALIZATIONS = {
     "paper": layers.lecun98_uniform,
     "he": lambda: nn.initializers.variance_scaling(2.0, "fan_in", "normal"),

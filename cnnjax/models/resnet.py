@@ -141,7 +141,7 @@ class ResNet(nn.Module):
     if self.stem == "imagenet":  # Table 1, conv1 and the 3x3/2 max pool of conv2_x.
       x = act(norm(name="bn_init")(conv(self.stage_features[0], (7, 7), 2, padding=3,
                                         name="conv_init")(x)))
-      x = nn.max_pool(x, (3, 3), (2, 2), padding=((1, 1), (1, 1)))
+      x = layers.max_pool(x, (3, 3), (2, 2), padding=((1, 1), (1, 1)))
     else:  # §4.2: "The first layer is 3x3 convolutions" with 16 maps.
       x = act(norm(name="bn_init")(conv(self.stage_features[0], (3, 3), padding=1,
                                         name="conv_init")(x)))
