@@ -29,6 +29,8 @@ def _convolutions(shape, kernel, strides, padding):
     ((2, 3, 4, 200), (3, 3, 200, 4), (2, 2), "VALID"),
     ((3, 5, 5, 16), (5, 5, 16, 12), (1, 1), "VALID"),  # LeNet-5's C5: a 1x1 map.
     ((2, 4, 4, 8), (3, 3, 8, 4), (1, 1), "SAME"),  # 4x4, the largest map rewritten.
+    ((2, 9, 9, 8), (1, 1, 8, 4), (1, 1), "VALID"),  # 1x1 kernels on maps of any size.
+    ((2, 9, 7, 8), (1, 1, 8, 4), (2, 2), "SAME"),  # ResNet's projections: stride 2, odd sides.
 ])
 def test_rewritten_convolutions_match_xlas_with_their_gradients(shape, kernel, strides, padding):
   x = jax.random.normal(jax.random.key(0), shape)
@@ -42,12 +44,13 @@ def test_rewritten_convolutions_match_xlas_with_their_gradients(shape, kernel, s
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-4)
 
 
-@pytest.mark.parametrize("shape, kernel", [
-    ((1, 5, 5, 2), (3, 3, 2, 8)),
-    ((1, 8, 8, 64), (3, 3, 64, 8)),
+@pytest.mark.parametrize("shape, kernel, padding", [
+    ((1, 5, 5, 2), (3, 3, 2, 8), "SAME"),
+    ((1, 8, 8, 64), (3, 3, 64, 8), "SAME"),
+    ((1, 8, 8, 64), (1, 1, 64, 8), ((1, 1), (1, 1))),  # A padded 1x1 (not in the zoo).
 ])
-def test_larger_maps_keep_xlas_convolution(shape, kernel):
-  ours, _ = _convolutions(shape, kernel, (1, 1), "SAME")
+def test_larger_maps_keep_xlas_convolution(shape, kernel, padding):
+  ours, _ = _convolutions(shape, kernel, (1, 1), padding)
   assert "conv_general_dilated" in str(jax.make_jaxpr(ours)(jnp.ones(shape), jnp.ones(kernel)))
 
 

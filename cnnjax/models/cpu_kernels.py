@@ -9,6 +9,11 @@ layer alone:
   1.3 to 5 times faster from 4x4 down to 1x1, 80 times at ResNet-18's 2x2
   stage at 32x32 inputs (Eigen's convolution is slow where the map is small);
   at 7x7 the two are level, at 8x8 and above XLA's is 2 to 4 times faster;
+- a 1x1 convolution as the maps (every stride-th unit) times the kernel as
+  a matrix: 1.8 to 4.7 times faster with both gradients at ResNet-50's
+  shapes, whose training step it makes about twice as fast (the profile of
+  XLA's convolution shows the kernel's gradient spending most of its time
+  transposing the maps; a matrix product's gradient needs no transpose);
 - max pooling as the maximum of the window's strided slices, its gradient
   routed to the first maximum of each window in row-major order, as XLA's
   select_and_scatter (and PyTorch) route it, by comparisons and padding:
@@ -56,8 +61,9 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, r
                          dimension_numbers=None, feature_group_count=1, precision=None,
                          preferred_element_type=None):
   """lax.conv_general_dilated; on the CPU, for NHWC inputs and HWIO kernels
-  without groups or dilation, output maps of at most SMALL_MAP_UNITS as
-  patches times a matrix (see the module docstring). The patches are slices,
+  without groups or dilation, 1x1 kernels as a matrix product and output
+  maps of at most SMALL_MAP_UNITS as patches times a matrix (see the module
+  docstring). The patches are slices,
   so XLA's FLOP count (`cnnjax bench`) is the convolution's, with the taps
   on the zero padding."""
   convolve = functools.partial(
@@ -72,18 +78,21 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, r
   if not _rewriting() or not nhwc or feature_group_count != 1 or dilated:
     return convolve(lhs, rhs)
   height, width, fan_in, features = rhs.shape
+  if isinstance(padding, str):
+    padding = lax.padtype_to_pads(lhs.shape[1:3], (height, width), window_strides, padding)
+  down, across = window_strides
+  product = functools.partial(jnp.dot, precision=precision,
+                              preferred_element_type=preferred_element_type)
+  if (height, width) == (1, 1) and not any(any(pair) for pair in padding):
+    return product(lhs[:, ::down, ::across], rhs.reshape(fan_in, features))
   _, rows, columns, _ = jax.eval_shape(convolve, lhs, rhs).shape
   if rows * columns > SMALL_MAP_UNITS:
     return convolve(lhs, rhs)
-  if isinstance(padding, str):
-    padding = lax.padtype_to_pads(lhs.shape[1:3], (height, width), window_strides, padding)
   padded = jnp.pad(lhs, ((0, 0), *padding, (0, 0)))
-  down, across = window_strides
   patches = jnp.concatenate(  # Features ordered (kernel row, kernel column, input map), as HWIO.
       [padded[:, i:i + (rows - 1) * down + 1:down, j:j + (columns - 1) * across + 1:across]
        for i in range(height) for j in range(width)], axis=-1)
-  return jnp.dot(patches, rhs.reshape(height * width * fan_in, features), precision=precision,
-                 preferred_element_type=preferred_element_type)
+  return product(patches, rhs.reshape(height * width * fan_in, features))
 
 
 # Flax's convolution with the dispatch above; parameters as nn.Conv's.
