@@ -119,12 +119,14 @@ def measure(ops, args) -> dict:
     image = augment({"image": encoded, "label": tf.constant(0)}, seed)["image"]
     return (image - mean) / std  # As training's standardisation, with ImageNet's statistics.
 
-  # One map call per core: tf.data's AUTOTUNE ran this map one call at a
-  # time on 2 cores (50% busy, 822 against 1,927 images/s for a centre crop).
+  # One map call per core and one more: tf.data's AUTOTUNE ran this map one
+  # call at a time on 2 cores (50% busy, 822 against 1,927 images/s for a
+  # centre crop); the extra call covers one waiting on the batching (ResNet's
+  # recipe on 2 cores: 297 images/s per core with 2 calls, 326 with 3, 316 with 4).
   cores = len(os.sched_getaffinity(0))
   dataset = (tf.data.Dataset.from_tensor_slices(files).repeat().enumerate()
              .map(tf.autograph.experimental.do_not_convert(lambda i, f: prepare(i, f)),
-                  num_parallel_calls=cores, deterministic=False)
+                  num_parallel_calls=cores + 1, deterministic=False)
              .batch(args.batch_size, drop_remainder=True).prefetch(2))
   batches = iter(dataset)
   for _ in range(WARMUP_BATCHES):

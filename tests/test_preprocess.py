@@ -118,6 +118,40 @@ def test_scale_jitter_draws_every_shorter_side_in_its_range():
   assert counts.min() > 30, counts  # About uniform: 50 each expected.
 
 
+def _jpeg(image: np.ndarray) -> bytes:
+  return tf.io.encode_jpeg(tf.constant(image), quality=90).numpy()
+
+
+@pytest.mark.parametrize("jitter", [(20, 37), (9, None), (12, 12), (80, 120)])
+def test_resize_then_crop_computes_only_the_crop_and_gives_the_same_pixels(jitter):
+  """Decoding, resizing and cropping in one, with a part of a JPEG decoded: as
+  decoding all of it, resizing all of it and cropping, to rounding."""
+  smallest, largest = jitter
+  rng = np.random.default_rng(0)
+  for height, width in ((30, 41), (41, 30), (16, 16), (150, 97), (97, 150)):
+    smooth = tf.image.resize(rng.uniform(0, 255, (height // 4, width // 4, 3)), (height, width))
+    pixels = np.clip(smooth.numpy() + rng.normal(0, 8, (height, width, 3)), 0, 255).astype(np.uint8)
+    for encoded in (_jpeg(pixels), tf.io.encode_png(pixels).numpy()):
+      for draw in range(4):
+        resize_seed, crop_seed = tf.constant([draw, 1], tf.int64), tf.constant([draw, 2], tf.int64)
+        args = (smallest,) if largest is None else (smallest, largest)
+        decoded = preprocess.decode({"image": tf.constant(encoded)}, 3)["image"]
+        expected = preprocess.random_crop(preprocess.resize_shorter(decoded, resize_seed, *args),
+                                          crop_seed, 8)
+        fused = preprocess.decode_resize_shorter_then_random_crop(
+            tf.constant(encoded), 3, resize_seed, crop_seed, smallest, largest, 8)
+        np.testing.assert_allclose(fused, expected, rtol=0, atol=1e-4)
+  # The recipe takes this path and draws as the two ops did.
+  ops = recipes.parse(f"resize_shorter({smallest}) | random_crop(8) | flip", 8, "k")
+  example, seed = {"image": tf.constant(_jpeg(PHOTO)), "label": tf.constant(0)}, tf.constant([5, 3], tf.int64)
+  step_by_step = preprocess.decode(example, 3)["image"]
+  for rank, op in enumerate(ops):
+    step_by_step = preprocess.OPS[op.name](
+        step_by_step, tf.random.experimental.stateless_fold_in(seed, rank), *op.args)
+  np.testing.assert_allclose(preprocess.recipe(ops, 3)(example, seed)["image"], step_by_step,
+                             rtol=0, atol=1e-4)
+
+
 def test_center_crop_rounds_its_offsets_half_to_even_as_torchvision_and_pads_small_images():
   image = RNG.integers(0, 256, (9, 12, 3), np.uint8)
   # Spare rows 5 → round(2.5) = 2; spare columns 8 → 4.
