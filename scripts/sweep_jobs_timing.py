@@ -6,9 +6,12 @@ each). ARG picks the experiment: `lenet5` (600 steps) or `resnet20` (150).
     cnnjax sweep --config scripts/sweep_jobs_timing.py:lenet5 --workdir /tmp/jobs$jobs \
       --seeds 1 --jobs $jobs > /dev/null; done
 
-Measured on 2 cores (AMD EPYC) shared with other work, load average 1.4 to
-3.9: lenet5 39 and 47 s with --jobs 2, 52 and 56 s with --jobs 1, 57 to 62
-CPU-seconds either way; resnet20 181 s against 185 s.
+Measured on 2 idle cores (AMD EPYC, AVX-512), one after the other: lenet5
+34.8 s with --jobs 2 against 36.8 s with --jobs 1 (48 and 49 CPU-seconds);
+resnet20 103.1 s against 112.7 s (144 and 164 CPU-seconds). Two at once,
+one core each, is 6-9% faster: the default, one job per core, stays.
+Earlier, on the same cores shared with other work (load average 1.4 to 3.9):
+lenet5 39 and 47 s against 52 and 56 s; resnet20 181 s against 185 s.
 """
 
 import pathlib
