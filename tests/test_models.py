@@ -222,6 +222,41 @@ def test_half_precision_computes_in_bfloat16_and_keeps_float32_params(name):
   assert dtypes(variables["params"]) == {jnp.dtype(jnp.float32)}
 
 
+def _matmul_operand_dtypes(jaxpr) -> set[str]:
+  """The operand dtypes of every convolution and matrix product in `jaxpr`,
+  nested calls (jit, custom_vjp, remat) included."""
+  found = set()
+  for eqn in jaxpr.eqns:
+    if eqn.primitive.name in ("conv_general_dilated", "dot_general"):
+      found |= {str(var.aval.dtype) for var in eqn.invars}
+    for value in eqn.params.values():
+      for inner in value if isinstance(value, (tuple, list)) else (value,):
+        inner = getattr(inner, "jaxpr", inner)
+        if hasattr(inner, "eqns"):
+          found |= _matmul_operand_dtypes(inner)
+  return found
+
+
+@pytest.mark.parametrize("name", distinct_tiny_models())
+def test_half_precision_gradients_have_no_float32_convolution_or_matmul(name):
+  """On a GPU or TPU a float32 operand would silently run the slow path: the
+  training step's forward and backward products all take bfloat16."""
+  model = tiny(name, dtype=jnp.bfloat16)
+  x = images(model.min_input_size(), NATIVE_INPUT_CHANNELS[name]).astype(jnp.bfloat16)
+  variables = jax.eval_shape(lambda: model.init(jax.random.key(0), x, train=False))
+
+  def loss(params, state):
+    logits, updates = model.apply({**state, "params": params}, x, train=True,
+                                  rngs={"dropout": jax.random.key(1)},
+                                  mutable=["batch_stats", "intermediates"])
+    aux = jax.tree.leaves(updates.get("intermediates", {}))
+    return sum(jnp.sum(out.astype(jnp.float32)) for out in [logits, *aux])
+
+  state = {key: value for key, value in variables.items() if key != "params"}
+  program = jax.make_jaxpr(jax.grad(loss))(variables["params"], state)
+  assert _matmul_operand_dtypes(program.jaxpr) == {"bfloat16"}
+
+
 @pytest.mark.parametrize("name", [n for n in list_models()
                                   if create_model(n, num_classes=10).min_input_size() > 1])
 def test_too_small_inputs_name_the_minimum(name):
