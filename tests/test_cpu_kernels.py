@@ -13,13 +13,30 @@ from cnnjax.models import cpu_kernels
 NUMBERS = ("NHWC", "HWIO", "NHWC")
 
 
-def _convolutions(shape, kernel, strides, padding):
+def _convolutions(shape, kernel, strides, padding, groups=1):
   numbers = jax.lax.conv_dimension_numbers(shape, kernel, NUMBERS)
-  ours = lambda x, w: cpu_kernels.conv_general_dilated(x, w, strides, padding,
-                                                       dimension_numbers=numbers)
-  xla = lambda x, w: jax.lax.conv_general_dilated(x, w, strides, padding,
-                                                  dimension_numbers=numbers)
+  ours = lambda x, w: cpu_kernels.conv_general_dilated(
+      x, w, strides, padding, dimension_numbers=numbers, feature_group_count=groups)
+  xla = lambda x, w: jax.lax.conv_general_dilated(
+      x, w, strides, padding, dimension_numbers=numbers, feature_group_count=groups)
   return ours, xla
+
+
+@pytest.mark.parametrize("shape, kernel, strides, padding, groups", [
+    ((2, 9, 9, 8), (5, 5, 4, 6), (1, 1), "SAME", 2),  # AlexNet's towers: one convolution each.
+    ((2, 9, 9, 6), (3, 3, 2, 6), (2, 2), "VALID", 3),  # Each group's 4x4 map as patches.
+])
+def test_grouped_convolutions_are_convolved_group_by_group(shape, kernel, strides, padding,
+                                                           groups):
+  x = jax.random.normal(jax.random.key(0), shape)
+  w = jax.random.normal(jax.random.key(1), kernel)
+  ours, xla = _convolutions(shape, kernel, strides, padding, groups)
+  assert f"feature_group_count={groups}" not in str(jax.make_jaxpr(ours)(x, w))
+  np.testing.assert_allclose(ours(x, w), xla(x, w), rtol=1e-5, atol=1e-4)
+  weights = jax.random.normal(jax.random.key(2), xla(x, w).shape)
+  loss = lambda conv: lambda x, w: jnp.sum(weights * conv(x, w))
+  for a, b in zip(jax.grad(loss(ours), (0, 1))(x, w), jax.grad(loss(xla), (0, 1))(x, w)):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-4)
 
 
 @pytest.mark.parametrize("shape, kernel, strides, padding", [

@@ -14,6 +14,9 @@ layer alone:
   shapes, whose training step it makes about twice as fast (the profile of
   XLA's convolution shows the kernel's gradient spending most of its time
   transposing the maps; a matrix product's gradient needs no transpose);
+- a grouped convolution as one convolution per group, concatenated: 7.6
+  to 12 times faster with its gradients at AlexNet's two-tower layers
+  (XLA's CPU kernel for feature_group_count > 1 is slow);
 - max pooling as the maximum of the window's strided slices, its gradient
   routed to the first maximum of each window in row-major order, as XLA's
   select_and_scatter (and PyTorch) route it, by comparisons and padding:
@@ -61,9 +64,9 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, r
                          dimension_numbers=None, feature_group_count=1, precision=None,
                          preferred_element_type=None):
   """lax.conv_general_dilated; on the CPU, for NHWC inputs and HWIO kernels
-  without groups or dilation, 1x1 kernels as a matrix product and output
-  maps of at most SMALL_MAP_UNITS as patches times a matrix (see the module
-  docstring). The patches are slices,
+  without dilation, groups one by one, 1x1 kernels as a matrix product and
+  output maps of at most SMALL_MAP_UNITS as patches times a matrix (see the
+  module docstring). The patches are slices,
   so XLA's FLOP count (`cnnjax bench`) is the convolution's, with the taps
   on the zero padding."""
   convolve = functools.partial(
@@ -75,8 +78,15 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, r
       tuple(dimension_numbers.lhs_spec), tuple(dimension_numbers.rhs_spec),
       tuple(dimension_numbers.out_spec)) == NHWC_HWIO
   dilated = any(d != 1 for d in tuple(lhs_dilation or ()) + tuple(rhs_dilation or ()))
-  if not _rewriting() or not nhwc or feature_group_count != 1 or dilated:
+  if not _rewriting() or not nhwc or dilated:
     return convolve(lhs, rhs)
+  if feature_group_count > 1:  # Each group on its own (AlexNet's two towers).
+    return jnp.concatenate([
+        conv_general_dilated(group_lhs, group_rhs, window_strides, padding,
+                             dimension_numbers=dimension_numbers, precision=precision,
+                             preferred_element_type=preferred_element_type)
+        for group_lhs, group_rhs in zip(jnp.split(lhs, feature_group_count, axis=-1),
+                                        jnp.split(rhs, feature_group_count, axis=-1))], axis=-1)
   height, width, fan_in, features = rhs.shape
   if isinstance(padding, str):
     padding = lax.padtype_to_pads(lhs.shape[1:3], (height, width), window_strides, padding)
