@@ -64,8 +64,12 @@ def run(args, overrides) -> int:
           else args.recipe)
   try:
     ops = recipes.parse(text, args.image_size, "train_preprocess")
+    # The generated files vary in size (a crop must fit the resize before it).
+    recipes.check_fits(ops, None, None, args.channels, args.image_size, "train_preprocess",
+                       text, "the generated JPEG files")
   except UserError as error:
-    raise UserError(str(error).replace("config.dataset.train_preprocess", "--recipe")) from None
+    raise UserError(str(error).replace("config.dataset.train_preprocess", "--recipe")
+                    .replace("config.dataset.image_size", "--image-size")) from None
   result = measure(ops, args)
   if args.format == "json":
     print(json.dumps(result, indent=1))
