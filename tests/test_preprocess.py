@@ -208,6 +208,18 @@ def test_pca_lighting_adds_colours_with_alexnets_covariance():
   assert along[:, 2].std() == pytest.approx(0.1 * eigval[2], rel=0.05)
 
 
+@pytest.mark.parametrize("shape", [(5, 7, 3), (2, 4, 6, 3), (6, 5, 1)])
+def test_per_channel_arithmetic_is_broadcasting_bit_for_bit_at_any_known_or_unknown_shape(shape):
+  image = RNG.uniform(-1, 2, shape).astype(np.float32)
+  mean, std = tuple(RNG.uniform(0, 1, shape[-1])), tuple(RNG.uniform(0.1, 1, shape[-1]))
+  expected = (image - np.float32(mean)) / np.float32(std)
+  np.testing.assert_array_equal(preprocess.standardized(tf.constant(image), mean, std), expected)
+  unknown = tf.function(lambda x: preprocess.standardized(x, mean, std),
+                        input_signature=[tf.TensorSpec([None] * (len(shape) - 1) + [shape[-1]])])
+  assert unknown.get_concrete_function().structured_outputs.shape[-1] == shape[-1]
+  np.testing.assert_array_equal(unknown(image), expected)
+
+
 def test_photometric_brightness_range_on_grey_and_every_output_in_range():
   # On grey, saturation, hue and contrast change nothing: what is left is the
   # brightness delta, uniform in +-32/255.

@@ -362,7 +362,7 @@ class InputPipeline:
     mid-training: the checkpoints already written stay, and the run can
     resume once the dataset is prepared again.
     """
-    batches = iter(tfds.as_numpy(ds))
+    batches = iter(tfds.as_numpy(ds.with_options(dataset_options())))
     while True:
       try:
         batch = next(batches)
@@ -425,3 +425,14 @@ def _unreadable(file) -> bool:
     return False
   except tf.errors.OpError:
     return True
+
+
+def dataset_options() -> tf.data.Options:
+  """Each map call runs its ops on one thread: the parallelism is across
+  examples (a call per core), and ops that also split one image's work
+  across threads only add hand-offs. bench-input, ResNet's recipe on 2
+  cores: 8% more images/s while the standardisation broadcast slowly, level
+  since (preprocess.per_channel)."""
+  options = tf.data.Options()
+  options.threading.max_intra_op_parallelism = 1
+  return options

@@ -178,12 +178,25 @@ def flip(image: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
   return tf.image.stateless_random_flip_left_right(image, seed)
 
 
+def per_channel(op: Callable[[tf.Tensor, tf.Tensor], tf.Tensor], image: tf.Tensor,
+                values) -> tf.Tensor:
+  """op(image, values), `values` one per channel: the same numbers as
+  broadcasting, faster. TensorFlow broadcasts a 3-vector over the pixels
+  without vectorising (0.7 ms for x - mean / std on a 224x224x3 image, 0.2 ms
+  with operands of the image's shape); here it runs on rows of the image,
+  each a line of pixels, against `values` repeated along a line (0.25 ms)."""
+  shape = tf.shape(image)
+  lines = tf.reshape(image, tf.concat([shape[:-2], [shape[-2] * shape[-1]]], 0))
+  line_values = tf.tile(tf.convert_to_tensor(values, image.dtype), shape[-2:-1])
+  return tf.ensure_shape(tf.reshape(op(lines, line_values), shape), image.shape)
+
+
 def pca_lighting(image: tf.Tensor, seed: tf.Tensor, std: float) -> tf.Tensor:
   """AlexNet §4.1: adds the colour eigvec @ (alpha * eigval) to every pixel,
   alpha ~ N(0, std) per image and per component (the paper: std 0.1). Not
   clipped, as in fb.resnet.torch's Lighting."""
   alpha = tf.random.stateless_normal((3,), seed) * std
-  return image + tf.linalg.matvec(PCA_EIGENVECTORS, alpha * PCA_EIGENVALUES)
+  return per_channel(tf.add, image, tf.linalg.matvec(PCA_EIGENVECTORS, alpha * PCA_EIGENVALUES))
 
 
 def inception_box(shape: tf.Tensor, seed: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
@@ -304,7 +317,12 @@ def recipe(ops: tuple[Op, ...], channels: int) -> Recipe:
 
 def standardize(image: tf.Tensor, spec: DatasetSpec, pixel_mean: np.ndarray | None) -> tf.Tensor:
   """Zero mean and unit variance per channel, with the training set's statistics."""
-  return (image - spec.mean) / spec.std
+  return standardized(image, spec.mean, spec.std)
+
+
+def standardized(image: tf.Tensor, mean, std) -> tf.Tensor:
+  """(image - mean) / std, `mean` and `std` per channel."""
+  return per_channel(tf.divide, per_channel(tf.subtract, image, mean), std)
 
 
 def subtract_mean(image: tf.Tensor, spec: DatasetSpec, pixel_mean: np.ndarray | None) -> tf.Tensor:
@@ -312,7 +330,7 @@ def subtract_mean(image: tf.Tensor, spec: DatasetSpec, pixel_mean: np.ndarray | 
   scaling: AlexNet's only preprocessing (§2) and VGG's (§2.1). AlexNet's
   initialisation, N(0, 0.01) with biases of 1 (§5), assumes inputs this large;
   on standardised inputs its signal dies out within a few layers."""
-  return (image - spec.mean) * 255.0
+  return per_channel(tf.subtract, image, spec.mean) * 255.0
 
 
 def subtract_pixel_mean(image: tf.Tensor, spec: DatasetSpec,
