@@ -14,6 +14,7 @@ import sys
 
 import jax
 import numpy as np
+import optax
 import pytest
 from helpers import LENET_DIGITS, ROOT, CTRL_C_REACHES_IT
 
@@ -225,6 +226,15 @@ def test_a_skipped_update_leaves_the_state_as_it_was_but_the_step(digits_dir):
                   jax.tree.leaves((new_state.params, new_state.batch_stats, new_state.opt_state)),
                   strict=True):
     np.testing.assert_array_equal(x, y)
+
+
+@pytest.mark.parametrize("value, finite", [(1e30, True), (np.nan, False), (-np.inf, False),
+                                           (1.0, True)])
+def test_finiteness_is_of_the_elements_even_where_the_norm_overflows(value, finite):
+  tree = {"a": np.ones((3, 2), np.float32), "b": np.array([0.5, value], np.float32)}
+  norm = jax.jit(optax.global_norm)(tree)
+  assert bool(jax.jit(steps._all_finite)(tree, norm)) is finite
+  assert np.isfinite(norm) == (value == 1.0)  # 1e30 squared overflows: the leaves decide.
 
 
 def test_the_same_config_and_seed_give_the_same_run(digits_dir, tmp_path, straight):
