@@ -122,32 +122,37 @@ def _jpeg(image: np.ndarray) -> bytes:
   return tf.io.encode_jpeg(tf.constant(image), quality=90).numpy()
 
 
+@pytest.mark.parametrize("crop", ["random_crop", "center_crop"])
 @pytest.mark.parametrize("jitter", [(20, 37), (9, None), (12, 12), (80, 120)])
-def test_resize_then_crop_computes_only_the_crop_and_gives_the_same_pixels(jitter):
+def test_resize_then_crop_computes_only_the_crop_and_gives_the_same_pixels(jitter, crop):
   """Decoding, resizing and cropping in one, with a part of a JPEG decoded: as
   decoding all of it, resizing all of it and cropping, to rounding."""
   smallest, largest = jitter
+  random = crop == "random_crop"
   rng = np.random.default_rng(0)
   for height, width in ((30, 41), (41, 30), (16, 16), (150, 97), (97, 150)):
     smooth = tf.image.resize(rng.uniform(0, 255, (height // 4, width // 4, 3)), (height, width))
     pixels = np.clip(smooth.numpy() + rng.normal(0, 8, (height, width, 3)), 0, 255).astype(np.uint8)
     for encoded in (_jpeg(pixels), tf.io.encode_png(pixels).numpy()):
-      for draw in range(4):
+      for draw in range(4 if random or largest else 1):
         resize_seed, crop_seed = tf.constant([draw, 1], tf.int64), tf.constant([draw, 2], tf.int64)
         args = (smallest,) if largest is None else (smallest, largest)
         decoded = preprocess.decode({"image": tf.constant(encoded)}, 3)["image"]
-        expected = preprocess.random_crop(preprocess.resize_shorter(decoded, resize_seed, *args),
-                                          crop_seed, 8)
-        fused = preprocess.decode_resize_shorter_then_random_crop(
-            tf.constant(encoded), 3, resize_seed, crop_seed, smallest, largest, 8)
+        resized = preprocess.resize_shorter(decoded, resize_seed, *args)
+        expected = (preprocess.random_crop(resized, crop_seed, 8) if random
+                    else preprocess.center_crop(resized, 8))
+        fused = preprocess.decode_resize_shorter_then_crop(
+            tf.constant(encoded), 3, resize_seed, smallest, largest, 8,
+            crop_seed if random else None)
         np.testing.assert_allclose(fused, expected, rtol=0, atol=1e-4)
-  # The recipe takes this path and draws as the two ops did.
-  ops = recipes.parse(f"resize_shorter({smallest}) | random_crop(8) | flip", 8, "k")
+  # The recipe takes this path and draws as the ops did.
+  ops = recipes.parse(f"resize_shorter({smallest}) | {crop}(8) | flip", 8, "k")
   example, seed = {"image": tf.constant(_jpeg(PHOTO)), "label": tf.constant(0)}, tf.constant([5, 3], tf.int64)
-  step_by_step = preprocess.decode(example, 3)["image"]
-  for rank, op in enumerate(ops):
+  step_by_step, rank = preprocess.decode(example, 3)["image"], 0
+  for op in ops:
     step_by_step = preprocess.OPS[op.name](
         step_by_step, tf.random.experimental.stateless_fold_in(seed, rank), *op.args)
+    rank += op.name in preprocess.RANDOM
   np.testing.assert_allclose(preprocess.recipe(ops, 3)(example, seed)["image"], step_by_step,
                              rtol=0, atol=1e-4)
 

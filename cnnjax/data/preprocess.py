@@ -105,22 +105,27 @@ def _shorter_side_to(shape: tf.Tensor, seed: tf.Tensor, smallest: int,
 DECODE_MARGIN = 16
 
 
-def decode_resize_shorter_then_random_crop(encoded: tf.Tensor, channels: int,
-                                           resize_seed: tf.Tensor, crop_seed: tf.Tensor,
-                                           smallest: int, largest: int | None,
-                                           size: int) -> tf.Tensor:
-  """decode, resize_shorter then random_crop, computing only the crop's pixels:
-  the resize's own kernel evaluated there, the crop's offset drawn as
-  tf.image.stateless_random_crop draws it, and of a JPEG only the part the
-  kernel reads decoded. The same pixels to rounding (tests/test_preprocess.py).
-  ResNet's jitter to [256, 480] keeps a quarter of the resized image or less;
-  resizing all of it took 4 of the 5 ms an image cost (1 ms decoding)."""
+def decode_resize_shorter_then_crop(encoded: tf.Tensor, channels: int, resize_seed: tf.Tensor,
+                                    smallest: int, largest: int | None, size: int,
+                                    crop_seed: tf.Tensor | None = None) -> tf.Tensor:
+  """decode, resize_shorter then random_crop (or center_crop, without
+  `crop_seed`), computing only the crop's pixels: the resize's own kernel
+  evaluated there, the crop's offset drawn as tf.image.stateless_random_crop
+  draws it (or placed as center_crop places it), and of a JPEG only the part
+  the kernel reads decoded. The same pixels to rounding
+  (tests/test_preprocess.py). ResNet's jitter to [256, 480] keeps a quarter
+  of the resized image or less; resizing all of it took 4 of the 5 ms an
+  image cost (1 ms decoding). The crop must fit the resized image
+  (`size` <= `smallest`): center_crop would pad otherwise."""
   def offset_and_scale(shape):
     new_size = _shorter_side_to(shape, resize_seed, smallest, largest)
-    limit = tf.concat([new_size - size + 1, [1]], 0)
-    offset = tf.random.stateless_uniform([3], crop_seed, maxval=tf.int32.max,
-                                         dtype=tf.int32) % limit
-    return offset[:2], tf.cast(new_size, tf.float32) / tf.cast(shape, tf.float32)
+    if crop_seed is None:  # As center_crop: round((side - size) / 2), half to even.
+      offset = tf.cast(tf.round(tf.cast(new_size - size, tf.float32) / 2), tf.int32)
+    else:
+      limit = tf.concat([new_size - size + 1, [1]], 0)
+      offset = tf.random.stateless_uniform([3], crop_seed, maxval=tf.int32.max,
+                                           dtype=tf.int32)[:2] % limit[:2]
+    return offset, tf.cast(new_size, tf.float32) / tf.cast(shape, tf.float32)
 
   def crop(image, offset, scale, origin):
     """The crop from `image` (uint8, scaled to [0, 1] here, where there are
@@ -298,11 +303,14 @@ def recipe(ops: tuple[Op, ...], channels: int) -> Recipe:
   def apply(example, seed):
     seed_of = lambda rank: tf.random.experimental.stateless_fold_in(seed, rank)
     rest, rank = ops, 0
-    if len(ops) > 1 and (ops[0].name, ops[1].name) == ("resize_shorter", "random_crop"):
+    crop = len(ops) > 1 and ops[0].name == "resize_shorter" and ops[1].name
+    if crop in ("random_crop", "center_crop") and ops[1].args[0] <= ops[0].args[0]:
       smallest, largest = (*ops[0].args, None)[:2]
-      image = decode_resize_shorter_then_random_crop(
-          example["image"], channels, seed_of(0), seed_of(1), smallest, largest, *ops[1].args)
-      rest, rank = ops[2:], 2
+      random = crop == "random_crop"
+      image = decode_resize_shorter_then_crop(
+          example["image"], channels, seed_of(0), smallest, largest, ops[1].args[0],
+          seed_of(1) if random else None)
+      rest, rank = ops[2:], 1 + random
     else:
       image = decode(example, channels)["image"]
     for op in rest:
