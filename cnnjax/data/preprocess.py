@@ -187,7 +187,7 @@ def per_channel(op: Callable[[tf.Tensor, tf.Tensor], tf.Tensor], image: tf.Tenso
                 values) -> tf.Tensor:
   """op(image, values), `values` one per channel: the same numbers as
   broadcasting, faster. TensorFlow broadcasts a 3-vector over the pixels
-  without vectorising (0.7 ms for x - mean / std on a 224x224x3 image, 0.2 ms
+  without vectorising (0.7 ms for (x - mean) / std on a 224x224x3 image, 0.2 ms
   with operands of the image's shape); here it runs on rows of the image,
   each a line of pixels, against `values` repeated along a line (0.25 ms)."""
   shape = tf.shape(image)
