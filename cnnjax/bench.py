@@ -7,7 +7,7 @@
 Times the compiled training step exactly as `cnnjax train` builds it, on
 synthetic data already on the devices (cnnjax.bench_timing says what is
 measured and how). `--model all` runs every registered model at its native
-input, each in a process of its own (so that each one's peak memory is its
+input (`--model A,B,...` the models named), each in a process of its own (so that each one's peak memory is its
 own and a failure stops only that model), with a line per model on stderr.
 
 JSON (`--format json`, on stdout): a list with one object per model, holding
@@ -40,8 +40,8 @@ ZOO_FLAGS = ("num_classes", "batch_size", "steps", "repeats", "dtype")
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
   parser.add_argument("--model", required=True, metavar="NAME|all",
-                      help="a registered model (`cnnjax models`), or `all` for every one at its "
-                           "native input")
+                      help="a registered model (`cnnjax models`), `all` for every one at its "
+                           "native input, or several as NAME,NAME,...")
   parser.add_argument("--image-size", "--image_size", dest="image_size", metavar="N",
                       help="side of the square input (default: the model's native input)")
   parser.add_argument("--channels", metavar="C",
@@ -107,11 +107,12 @@ def run(args: argparse.Namespace, overrides: list[tuple[str, str]]) -> int:
   """`cnnjax bench`; returns the exit status."""
   settings = _settings(args)
   model_overrides = _model_overrides(overrides)
-  if args.model == "all":
+  if args.model == "all" or "," in args.model:
     if settings["image_size"] or settings["channels"] or model_overrides:
-      raise UserError("--model all runs every model at its native input and options; "
-                      "--image-size, --channels and --config.model.KEY need one --model NAME")
-    return _run_zoo(settings, args.format)
+      raise UserError("--model all (or A,B,...) runs each model at its native input and "
+                      "options; --image-size, --channels and --config.model.KEY need one "
+                      "--model NAME")
+    return _run_zoo(_zoo_names(args.model), settings, args.format)
   case = _case(args.model, settings, model_overrides)
   from cnnjax import bench_timing
 
@@ -147,13 +148,25 @@ def _case(name: str, settings: dict, model_overrides):
               repeats=settings["repeats"], model_overrides=model_overrides)
 
 
-def _run_zoo(settings: dict, output_format: str) -> int:
-  """Every registered model, one process each; the peak measured by the
-  first is given to the others. Exit status 1 if any failed; what was
-  measured is printed even after Ctrl-C."""
+def _zoo_names(text: str) -> list[str]:
+  """`all` as every registered model, or NAME,NAME,... (a UserError naming
+  any that is not registered, before anything is timed)."""
   from cnnjax import models  # Flax, but no device: the models' processes need them all.
 
-  names = models.list_models()
+  if text == "all":
+    return models.list_models()
+  names = [name.strip() for name in text.split(",") if name.strip()]
+  unknown = [name for name in names if name not in models.MODELS]
+  if unknown:
+    raise UserError(f"unknown --model {', '.join(unknown)}; registered models: "
+                    f"{', '.join(models.list_models())}")
+  return names
+
+
+def _run_zoo(names: list[str], settings: dict, output_format: str) -> int:
+  """The models of `names` at their native inputs, one process each; the
+  peak measured by the first is given to the others. Exit status 1 if any
+  failed; what was measured is printed even after Ctrl-C."""
   peak = settings["peak_tflops"]
   rows, failed = [], []
   try:

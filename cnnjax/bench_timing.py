@@ -20,7 +20,8 @@ What is measured:
   the range over repeats. A compilation during the timed steps is an error.
 - flops_per_image: XLA's cost analysis of the compiled step (one device's
   program: forward, backward, update; a multiply-add counts 2) over that
-  device's images.
+  device's images. On other backends than the CPU, the larger of that and
+  the CPU backend's count of the same program (see `_compile`).
 - achieved_tflops = flops_per_image x images_per_sec, and mfu = achieved /
   peak, the peak being one device's (`peak_tflops`, or the best rate of a
   large square matmul of the same dtype, measured here) times the devices; on
@@ -33,6 +34,7 @@ What is measured:
 """
 
 import dataclasses
+import functools
 import math
 import os
 import pathlib
@@ -130,6 +132,7 @@ class _Step:
   """The train step of a case, ready to call as `state, _ = call(state, batch, rng)`."""
 
   call: Callable
+  train_step: Callable  # `call` before mapping over the devices.
   state: object
   batch: dict
   rng: jax.Array
@@ -151,9 +154,18 @@ def _build_step(case: Case, per_device_batch: int, say: Callable[[str], None]) -
   say(f"{case.model}: {'x'.join(map(str, image_shape))} images, batch {case.batch_size} on "
       f"{len(devices)} {devices[0].platform} device(s), {case.dtype}: compiling the train step")
   state = steps.create_train_state(jax.random.key(config.seed), model, optimizer, image_shape)
-  return _Step(parallel.map_train_step(steps.bind_train_step(config, model, optimizer, schedule)),
+  train_step = steps.bind_train_step(config, model, optimizer, schedule)
+  return _Step(parallel.map_train_step(train_step), train_step,
                parallel.replicate(jax.device_get(state)), _synthetic_batch(case, per_device_batch),
                parallel.replicate(jax.random.PRNGKey(config.seed)))
+
+
+def compiled_step(case: Case):
+  """The compiled train step of `case` as XLA built it for the local devices
+  (`.as_text()` is its optimised HLO), for looking inside it
+  (scripts/check_step_precision.py)."""
+  step = _build_step(case, check_devices(case.batch_size), lambda text: None)
+  return step.call.lower(step.state, step.batch, step.rng).compile()
 
 
 def _compile(step: _Step) -> tuple[float, float | None]:
@@ -161,7 +173,14 @@ def _compile(step: _Step) -> tuple[float, float | None]:
   started = time.perf_counter()
   compiled = step.call.lower(step.state, step.batch, step.rng).compile()
   # The mapped step reuses this executable from JAX's caches (`_time` refuses a recompile).
-  return time.perf_counter() - started, _flops(compiled)
+  seconds = time.perf_counter() - started
+  flops = _flops(compiled)
+  if jax.local_devices()[0].platform != "cpu":
+    # XLA's GPU backend runs convolutions and matrix products as cuDNN and
+    # cuBLAS calls, whose FLOPs its cost analysis leaves out (ResNet-50's
+    # step counted 0.41 of its 23.7 GFLOP an image on an H200).
+    flops = max(filter(None, (flops, _flops_on_cpu(step))), default=None)
+  return seconds, flops
 
 
 def _time(step: _Step, case: Case) -> tuple[int, list[float]]:
@@ -244,13 +263,28 @@ def measure(case: Case, peak_tflops: float | None = None,
   }
 
 
-def _flops(compiled) -> float | None:
-  """The compiled program's FLOPs by XLA's cost analysis; None where it has none."""
-  analysis = compiled.cost_analysis()
+def _flops(program) -> float | None:
+  """A lowered or compiled program's FLOPs by XLA's cost analysis; None where it has none."""
+  analysis = program.cost_analysis()
   if isinstance(analysis, (list, tuple)):  # Older JAX: one dict per program.
     analysis = analysis[0] if analysis else None
   flops = (analysis or {}).get("flops")
   return float(flops) if flops and flops > 0 else None
+
+
+def _flops_on_cpu(step: _Step) -> float | None:
+  """The FLOPs of one device's step as XLA's CPU backend counts them: the
+  same program (as traced for the devices at hand) mapped over one CPU device,
+  lowered and if need be compiled, never run."""
+  try:
+    cpu = jax.local_devices(backend="cpu")[:1]
+  except RuntimeError:  # JAX_PLATFORMS without cpu.
+    return None
+  one_device = functools.partial(jax.tree.map,
+                                 lambda x: jax.ShapeDtypeStruct((1, *x.shape[1:]), x.dtype))
+  lowered = jax.pmap(step.train_step, axis_name=steps.AXIS, devices=cpu).lower(
+      one_device(step.state), one_device(step.batch), one_device(step.rng))
+  return _flops(lowered) or _flops(lowered.compile())
 
 
 def _peak_memory_bytes(devices) -> int | None:

@@ -1,6 +1,7 @@
 """`cnnjax bench`: the real train step timed without TensorFlow, figures that
 hang together, and bad input refused in one line before anything compiles."""
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -104,6 +105,55 @@ def test_compare_pytorch_says_when_torch_is_missing():
                                           "importable here")
 
 
+def test_flops_counted_by_the_cpu_backend_match_the_compiled_step():
+  """What bench reports on GPUs, whose own count leaves out cuDNN's
+  convolutions: the CPU backend's count of the same program, mapped over one
+  device; here near the 4-device program's, lowered (which adds the mean of
+  the gradients over devices), and the compiled step's (which fuses and
+  rewrites: 5 to 10% more on LeNet-5)."""
+  case = bench_timing.Case("lenet5_modern", 32, 1, 10, 8, "float32", steps=None, repeats=1)
+  step = bench_timing._build_step(case, 2, lambda text: None)
+  lowered = step.call.lower(step.state, step.batch, step.rng)
+  on_cpu = bench_timing._flops_on_cpu(step)
+  assert on_cpu == pytest.approx(bench_timing._flops(lowered), rel=0.05)
+  assert on_cpu == pytest.approx(bench_timing._flops(lowered.compile()), rel=0.15)
+
+
+def _script(name: str):
+  spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+# Three instructions of a bfloat16 ResNet step as XLA's GPU backend compiles
+# them (cuDNN and cuBLAS calls), shortened, with one float32 product planted.
+GPU_HLO = """
+  %p.1 = bf16[256,56,56,64]{3,2,1,0} parameter(0)
+  %p.2 = bf16[64,3,3,64]{3,2,1,0} parameter(1)
+  %p.3 = f32[256,2048]{1,0} parameter(2)
+  %p.4 = f32[2048,1000]{1,0} parameter(3)
+  %cudnn-conv.7 = (bf16[256,56,56,64]{3,2,1,0}, u8[0]{0}) custom-call(%p.1, %p.2), window={size=3x3 pad=1_1x1_1}, dim_labels=b01f_o01i->b01f, custom_call_target="__cudnn$convForward", backend_config={}
+  %gemm.2 = (f32[256,1000]{1,0}, s8[4194304]{0}) custom-call(%p.3, %p.4), custom_call_target="__cublas$gemm", backend_config={}
+  %add.9 = bf16[256,56,56,64]{3,2,1,0} add(%p.1, %p.1)
+"""
+
+
+def test_check_step_precision_reads_library_calls_and_their_operand_types():
+  products = _script("check_step_precision").products(GPU_HLO)
+  assert products == [
+      {"kind": "__cudnn$convForward", "operands": ("bf16", "bf16"), "dim_labels": "b01f_o01i->b01f"},
+      {"kind": "__cublas$gemm", "operands": ("f32", "f32"), "dim_labels": ""}]
+
+
+def test_check_step_precision_finds_the_products_of_a_compiled_cpu_step():
+  case = bench_timing.Case("lenet5_modern", 32, 1, 10, 4, "float32", steps=None, repeats=1)
+  products = _script("check_step_precision").products(bench_timing.compiled_step(case).as_text())
+  kinds = {product["kind"] for product in products}
+  assert kinds <= {"convolution", "dot"} and "convolution" in kinds
+  assert {product["operands"] for product in products} == {("f32", "f32")}
+
+
 def test_compile_counter_sees_a_compilation():
   """The guard that refuses figures timed across a recompilation can see one."""
   ones = jax.numpy.ones(7)
@@ -119,7 +169,9 @@ def test_compile_counter_sees_a_compilation():
     (["--model", "lenet5", "--steps", "0"], "--steps must be a positive integer, got '0'"),
     (["--model", "lenet5", "--peak-tflops", "nan"], "--peak-tflops must be a positive number"),
     (["--model", "lenet5", "--dtype", "float16"], "argument --dtype: invalid choice"),
-    (["--model", "all", "--image-size", "64"], "--model all runs every model at its native"),
+    (["--model", "all", "--image-size", "64"], "--model all (or A,B,...) runs each model at its"),
+    (["--model", "lenet5,resnet20", "--channels", "1"], "need one --model NAME"),
+    (["--model", "lenet5,lenet_5,vgg"], "unknown --model lenet_5, vgg; registered models:"),
     (["--model", "lenet5", "--image-size", "16"], "lenet5 needs inputs of at least 32x32"),
     (["--model", "lenet5", "--config.model.activation=swish"], "(config.model.activation)"),
     (["--model", "lenet5", "--config.model.no_such=1"], "unknown config key 'config.model.no_such'"),
