@@ -21,6 +21,7 @@ import sys
 import jax
 
 from cnnjax import bench_timing, models
+from cnnjax.errors import UserError
 
 # An instruction: `%name = TYPE op(%operand, ...), attributes`, TYPE being
 # e.g. `bf16[256,56,56,64]{3,2,1,0}` or a tuple of such.
@@ -55,7 +56,8 @@ def products(hlo_text: str) -> list[dict]:
 
 def main() -> int:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--model", default="resnet50")
+  parser.add_argument("--model", default="resnet50", choices=models.list_models(),
+                      metavar="NAME", help="a registered model (default: resnet50)")
   parser.add_argument("--image-size", type=int)
   parser.add_argument("--batch-size", type=int, default=32)
   parser.add_argument("--dtype", choices=("bfloat16", "float32"), default="bfloat16")
@@ -66,7 +68,10 @@ def main() -> int:
       channels=models.NATIVE_INPUT_CHANNELS[args.model],
       num_classes=10 if native <= 32 else 1000, batch_size=args.batch_size,
       dtype=args.dtype, steps=None, repeats=1)
-  found = products(bench_timing.compiled_step(case).as_text())
+  try:
+    found = products(bench_timing.compiled_step(case).as_text())
+  except UserError as error:  # A batch the devices do not divide, too small an input.
+    parser.exit(2, f"check_step_precision: error: {error}\n")
   counts = collections.Counter((p["kind"], "/".join(p["operands"]), p["dim_labels"])
                                for p in found)
   print(f"{args.model}, {args.dtype}: {len(found)} convolutions and matrix products")
