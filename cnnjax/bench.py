@@ -7,8 +7,9 @@
 Times the compiled training step exactly as `cnnjax train` builds it, on
 synthetic data already on the devices (cnnjax.bench_timing says what is
 measured and how). `--model all` runs every registered model at its native
-input (`--model A,B,...` the models named), each in a process of its own (so that each one's peak memory is its
-own and a failure stops only that model), with a line per model on stderr.
+input (`--model A,B,...` the models named), each in a process of its own (so
+that each one's peak memory is its own and a failure stops only that model),
+with a line per model on stderr.
 
 JSON (`--format json`, on stdout): a list with one object per model, holding
 at least model, image_size, batch_size, dtype, images_per_sec, step_ms,
@@ -113,7 +114,7 @@ def run(args: argparse.Namespace, overrides: list[tuple[str, str]]) -> int:
                       "options; --image-size, --channels and --config.model.KEY need one "
                       "--model NAME")
     return _run_zoo(_zoo_names(args.model), settings, args.format)
-  case = _case(args.model, settings, model_overrides)
+  case = make_case(args.model, settings, model_overrides)
   from cnnjax import bench_timing
 
   row = bench_timing.measure(case, settings["peak_tflops"], say=_progress)
@@ -122,7 +123,7 @@ def run(args: argparse.Namespace, overrides: list[tuple[str, str]]) -> int:
   return 0
 
 
-def _case(name: str, settings: dict, model_overrides):
+def make_case(name: str, settings: dict, model_overrides=()):
   """The case of `name` with the defaults filled in; a UserError for an
   unknown model or a batch the devices do not divide (before any compiling)."""
   from cnnjax import models

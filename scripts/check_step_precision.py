@@ -20,7 +20,7 @@ import sys
 
 import jax
 
-from cnnjax import bench_timing, models
+from cnnjax import bench, bench_timing, models
 from cnnjax.errors import UserError
 
 # An instruction: `%name = TYPE op(%operand, ...), attributes`, TYPE being
@@ -49,8 +49,8 @@ def products(hlo_text: str) -> list[dict]:
     else:
       continue
     labels = DIM_LABELS.search(attrs + ",")
-    found.append({"kind": kind, "operands": tuple(element_type.get(name, "?") for name in OPERAND.findall(match["operands"])),
-                  "dim_labels": labels[1] if labels else ""})
+    operands = tuple(element_type.get(name, "?") for name in OPERAND.findall(match["operands"]))
+    found.append({"kind": kind, "operands": operands, "dim_labels": labels[1] if labels else ""})
   return found
 
 
@@ -59,17 +59,13 @@ def main() -> int:
   parser.add_argument("--model", default="resnet50", choices=models.list_models(),
                       metavar="NAME", help="a registered model (default: resnet50)")
   parser.add_argument("--image-size", type=int)
-  parser.add_argument("--batch-size", type=int, default=32)
+  parser.add_argument("--batch-size", type=int, help="global (default: as cnnjax bench)")
   parser.add_argument("--dtype", choices=("bfloat16", "float32"), default="bfloat16")
   args = parser.parse_args()
-  native = models.NATIVE_INPUT_SIZE[args.model]
-  case = bench_timing.Case(
-      model=args.model, image_size=args.image_size or native,
-      channels=models.NATIVE_INPUT_CHANNELS[args.model],
-      num_classes=10 if native <= 32 else 1000, batch_size=args.batch_size,
-      dtype=args.dtype, steps=None, repeats=1)
-  try:
-    found = products(bench_timing.compiled_step(case).as_text())
+  settings = dict(image_size=args.image_size, channels=None, num_classes=None,
+                  batch_size=args.batch_size, dtype=args.dtype, steps=None, repeats=1)
+  try:  # The case `cnnjax bench` would time with these flags.
+    found = products(bench_timing.compiled_step(bench.make_case(args.model, settings)).as_text())
   except UserError as error:  # A batch the devices do not divide, too small an input.
     parser.exit(2, f"check_step_precision: error: {error}\n")
   counts = collections.Counter((p["kind"], "/".join(p["operands"]), p["dim_labels"])
