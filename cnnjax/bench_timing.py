@@ -18,10 +18,11 @@ What is measured:
 - images_per_sec: `repeats` timings of `steps` consecutive steps, each ended
   by waiting for the state, after WARMUP_STEPS untimed steps; the median and
   the range over repeats. A compilation during the timed steps is an error.
-- flops_per_image: XLA's cost analysis of the compiled step (one device's
-  program: forward, backward, update; a multiply-add counts 2) over that
-  device's images. On other backends than the CPU, the larger of that and
-  the CPU backend's count of the same program (see `_compile`).
+- flops_per_image: XLA's cost analysis of the step (one device's program:
+  forward, backward, update; a multiply-add counts 2) over that device's
+  images: the larger of the compiled step's count and the CPU backend's
+  count of the same program with XLA's own convolutions, which custom calls
+  (oneDNN's on the CPU, cuDNN's on a GPU) hide from the first (see `_compile`).
 - achieved_tflops = flops_per_image x images_per_sec, and mfu = achieved /
   peak, the peak being one device's (`peak_tflops`, or the best rate of a
   large square matmul of the same dtype, measured here) times the devices; on
@@ -50,6 +51,7 @@ import numpy as np
 from cnnjax import config as config_lib
 from cnnjax import models, optim, parallel, steps
 from cnnjax.errors import UserError
+from cnnjax.models import cpu_kernels
 
 WARMUP_STEPS = 2  # The first call may still allocate and autotune; neither is timed.
 SECONDS_PER_REPEAT = 2.0  # Without `steps`: as many steps as take about this long.
@@ -174,12 +176,10 @@ def _compile(step: _Step) -> tuple[float, float | None]:
   compiled = step.call.lower(step.state, step.batch, step.rng).compile()
   # The mapped step reuses this executable from JAX's caches (`_time` refuses a recompile).
   seconds = time.perf_counter() - started
-  flops = _flops(compiled)
-  if jax.local_devices()[0].platform != "cpu":
-    # XLA's GPU backend runs convolutions and matrix products as cuDNN and
-    # cuBLAS calls, whose FLOPs its cost analysis leaves out (ResNet-50's
-    # step counted 0.41 of its 23.7 GFLOP an image on an H200).
-    flops = max(filter(None, (flops, _flops_on_cpu(step))), default=None)
+  # Custom calls are invisible to XLA's cost analysis: cuDNN's and cuBLAS's
+  # on a GPU (ResNet-50's step counted 0.41 of its 23.7 GFLOP an image on an
+  # H200), oneDNN's convolutions on the CPU (cnnjax.models.onednn).
+  flops = max(filter(None, (_flops(compiled), _flops_on_cpu(step))), default=None)
   return seconds, flops
 
 
@@ -274,16 +274,20 @@ def _flops(program) -> float | None:
 
 def _flops_on_cpu(step: _Step) -> float | None:
   """The FLOPs of one device's step as XLA's CPU backend counts them: the
-  same program (as traced for the devices at hand) mapped over one CPU device,
-  lowered and if need be compiled, never run."""
+  same program (as traced for the devices at hand) with XLA's own
+  convolutions and pooling (cpu_kernels.xla_primitives), mapped over one CPU
+  device, lowered and if need be compiled, never run."""
   try:
     cpu = jax.local_devices(backend="cpu")[:1]
   except RuntimeError:  # JAX_PLATFORMS without cpu.
     return None
   one_device = functools.partial(jax.tree.map,
                                  lambda x: jax.ShapeDtypeStruct((1, *x.shape[1:]), x.dtype))
-  lowered = jax.pmap(step.train_step, axis_name=steps.AXIS, devices=cpu).lower(
-      one_device(step.state), one_device(step.batch), one_device(step.rng))
+  # A new function each time: JAX's trace caches do not know xla_primitives.
+  program = jax.pmap(lambda *args: step.train_step(*args), axis_name=steps.AXIS, devices=cpu)
+  with cpu_kernels.xla_primitives():
+    lowered = program.lower(one_device(step.state), one_device(step.batch),
+                            one_device(step.rng))
   return _flops(lowered) or _flops(lowered.compile())
 
 

@@ -1,6 +1,8 @@
 """The CPU rewrites of convolution and max pooling (cnnjax.models.cpu_kernels)
 compute XLA's results and gradients: bitwise where the sums are the same,
-to rounding where they are taken in another order."""
+to rounding where they are taken in another order. The XLA-only rewrites are
+tested with oneDNN off (as where it cannot be built); oneDNN's convolutions
+on their own."""
 
 import jax
 import jax.numpy as jnp
@@ -8,9 +10,14 @@ import numpy as np
 import pytest
 from flax import linen as nn
 
-from cnnjax.models import cpu_kernels
+from cnnjax.models import cpu_kernels, onednn
 
 NUMBERS = ("NHWC", "HWIO", "NHWC")
+
+
+@pytest.fixture
+def without_onednn(monkeypatch):
+  monkeypatch.setattr(cpu_kernels.onednn, "available", lambda: False)
 
 
 def _same_with_gradients(ours, xla, x, w):
@@ -36,7 +43,7 @@ def _convolutions(shape, kernel, strides, padding, groups=1):
     ((2, 9, 9, 6), (3, 3, 2, 6), (2, 2), "VALID", 3),  # Each group's 4x4 map as patches.
 ])
 def test_grouped_convolutions_are_convolved_group_by_group(shape, kernel, strides, padding,
-                                                           groups):
+                                                           groups, without_onednn):
   x = jax.random.normal(jax.random.key(0), shape)
   w = jax.random.normal(jax.random.key(1), kernel)
   ours, xla = _convolutions(shape, kernel, strides, padding, groups)
@@ -52,7 +59,8 @@ def test_grouped_convolutions_are_convolved_group_by_group(shape, kernel, stride
     ((2, 9, 9, 8), (1, 1, 8, 4), (1, 1), "VALID"),  # 1x1 kernels on maps of any size.
     ((2, 9, 7, 8), (1, 1, 8, 4), (2, 2), "SAME"),  # ResNet's projections: stride 2, odd sides.
 ])
-def test_rewritten_convolutions_match_xlas_with_their_gradients(shape, kernel, strides, padding):
+def test_rewritten_convolutions_match_xlas_with_their_gradients(shape, kernel, strides, padding,
+                                                               without_onednn):
   x = jax.random.normal(jax.random.key(0), shape)
   w = jax.random.normal(jax.random.key(1), kernel)
   ours, xla = _convolutions(shape, kernel, strides, padding)
@@ -65,7 +73,7 @@ def test_rewritten_convolutions_match_xlas_with_their_gradients(shape, kernel, s
     ((1, 8, 8, 64), (3, 3, 64, 8), "SAME"),
     ((1, 8, 8, 64), (1, 1, 64, 8), ((1, 1), (1, 1))),  # A padded 1x1 (not in the zoo).
 ])
-def test_larger_maps_keep_xlas_convolution(shape, kernel, padding):
+def test_larger_maps_keep_xlas_convolution(shape, kernel, padding, without_onednn):
   ours, _ = _convolutions(shape, kernel, (1, 1), padding)
   assert "conv_general_dilated" in str(jax.make_jaxpr(ours)(jnp.ones(shape), jnp.ones(kernel)))
 

@@ -40,7 +40,12 @@ def _assert_trees_close(a, b):
 
 
 def test_one_and_four_devices_train_identically_and_per_device_batch_norm_would_not():
-  model = create_model("resnet20", num_classes=10, stage_sizes=(1, 1, 1), axis_name=steps.AXIS)
+  # tanh, not ReLU: where a pre-activation lies within rounding of ReLU's kink,
+  # another summation order flips its gradient by a step, not by rounding
+  # (this data with oneDNN's convolutions on 4 devices: a momentum moved by
+  # 1.2e-3 where every other seed tried agreed to 5e-7).
+  model = create_model("resnet20", num_classes=10, stage_sizes=(1, 1, 1), axis_name=steps.AXIS,
+                       activation="tanh")
   one, one_metrics = _train(model, 1)
   four, four_metrics = _train(model, 4)
   assert int(one.step) == int(four.step) == STEPS

@@ -1,0 +1,142 @@
+"""oneDNN's convolution kernel gradient as an XLA custom call on the CPU.
+
+XLA's CPU kernel for a convolution's kernel gradient spends most of its time
+transposing the maps: at the zoo's shapes it is 3 to 9 times slower than
+oneDNN's (the library PyTorch's CPU convolutions run on), and it was most of
+the gap between cnnjax's CPU training step and PyTorch's. XLA's own oneDNN
+option (`--xla_cpu_use_onednn`) left convolutions alone when measured.
+
+`onednn_conv.cc` (beside this file) is compiled on first use with the
+system's C++ compiler against the oneDNN of the `onednn-cpu-gomp` and
+`onednn-devel-cpu-gomp` wheels (dependencies on x86-64 Linux) and JAX's FFI
+headers, cached under ~/.cache/cnnjax (or $CNNJAX_CACHE_DIR) by a hash of
+everything that goes into it, and registered with XLA's CPU backend. Where
+any of that is missing, or CNNJAX_ONEDNN=0, `available()` is False and
+convolutions keep XLA's kernel gradient: the same values to rounding, slower.
+
+oneDNN computes in a fixed order for a given shape and thread count, so a
+run and its resumption agree bit for bit, as with XLA's kernels.
+"""
+
+import ctypes
+import functools
+import hashlib
+import importlib.metadata
+import logging
+import os
+import pathlib
+import platform
+import shutil
+import subprocess
+import tempfile
+
+import jax
+import numpy as np
+
+TARGETS = {"cnnjax_onednn_conv": "CnnjaxConvForward",
+           "cnnjax_onednn_conv_input_grad": "CnnjaxConvInputGrad",
+           "cnnjax_onednn_conv_kernel_grad": "CnnjaxConvKernelGrad"}
+SOURCE = pathlib.Path(__file__).with_name("onednn_conv.cc")
+RUNTIME, HEADERS = "onednn-cpu-gomp", "onednn-devel-cpu-gomp"
+
+
+class Unavailable(Exception):
+  """Why oneDNN's kernel gradient cannot be used here (one line)."""
+
+
+def available() -> bool:
+  """Whether the custom call is built and registered (once per process; the
+  reason it is not is logged once)."""
+  return _library() is not None
+
+
+def convolution(x: jax.Array, kernel: jax.Array, strides, padding) -> jax.Array:
+  """conv(x, kernel) for NHWC `x`, an HWIO `kernel`, `strides` (2) and
+  `padding` ((top, bottom), (left, right)). Call only where `available()`."""
+  rows, columns = (
+      (size + sum(pads) - taps) // stride + 1
+      for size, pads, taps, stride in zip(x.shape[1:3], padding, kernel.shape[:2], strides))
+  shape = (x.shape[0], rows, columns, kernel.shape[3])
+  return _call("cnnjax_onednn_conv", shape, x, kernel, strides, padding)
+
+
+def input_gradient(grad: jax.Array, kernel: jax.Array, input_shape, strides, padding):
+  """d(sum(grad * conv(x, kernel)))/dx for x of `input_shape` (as `convolution`)."""
+  return _call("cnnjax_onednn_conv_input_grad", input_shape, grad, kernel, strides, padding)
+
+
+def kernel_gradient(x: jax.Array, grad: jax.Array, kernel_shape, strides, padding):
+  """d(sum(grad * conv(x, w)))/dw for w of `kernel_shape` (as `convolution`)."""
+  return _call("cnnjax_onednn_conv_kernel_grad", kernel_shape, x, grad, strides, padding)
+
+
+def _call(target, shape, first, second, strides, padding):
+  if not available():  # Registers the targets on first use.
+    raise RuntimeError(f"{target} called where oneDNN is not available")
+  call = jax.ffi.ffi_call(target, jax.ShapeDtypeStruct(tuple(shape), first.dtype),
+                          vmap_method="sequential")
+  pads = [side for pair in padding for side in pair]
+  return call(first, second, strides=np.asarray(strides, np.int64),
+              pads=np.asarray(pads, np.int64))
+
+
+@functools.cache
+def _library() -> ctypes.CDLL | None:
+  try:
+    library = ctypes.CDLL(str(_build()))
+  except (Unavailable, OSError) as error:
+    logging.getLogger(__name__).warning(
+        "cnnjax: convolution kernel gradients use XLA's CPU kernel, 3 to 9 times slower than "
+        "oneDNN's: %s", error)
+    return None
+  for target, symbol in TARGETS.items():
+    jax.ffi.register_ffi_target(target, jax.ffi.pycapsule(getattr(library, symbol)),
+                                platform="cpu")
+  return library
+
+
+def _build() -> pathlib.Path:
+  """The compiled custom call, from the cache or compiled now."""
+  if os.environ.get("CNNJAX_ONEDNN", "1") == "0":
+    raise Unavailable("CNNJAX_ONEDNN=0")
+  if platform.system() != "Linux" or platform.machine() != "x86_64":
+    raise Unavailable(f"the oneDNN wheels are for x86-64 Linux, not {platform.platform()}")
+  compiler = os.environ.get("CXX") or shutil.which("c++") or shutil.which("g++")
+  if not compiler:
+    raise Unavailable("no C++ compiler found (install g++ or set CXX)")
+  library_dir = _wheel_dir(RUNTIME, "libdnnl.so.3")
+  include_dir = _wheel_dir(HEADERS, "oneapi/dnnl/dnnl.hpp")
+  command = [compiler, "-O2", "-std=c++17", "-shared", "-fPIC", str(SOURCE),
+             f"-I{include_dir}", f"-I{jax.ffi.include_dir()}", f"-L{library_dir}",
+             "-l:libdnnl.so.3", f"-Wl,-rpath,{library_dir}"]
+  digest = hashlib.sha256("\0".join(command).encode() + SOURCE.read_bytes()
+                          + importlib.metadata.version("jaxlib").encode()).hexdigest()[:16]
+  cache = pathlib.Path(os.environ.get("CNNJAX_CACHE_DIR")
+                       or pathlib.Path(os.environ.get("XDG_CACHE_HOME", "~/.cache")) / "cnnjax")
+  built = cache.expanduser() / f"onednn_conv-{digest}.so"
+  if built.exists():
+    return built
+  built.parent.mkdir(parents=True, exist_ok=True)
+  # Built beside its final name and renamed: processes building at once each
+  # see a whole library.
+  with tempfile.TemporaryDirectory(dir=built.parent) as scratch:
+    partial = pathlib.Path(scratch) / built.name
+    done = subprocess.run([*command, "-o", str(partial)], capture_output=True, text=True)
+    if done.returncode:
+      last = (done.stderr.strip().splitlines() or ["no message"])[-1]
+      raise Unavailable(f"compiling {SOURCE.name} failed: {last}")
+    os.replace(partial, built)
+  return built
+
+
+def _wheel_dir(distribution: str, relative: str) -> pathlib.Path:
+  """The directory of the file of `distribution` whose path ends in `relative`."""
+  try:
+    files = importlib.metadata.files(distribution) or []
+  except importlib.metadata.PackageNotFoundError:
+    raise Unavailable(f"{distribution} is not installed (pip install {distribution})") from None
+  for file in files:
+    if str(file).endswith(relative):
+      path = pathlib.Path(file.locate()).resolve()
+      return path.parents[len(pathlib.PurePath(relative).parts) - 1]
+  raise Unavailable(f"{distribution} has no {relative}")

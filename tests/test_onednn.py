@@ -1,0 +1,104 @@
+"""oneDNN's convolutions on the CPU (cnnjax.models.onednn, used by
+cpu_kernels): built where the project is supported, XLA's values and
+gradients to rounding, the same bits on every call, and XLA's kernels
+wherever oneDNN cannot be had."""
+
+import platform
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from cnnjax.models import cpu_kernels, onednn
+
+SUPPORTED = platform.system() == "Linux" and platform.machine() == "x86_64"
+needs_onednn = pytest.mark.skipif(not onednn.available(), reason="oneDNN is not built here")
+
+
+@pytest.mark.skipif(not SUPPORTED, reason="the oneDNN wheels are for x86-64 Linux")
+def test_onednn_is_built_where_its_wheels_install():
+  # Not skipped silently: on the project's platform a failed build is a failure.
+  assert onednn.available()
+
+
+def _convolutions(shape, kernel, strides, padding):
+  numbers = jax.lax.conv_dimension_numbers(shape, kernel, ("NHWC", "HWIO", "NHWC"))
+  ours = lambda x, w: cpu_kernels.conv_general_dilated(
+      x, w, strides, padding, dimension_numbers=numbers)
+  xla = lambda x, w: jax.lax.conv_general_dilated(
+      x, w, strides, padding, dimension_numbers=numbers)
+  return ours, xla
+
+
+def _with_gradients(conv, x, w):
+  weights = jax.random.normal(jax.random.key(2), jax.eval_shape(conv, x, w).shape)
+  return jax.jit(lambda x, w: (conv(x, w), *jax.grad(
+      lambda x, w: jnp.sum(weights * conv(x, w)), (0, 1))(x, w)))(x, w)
+
+
+@needs_onednn
+@pytest.mark.parametrize("shape, kernel, strides, padding", [
+    ((2, 15, 15, 3), (7, 7, 3, 8), (2, 2), ((3, 3), (3, 3))),  # ResNet's stem, an odd side.
+    ((2, 8, 8, 16), (3, 3, 16, 8), (1, 1), "SAME"),
+    ((2, 12, 12, 3), (5, 5, 3, 6), (1, 1), "VALID"),  # LeNet-5's C1.
+    ((2, 9, 9, 8), (3, 3, 8, 4), (2, 2), ((0, 1), (1, 0))),  # Uneven padding.
+    ((2, 9, 7, 8), (1, 1, 8, 4), (2, 2), "VALID"),  # ResNet's projections.
+    ((2, 4, 4, 8), (3, 3, 8, 4), (1, 1), "SAME"),  # 4x4, the smallest map oneDNN takes.
+])
+def test_onednn_convolutions_match_xlas_with_their_gradients(shape, kernel, strides, padding):
+  x = jax.random.normal(jax.random.key(0), shape)
+  w = jax.random.normal(jax.random.key(1), kernel)
+  ours, xla = _convolutions(shape, kernel, strides, padding)
+  program = str(jax.make_jaxpr(jax.grad(lambda x, w: jnp.sum(ours(x, w)), (0, 1)))(x, w))
+  assert "conv_general_dilated" not in program
+  assert all(target in program for target in onednn.TARGETS)
+  for a, b in zip(_with_gradients(ours, x, w), _with_gradients(xla, x, w), strict=True):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-4)
+
+
+@needs_onednn
+def test_onednn_gives_the_same_bits_every_call():
+  # What a resumed run relies on: the same inputs, the same sums in the same order.
+  shape, kernel = (8, 10, 10, 16), (3, 3, 16, 32)
+  x = jax.random.normal(jax.random.key(0), shape)
+  w = jax.random.normal(jax.random.key(1), kernel)
+  ours, _ = _convolutions(shape, kernel, (1, 1), "SAME")
+  first = _with_gradients(ours, x, w)
+  for _ in range(3):
+    for a, b in zip(first, _with_gradients(ours, x, w), strict=True):
+      np.testing.assert_array_equal(a, b)
+
+
+@needs_onednn
+def test_onednn_is_mapped_over_a_vmapped_batch():
+  ours, xla = _convolutions((2, 6, 6, 3), (3, 3, 3, 4), (1, 1), "SAME")
+  x = jax.random.normal(jax.random.key(0), (3, 2, 6, 6, 3))
+  w = jax.random.normal(jax.random.key(1), (3, 3, 3, 4))
+  np.testing.assert_allclose(jax.vmap(ours, (0, None))(x, w), jax.vmap(xla, (0, None))(x, w),
+                             rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [jnp.bfloat16])
+def test_other_dtypes_and_xla_primitives_keep_xlas_convolution(dtype):
+  ours, _ = _convolutions((1, 8, 8, 4), (3, 3, 4, 4), (1, 1), "SAME")
+  x, w = jnp.ones((1, 8, 8, 4), dtype), jnp.ones((3, 3, 4, 4), dtype)
+  assert "conv_general_dilated" in str(jax.make_jaxpr(ours)(x, w))
+  with cpu_kernels.xla_primitives():
+    assert "conv_general_dilated" in str(jax.make_jaxpr(lambda x, w: ours(x, w))(
+        x.astype(jnp.float32), w.astype(jnp.float32)))
+
+
+def test_without_onednn_the_reason_is_one_line(monkeypatch):
+  monkeypatch.setenv("CNNJAX_ONEDNN", "0")
+  with pytest.raises(onednn.Unavailable, match="CNNJAX_ONEDNN=0"):
+    onednn._build()
+  monkeypatch.delenv("CNNJAX_ONEDNN")
+  monkeypatch.setattr(onednn.importlib.metadata, "files", _not_installed)
+  if SUPPORTED:
+    with pytest.raises(onednn.Unavailable, match=r"pip install onednn-cpu-gomp"):
+      onednn._build()
+
+
+def _not_installed(distribution):
+  raise onednn.importlib.metadata.PackageNotFoundError(distribution)
