@@ -1,21 +1,23 @@
-"""oneDNN's convolution kernel gradient as an XLA custom call on the CPU.
+"""oneDNN's convolutions as XLA custom calls on the CPU.
 
-XLA's CPU kernel for a convolution's kernel gradient spends most of its time
-transposing the maps: at the zoo's shapes it is 3 to 9 times slower than
-oneDNN's (the library PyTorch's CPU convolutions run on), and it was most of
-the gap between cnnjax's CPU training step and PyTorch's. XLA's own oneDNN
-option (`--xla_cpu_use_onednn`) left convolutions alone when measured.
+XLA's CPU convolutions (JAX 0.10) are slower than oneDNN's, the library
+PyTorch's CPU convolutions run on, at the zoo's shapes: forward 1.2 to 10
+times, the kernel's gradient up to 21 times, for it spends most of its time
+transposing the maps. They were most of the gap between cnnjax's CPU training
+step and PyTorch's. XLA's own oneDNN option (`--xla_cpu_use_onednn`) left
+convolutions alone when measured. cpu_kernels.py says where these are used.
 
 `onednn_conv.cc` (beside this file) is compiled on first use with the
 system's C++ compiler against the oneDNN of the `onednn-cpu-gomp` and
 `onednn-devel-cpu-gomp` wheels (dependencies on x86-64 Linux) and JAX's FFI
 headers, cached under ~/.cache/cnnjax (or $CNNJAX_CACHE_DIR) by a hash of
 everything that goes into it, and registered with XLA's CPU backend. Where
-any of that is missing, or CNNJAX_ONEDNN=0, `available()` is False and
-convolutions keep XLA's kernel gradient: the same values to rounding, slower.
+any of that is missing `available()` is False and a warning says why, as
+with CNNJAX_ONEDNN=0 without one; convolutions then keep XLA's kernels: the same values to
+rounding, slower.
 
-oneDNN computes in a fixed order for a given shape and thread count, so a
-run and its resumption agree bit for bit, as with XLA's kernels.
+oneDNN sums in a fixed order for a given shape and thread count, so a run
+and its resumption agree bit for bit, as with XLA's kernels.
 """
 
 import ctypes
@@ -41,12 +43,12 @@ RUNTIME, HEADERS = "onednn-cpu-gomp", "onednn-devel-cpu-gomp"
 
 
 class Unavailable(Exception):
-  """Why oneDNN's kernel gradient cannot be used here (one line)."""
+  """Why oneDNN's convolutions cannot be used here (one line)."""
 
 
 def available() -> bool:
-  """Whether the custom call is built and registered (once per process; the
-  reason it is not is logged once)."""
+  """Whether the custom calls are built and registered (tried once per
+  process; where they are not, the warning says why)."""
   return _library() is not None
 
 
@@ -82,12 +84,13 @@ def _call(target, shape, first, second, strides, padding):
 
 @functools.cache
 def _library() -> ctypes.CDLL | None:
+  if os.environ.get("CNNJAX_ONEDNN", "1") == "0":  # Asked for: no warning.
+    return None
   try:
     library = ctypes.CDLL(str(_build()))
   except (Unavailable, OSError) as error:
     logging.getLogger(__name__).warning(
-        "cnnjax: convolution kernel gradients use XLA's CPU kernel, 3 to 9 times slower than "
-        "oneDNN's: %s", error)
+        "cnnjax: convolutions use XLA's CPU kernels, slower than oneDNN's: %s", error)
     return None
   for target, symbol in TARGETS.items():
     jax.ffi.register_ffi_target(target, jax.ffi.pycapsule(getattr(library, symbol)),
@@ -97,8 +100,6 @@ def _library() -> ctypes.CDLL | None:
 
 def _build() -> pathlib.Path:
   """The compiled custom call, from the cache or compiled now."""
-  if os.environ.get("CNNJAX_ONEDNN", "1") == "0":
-    raise Unavailable("CNNJAX_ONEDNN=0")
   if platform.system() != "Linux" or platform.machine() != "x86_64":
     raise Unavailable(f"the oneDNN wheels are for x86-64 Linux, not {platform.platform()}")
   compiler = os.environ.get("CXX") or shutil.which("c++") or shutil.which("g++")
