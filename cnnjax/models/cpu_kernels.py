@@ -103,7 +103,8 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, r
   down, across = window_strides
   _, rows, columns, _ = jax.eval_shape(convolve, lhs, rhs).shape
   float32 = lhs.dtype == rhs.dtype == jnp.float32 and preferred_element_type in (None, jnp.float32)
-  if (float32 and precision is None and rows * columns >= ONEDNN_MAP_UNITS
+  cropped = any(side < 0 for pair in padding for side in pair)
+  if (float32 and precision is None and not cropped and rows * columns >= ONEDNN_MAP_UNITS
       and onednn.available()):
     return _onednn_conv(lhs, rhs, tuple(window_strides), tuple(map(tuple, padding)))
   product = functools.partial(jnp.dot, precision=precision,
