@@ -96,11 +96,19 @@ def test_other_dtypes_and_xla_primitives_keep_xlas_convolution(dtype):
         x.astype(jnp.float32), w.astype(jnp.float32)))
 
 
-def test_without_onednn_the_reason_is_one_line(monkeypatch, caplog):
+def test_without_onednn_the_reason_is_one_line(monkeypatch, capsys, tmp_path):
   monkeypatch.setenv("CNNJAX_ONEDNN", "0")
   onednn._library.cache_clear()
   try:
-    assert not onednn.available() and not caplog.records  # Asked for: no warning.
+    assert not onednn.available() and not capsys.readouterr().err  # Asked for: no note.
+    monkeypatch.setenv("CNNJAX_ONEDNN", "1")
+    monkeypatch.setenv("CXX", "g++-typo")
+    monkeypatch.setenv("CNNJAX_CACHE_DIR", str(tmp_path))
+    onednn._library.cache_clear()
+    if SUPPORTED:  # A mistyped compiler: one line naming it, XLA's kernels.
+      assert not onednn.available()
+      assert capsys.readouterr().err.strip().splitlines()[-1].endswith("'g++-typo'")
+    monkeypatch.delenv("CXX")
     monkeypatch.delenv("CNNJAX_ONEDNN")
     monkeypatch.setattr(onednn.importlib.metadata, "files", _not_installed)
     if SUPPORTED and shutil.which("g++"):

@@ -12,9 +12,9 @@ system's C++ compiler against the oneDNN of the `onednn-cpu-gomp` and
 `onednn-devel-cpu-gomp` wheels (dependencies on x86-64 Linux) and JAX's FFI
 headers, cached under ~/.cache/cnnjax (or $CNNJAX_CACHE_DIR) by a hash of
 everything that goes into it, and registered with XLA's CPU backend. Where
-any of that is missing `available()` is False and a warning says why, as
-with CNNJAX_ONEDNN=0 without one; convolutions then keep XLA's kernels: the same values to
-rounding, slower.
+any of that is missing, `available()` is False and a note on stderr says
+why (none with CNNJAX_ONEDNN=0, which asks for it); convolutions then keep
+XLA's kernels: the same values to rounding, slower.
 
 oneDNN sums in a fixed order for a given shape and thread count, so a run
 and its resumption agree bit for bit, as with XLA's kernels.
@@ -24,12 +24,12 @@ import ctypes
 import functools
 import hashlib
 import importlib.metadata
-import logging
 import os
 import pathlib
 import platform
 import shutil
 import subprocess
+import sys
 import tempfile
 
 import jax
@@ -48,7 +48,7 @@ class Unavailable(Exception):
 
 def available() -> bool:
   """Whether the custom calls are built and registered (tried once per
-  process; where they are not, the warning says why)."""
+  process; where they are not, a note on stderr says why)."""
   return _library() is not None
 
 
@@ -84,13 +84,14 @@ def _call(target, shape, first, second, strides, padding):
 
 @functools.cache
 def _library() -> ctypes.CDLL | None:
-  if os.environ.get("CNNJAX_ONEDNN", "1") == "0":  # Asked for: no warning.
+  if os.environ.get("CNNJAX_ONEDNN", "1") == "0":  # Asked for: no note.
     return None
   try:
     library = ctypes.CDLL(str(_build()))
   except (Unavailable, OSError) as error:
-    logging.getLogger(__name__).warning(
-        "cnnjax: convolutions use XLA's CPU kernels, slower than oneDNN's: %s", error)
+    # Printed, not logged: the CLI silences absl's logging below errors.
+    print(f"cnnjax: note: convolutions use XLA's CPU kernels, slower than oneDNN's: {error}",
+          file=sys.stderr)
     return None
   for target, symbol in TARGETS.items():
     jax.ffi.register_ffi_target(target, jax.ffi.pycapsule(getattr(library, symbol)),
