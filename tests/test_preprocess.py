@@ -157,6 +157,28 @@ def test_resize_then_crop_computes_only_the_crop_and_gives_the_same_pixels(jitte
                              rtol=0, atol=1e-4)
 
 
+def test_inception_crop_decodes_only_its_box_and_gives_the_same_pixels():
+  """Decoding the box and a margin of a JPEG, then cropping and resizing: the
+  very pixels of decoding all of it first; the recipe takes this path."""
+  rng = np.random.default_rng(1)
+  for height, width in ((30, 41), (150, 97), (97, 150), (64, 64)):
+    smooth = tf.image.resize(rng.uniform(0, 255, (height // 4, width // 4, 3)), (height, width))
+    pixels = np.clip(smooth.numpy() + rng.normal(0, 8, (height, width, 3)), 0, 255).astype(np.uint8)
+    for encoded in (_jpeg(pixels), tf.io.encode_png(pixels).numpy()):
+      for draw in range(6):
+        seed = tf.constant([draw, 7], tf.int64)
+        decoded = preprocess.decode({"image": tf.constant(encoded)}, 3)["image"]
+        np.testing.assert_array_equal(
+            preprocess.decode_inception_crop(tf.constant(encoded), 3, seed, 12),
+            preprocess.inception_crop(decoded, seed, 12))
+  ops = recipes.parse("inception_crop(10) | flip", 10, "k")
+  example, seed = {"image": tf.constant(_jpeg(PHOTO)), "label": tf.constant(0)}, tf.constant([5, 3], tf.int64)
+  fold = lambda rank: tf.random.experimental.stateless_fold_in(seed, rank)
+  step_by_step = preprocess.flip(preprocess.inception_crop(
+      preprocess.decode(example, 3)["image"], fold(0), 10), fold(1))
+  np.testing.assert_array_equal(preprocess.recipe(ops, 3)(example, seed)["image"], step_by_step)
+
+
 def test_center_crop_rounds_its_offsets_half_to_even_as_torchvision_and_pads_small_images():
   image = RNG.integers(0, 256, (9, 12, 3), np.uint8)
   # Spare rows 5 → round(2.5) = 2; spare columns 8 → 4.

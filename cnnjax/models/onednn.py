@@ -7,14 +7,13 @@ transposing the maps. They were most of the gap between cnnjax's CPU training
 step and PyTorch's. XLA's own oneDNN option (`--xla_cpu_use_onednn`) left
 convolutions alone when measured. cpu_kernels.py says where these are used.
 
-`onednn_conv.cc` (beside this file) is compiled on first use with the
-system's C++ compiler against the oneDNN of the `onednn-cpu-gomp` and
-`onednn-devel-cpu-gomp` wheels (dependencies on x86-64 Linux) and JAX's FFI
-headers, cached under ~/.cache/cnnjax (or $CNNJAX_CACHE_DIR) by a hash of
-everything that goes into it, and registered with XLA's CPU backend. Where
-any of that is missing, `available()` is False and a note on stderr says
-why (none with CNNJAX_ONEDNN=0, which asks for it); convolutions then keep
-XLA's kernels: the same values to rounding, slower.
+`onednn_conv.cc` (beside this file) is compiled on first use (cnnjax.native)
+against the oneDNN of the `onednn-cpu-gomp` and `onednn-devel-cpu-gomp`
+wheels (dependencies on x86-64 Linux) and JAX's FFI headers, and registered
+with XLA's CPU backend. Where any of that is missing, `available()` is
+False and a note on stderr says why (none with CNNJAX_ONEDNN=0, which asks
+for it); convolutions then keep XLA's kernels: the same values to rounding,
+slower.
 
 oneDNN sums in a fixed order for a given shape and thread count, so a run
 and its resumption agree bit for bit, as with XLA's kernels.
@@ -22,28 +21,23 @@ and its resumption agree bit for bit, as with XLA's kernels.
 
 import ctypes
 import functools
-import hashlib
 import importlib.metadata
 import os
 import pathlib
 import platform
-import shutil
-import subprocess
 import sys
-import tempfile
 
 import jax
 import numpy as np
+
+from cnnjax import native
+from cnnjax.native import Unavailable
 
 TARGETS = {"cnnjax_onednn_conv": "CnnjaxConvForward",
            "cnnjax_onednn_conv_input_grad": "CnnjaxConvInputGrad",
            "cnnjax_onednn_conv_kernel_grad": "CnnjaxConvKernelGrad"}
 SOURCE = pathlib.Path(__file__).with_name("onednn_conv.cc")
 RUNTIME, HEADERS = "onednn-cpu-gomp", "onednn-devel-cpu-gomp"
-
-
-class Unavailable(Exception):
-  """Why oneDNN's convolutions cannot be used here (one line)."""
 
 
 def available() -> bool:
@@ -103,32 +97,13 @@ def _build() -> pathlib.Path:
   """The compiled custom call, from the cache or compiled now."""
   if platform.system() != "Linux" or platform.machine() != "x86_64":
     raise Unavailable(f"the oneDNN wheels are for x86-64 Linux, not {platform.platform()}")
-  compiler = os.environ.get("CXX") or shutil.which("c++") or shutil.which("g++")
-  if not compiler:
-    raise Unavailable("no C++ compiler found (install g++ or set CXX)")
+  compiler = native.compiler()
   library_dir = _wheel_dir(RUNTIME, "libdnnl.so.3")
   include_dir = _wheel_dir(HEADERS, "oneapi/dnnl/dnnl.hpp")
   command = [compiler, "-O2", "-std=c++17", "-shared", "-fPIC", str(SOURCE),
              f"-I{include_dir}", f"-I{jax.ffi.include_dir()}", f"-L{library_dir}",
              "-l:libdnnl.so.3", f"-Wl,-rpath,{library_dir}"]
-  digest = hashlib.sha256("\0".join(command).encode() + SOURCE.read_bytes()
-                          + importlib.metadata.version("jaxlib").encode()).hexdigest()[:16]
-  cache = pathlib.Path(os.environ.get("CNNJAX_CACHE_DIR")
-                       or pathlib.Path(os.environ.get("XDG_CACHE_HOME", "~/.cache")) / "cnnjax")
-  built = cache.expanduser() / f"onednn_conv-{digest}.so"
-  if built.exists():
-    return built
-  built.parent.mkdir(parents=True, exist_ok=True)
-  # Built beside its final name and renamed: processes building at once each
-  # see a whole library.
-  with tempfile.TemporaryDirectory(dir=built.parent) as scratch:
-    partial = pathlib.Path(scratch) / built.name
-    done = subprocess.run([*command, "-o", str(partial)], capture_output=True, text=True)
-    if done.returncode:
-      last = (done.stderr.strip().splitlines() or ["no message"])[-1]
-      raise Unavailable(f"compiling {SOURCE.name} failed: {last}")
-    os.replace(partial, built)
-  return built
+  return native.build(SOURCE, command, importlib.metadata.version("jaxlib"))
 
 
 def _wheel_dir(distribution: str, relative: str) -> pathlib.Path:
