@@ -44,6 +44,7 @@ def _launch(workdir: pathlib.Path, digits_dir: str, use_environment=False, **ove
   settings = {**OVERRIDES, **overrides}
   command = [sys.executable, "-m", "cnnjax", "train", "--config", LENET_DIGITS, "--workdir",
              str(workdir), f"--config.dataset.data_dir={digits_dir}",
+             "--config.dataset.num_shards=4",  # As tiny_config, for the run in this process.
              *(f"--config.{key}={value}" for key, value in settings.items())]
   env = {**os.environ, "PYTHONPATH": str(ROOT), "JAX_PLATFORMS": "cpu",
          "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}

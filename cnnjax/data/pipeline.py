@@ -192,11 +192,15 @@ class InputPipeline:
     return self._open(split, tfds.split_for_jax_process(
         split, process_index=process_index, process_count=self.process_count), whole=whole)
 
-  def read_shard(self, split: str, shard: int) -> tf.data.Dataset:
-    """Shard `shard` of `split` (of `dataset.num_shards`), images still encoded,
-    each example with its `tfds_id` (training reports which examples each step saw)."""
-    part = tfds.even_splits(split, n=self.dataset.num_shards)[shard]
-    return self._open(split, part, with_ids=True)
+  @functools.cached_property
+  def _train_shards(self) -> tuple[tf.data.Dataset, ...]:
+    """The train split's `dataset.num_shards` even shards, images still
+    encoded, each example with its `tfds_id` (training reports which examples
+    each step saw). Opened once, for counting and for reading: opening them
+    was a fifth of a small run's start."""
+    split = self.dataset.train_split
+    return tuple(self._open(split, part, with_ids=True)
+                 for part in tfds.even_splits(split, n=self.dataset.num_shards))
 
   def _open(self, split: str, part, with_ids: bool = False, whole: bool = True) -> tf.data.Dataset:
     try:
@@ -237,8 +241,7 @@ class InputPipeline:
   def steps_per_epoch(self, global_batch: int) -> int:
     """Steps in an epoch: the smallest shard decides, so every shard takes the same steps."""
     per_shard = global_batch // self.dataset.num_shards
-    smallest = min(int(self.read_shard(self.dataset.train_split, shard).cardinality())
-                   for shard in range(self.dataset.num_shards))
+    smallest = min(int(shard.cardinality()) for shard in self._train_shards)
     steps = smallest // per_shard
     if steps == 0:
       raise UserError(
@@ -278,7 +281,7 @@ class InputPipeline:
   def _shard_stream(self, shard: int, per_shard: int, steps_per_epoch: int,
                     start_step: int) -> tf.data.Dataset:
     """Shard `shard`'s examples from `start_step` on, each as (epoch, shard, position, example)."""
-    base = self._maybe_cache(self.read_shard(self.dataset.train_split, shard))
+    base = self._maybe_cache(self._train_shards[shard])
 
     def epoch(index):
       shuffle_seed = (self.seed * 1_000_003 + index) * 1009 + shard
