@@ -112,15 +112,24 @@ CNNJAX_VECTORISED void ResampleLines(const Spans& spans, const T* __restrict inp
   }
 }
 
-// [rows, columns, channels] to [columns, rows, channels].
+// [rows, columns, channels] to [columns, rows, channels]; `Channels` known
+// at compile time (1 or 3) makes each pixel's copy a few moves.
+template <int Channels>
 void Transpose(const float* __restrict input, int64_t rows, int64_t columns, int channels,
                float* __restrict output) {
+  if (Channels) channels = Channels;
   for (int64_t row = 0; row < rows; ++row) {
     for (int64_t column = 0; column < columns; ++column) {
       const float* in = input + (row * columns + column) * channels;
-      std::copy(in, in + channels, output + (column * rows + row) * channels);
+      float* out = output + (column * rows + row) * channels;
+      for (int c = 0; c < channels; ++c) out[c] = in[c];
     }
   }
+}
+
+void Transpose(const float* input, int64_t rows, int64_t columns, int channels, float* output) {
+  const auto transpose = channels == 3 ? Transpose<3> : channels == 1 ? Transpose<1> : Transpose<0>;
+  transpose(input, rows, columns, channels, output);
 }
 
 // Rows, then columns as rows of the transposed intermediate, into `output`
