@@ -112,17 +112,28 @@ CNNJAX_VECTORISED void ResampleLines(const Spans& spans, const T* __restrict inp
   }
 }
 
-// [rows, columns, channels] to [columns, rows, channels]; `Channels` known
-// at compile time (1 or 3) makes each pixel's copy a few moves.
+// [rows, columns, channels] to [columns, rows, channels], a 32x32 tile of
+// pixels at a time so that reads and writes stay in the L1 cache (copying
+// pixel by pixel along rows had taken more time than both passes' sums).
+// `Channels` known at compile time (1 or 3) makes each copy a few moves.
 template <int Channels>
 void Transpose(const float* __restrict input, int64_t rows, int64_t columns, int channels,
                float* __restrict output) {
   if (Channels) channels = Channels;
-  for (int64_t row = 0; row < rows; ++row) {
-    for (int64_t column = 0; column < columns; ++column) {
-      const float* in = input + (row * columns + column) * channels;
-      float* out = output + (column * rows + row) * channels;
-      for (int c = 0; c < channels; ++c) out[c] = in[c];
+  constexpr int64_t kTile = 32;
+  for (int64_t first_row = 0; first_row < rows; first_row += kTile) {
+    const int64_t end_row = std::min(rows, first_row + kTile);
+    for (int64_t first_column = 0; first_column < columns; first_column += kTile) {
+      const int64_t end_column = std::min(columns, first_column + kTile);
+      for (int64_t column = first_column; column < end_column; ++column) {
+        const float* in = input + (first_row * columns + column) * channels;
+        float* out = output + (column * rows + first_row) * channels;
+        for (int64_t row = first_row; row < end_row; ++row) {
+          for (int c = 0; c < channels; ++c) out[c] = in[c];
+          in += columns * channels;
+          out += channels;
+        }
+      }
     }
   }
 }
