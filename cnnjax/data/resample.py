@@ -5,9 +5,9 @@ tf.image.resize(..., antialias=True) runs TensorFlow's ScaleAndTranslate
 with the triangle kernel: the filter PIL's bilinear resize uses, which
 cnnjax's recipes follow (cnnjax.data.preprocess). TensorFlow's kernel is
 generic over its kernels and compiled for the oldest x86-64 it supports; for
-ResNet's 224x224 crop it took 1.4-1.9 ms of the 4 ms an augmented image cost
-on one core. `resample.cc` (beside this file) computes the same weights and
-sums them in the same order, vectorised, in about 0.4 ms. It is compiled on
+ResNet's 224x224 crop it took 1.8-2.7 ms of the 4 ms of CPU an augmented
+image cost. `resample.cc` (beside this file) computes the same weights and
+sums them in the same order, vectorised, in about 0.6 ms. It is compiled on
 first use against the installed TensorFlow (cnnjax.native); where it cannot
 be, a note on stderr says why and TensorFlow's kernel is used: the same
 pixels, slower. CNNJAX_RESAMPLE=0 asks for TensorFlow's kernel.
