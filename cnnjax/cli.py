@@ -1,5 +1,6 @@
 """The `cnnjax` command: one table of subcommands, each a thin flag layer over
-one function in cnnjax.commands (or a tool module such as cnnjax.sweep).
+one function in cnnjax.commands (or a tool's command module, such as
+cnnjax.sweep.command).
 
   cnnjax train  --config PATH[:ARG] --workdir DIR [--config.KEY=VALUE ...]
   cnnjax eval   --workdir DIR [--step N | --best] [--config.KEY=VALUE ...]
@@ -24,7 +25,7 @@ missing data, a workdir in use) prints one line on stderr and exits with
 status 2, without touching what the workdir already holds; argument and
 config mistakes are found before JAX or TensorFlow is imported. A run that
 stops early prints why on one line and exits with its status (see
-cnnjax.stopping). A process of a multi-process run that crashes exits at
+cnnjax.training.stopping). A process of a multi-process run that crashes exits at
 once, so that its peers fail too instead of waiting.
 """
 
@@ -38,13 +39,17 @@ from typing import Callable
 
 from absl import logging as absl_logging
 
-from cnnjax import bench, bench_input, import_weights, report, stopping, sweep
 from cnnjax.analysis import commands as analysis
 from cnnjax.analysis import visual_commands as visual
-from cnnjax.errors import UserError
-from cnnjax.stopping import StopRun
+from cnnjax.bench import command as bench
+from cnnjax.bench import input_pipeline as bench_input
+from cnnjax.errors import USAGE_ERROR_STATUS, StopRun, UserError
+from cnnjax.pretrained import import_weights
+from cnnjax.report import compare as report
+from cnnjax.sweep import command as sweep
+from cnnjax.training import stopping
 
-USAGE_ERROR = 2
+USAGE_ERROR = USAGE_ERROR_STATUS
 OVERRIDE_PREFIX = "--config."
 OVERRIDES_HELP = ("Any config key can be overridden with --config.KEY=VALUE, e.g. "
                   "--config.optimizer.learning_rate=0.05 --config.model.activation=relu; "
@@ -129,7 +134,7 @@ COMMANDS = {
     "sweep": Command("an ablation: variants x seeds of training runs, a table, curves, verdicts",
                      "cnnjax sweep --config PATH[:ARG] --workdir DIR [--seeds N] [--jobs K] "
                      "[--config.KEY=VALUE ...] [--summarize]",
-                     sweep.add_arguments, "cnnjax.sweep:run"),
+                     sweep.add_arguments, "cnnjax.sweep.command:run"),
     "summary": Command("a model's layer table: shapes, units, parameters, connections, "
                        "multiply-accumulates, receptive fields",
                        "cnnjax summary MODEL [--image-size N] [--channels C] [--num-classes K] "
@@ -167,24 +172,25 @@ COMMANDS = {
     "report": Command("finished runs and sweeps beside the papers' and torchvision's published "
                       "errors, one row per run and evaluation mode",
                       "cnnjax report DIR... [--format md|csv|json]",
-                      report.add_arguments, "cnnjax.report:run"),
+                      report.add_arguments, "cnnjax.report.compare:run"),
     "bench": Command("time the compiled training step of a model, or of every model, on "
                      "synthetic data: images/s, compile time, FLOPs, MFU, memory",
                      "cnnjax bench --model NAME|all [--image-size N] [--channels C] "
                      "[--num-classes K] [--batch-size B] [--steps S] [--repeats R] "
                      "[--dtype float32|bfloat16] [--format table|json] [--peak-tflops X] "
                      "[--config.model.KEY=VALUE ...]",
-                     bench.add_arguments, "cnnjax.bench:run"),
+                     bench.add_arguments, "cnnjax.bench.command:run"),
     "bench-input": Command("time the input pipeline alone (JPEG decoding, a recipe's "
                            "augmentation, batching) on generated ImageNet-sized JPEG files",
                            "cnnjax bench-input --recipe RECIPE [--image-size N] "
                            "[--batch-size B] [--seconds S] [--format table|json]",
-                           bench_input.add_arguments, "cnnjax.bench_input:run"),
+                           bench_input.add_arguments, "cnnjax.bench.input_pipeline:run"),
     "import-weights": Command("torchvision's weights (safetensors, torchvision's names) as a new "
                               "workdir, for `cnnjax eval` and fine-tuning with `cnnjax train`",
                               "cnnjax import-weights --model NAME --from FILE.safetensors "
                               "--workdir DIR [--config PATH[:ARG]] [--config.KEY=VALUE ...]",
-                              import_weights.add_arguments, "cnnjax.import_weights:run"),
+                              import_weights.add_arguments,
+                              "cnnjax.pretrained.import_weights:run"),
 }
 
 
@@ -228,7 +234,7 @@ def run(argv: list[str]) -> int:
 def main(argv: list[str] | None = None) -> int:
   # From the start, so that a SIGTERM while starting is a preemption (exit 75)
   # like any other, not a death by signal. Ctrl-C interrupts at once until
-  # training begins (cnnjax.guards then saves a step instead); a process
+  # training begins (cnnjax.training.guards then saves a step instead); a process
   # started with SIGINT ignored (a script's background job) keeps ignoring it.
   previous = {signal.SIGTERM: signal.signal(signal.SIGTERM, stopping.request_stop)}
   if signal.getsignal(signal.SIGINT) != signal.SIG_IGN:
@@ -253,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
     if not _distributed():
       raise
     traceback.print_exc()
-    from cnnjax import parallel
+    from cnnjax.training import parallel
 
     parallel.exit_now(1)
   finally:  # For a caller in the same process (a test, a notebook).
@@ -264,4 +270,5 @@ def main(argv: list[str] | None = None) -> int:
 
 def _distributed() -> bool:
   """Whether this process joined others (never imports JAX just to ask)."""
-  return "cnnjax.parallel" in sys.modules and sys.modules["cnnjax.parallel"].is_distributed()
+  parallel = sys.modules.get("cnnjax.training.parallel")
+  return parallel is not None and parallel.is_distributed()

@@ -10,14 +10,14 @@ import json
 import pathlib
 import sys
 
-from cnnjax import cluster as cluster_lib
 from cnnjax import config as config_lib
-from cnnjax import results
 from cnnjax.errors import UserError
+from cnnjax.training import cluster as cluster_lib
+from cnnjax.workdir import results
 
 
 def _say(text: str) -> None:
-  from cnnjax import parallel
+  from cnnjax.training import parallel
 
   if parallel.is_primary():
     print(text, flush=True)
@@ -27,7 +27,7 @@ def train(args, overrides) -> int:
   cluster = cluster_lib.explicit_cluster(args.coordinator_address, args.num_processes,
                                          args.process_id)
   config = config_lib.from_command_line(args.config, overrides)
-  from cnnjax import parallel
+  from cnnjax.training import parallel
 
   parallel.initialize(cluster)  # Before anything asks JAX about devices.
   with parallel.own_workdir(args.workdir):
@@ -35,7 +35,7 @@ def train(args, overrides) -> int:
     if _already_complete(config, args.workdir):
       return 0
     _say(f"preparing {config.dataset.name} and the input pipeline")
-    from cnnjax import train as train_lib
+    from cnnjax.training import train as train_lib
 
     plan = train_lib.plan(config)
     train_lib.train_and_evaluate(plan, args.workdir,
@@ -46,7 +46,7 @@ def train(args, overrides) -> int:
 def _already_complete(config, workdir: pathlib.Path) -> bool:
   """Says so, without building a dataset, when the workdir holds this very
   experiment finished (its results.json and an identical config.json)."""
-  from cnnjax import workdir as workdir_lib
+  from cnnjax.workdir import config_file as workdir_lib
 
   finished = results.read(workdir)
   stored = workdir_lib.read_config(workdir) if finished else None
@@ -63,7 +63,7 @@ def _already_complete(config, workdir: pathlib.Path) -> bool:
 
 def evaluate(args, overrides) -> int:
   """Evaluates a checkpoint with the network the workdir was trained as."""
-  from cnnjax import workdir as workdir_lib
+  from cnnjax.workdir import config_file as workdir_lib
 
   cluster = cluster_lib.explicit_cluster(args.coordinator_address, args.num_processes,
                                          args.process_id)
@@ -79,12 +79,12 @@ def evaluate(args, overrides) -> int:
     for key, text in overrides:
       config_lib.override(config, key, text)
     config_lib.validate(config)
-  from cnnjax import parallel
+  from cnnjax.training import parallel
 
   parallel.initialize(cluster)
   config_lib.check_model(config)
   _say(f"preparing {config.dataset.name}:{config.dataset.eval_split}")
-  from cnnjax import train as train_lib
+  from cnnjax.training import train as train_lib
 
   plan = train_lib.plan(config)
   step, metrics = train_lib.evaluate_checkpoint(plan, args.workdir, args.step, args.best)
@@ -107,7 +107,7 @@ def show_config(args, overrides) -> int:
   every check that needs no data."""
   config = config_lib.from_command_line(args.config, overrides)
   config_lib.check_model(config)
-  from cnnjax import workdir as workdir_lib
+  from cnnjax.workdir import config_file as workdir_lib
 
   print(workdir_lib.as_json(config), end="")
   return 0

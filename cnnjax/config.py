@@ -98,7 +98,7 @@ def base_config() -> ml_collections.ConfigDict:
       # plateau: what must improve: "train/loss" (averaged over each epoch) or
       # a metric of the evaluations, e.g. "eval/top1_error" (AlexNet §5, VGG
       # §3.1: "when the validation set accuracy stopped improving"); see
-      # cnnjax.optim.plateau_scaling.
+      # cnnjax.training.optim.plateau_scaling.
       plateau_metric="train/loss",
   ))
   # Evaluations beside dataset.eval_preprocess's: ((NAME, RECIPE), ...), each
@@ -109,7 +109,7 @@ def base_config() -> ml_collections.ConfigDict:
   # parameters and BatchNorm statistics with this decay per step, evaluated
   # beside them as eval_ema/... (and eval_NAME_ema/...); 0 disables it.
   config.ema_decay = 0.0
-  # Fine-tuning (cnnjax.finetune): start from another run's weights, a workdir
+  # Fine-tuning (cnnjax.training.finetune): start from another run's weights, a workdir
   # or its checkpoints/ (its latest step, or init_from_step), leaving the
   # parameters matching init_from_exclude fresh; `frozen` parameters (and the
   # BatchNorm statistics of a frozen scale) are not trained; the loaded,
@@ -297,7 +297,7 @@ def with_overrides(config: ml_collections.ConfigDict,
 def from_workdir(workdir: pathlib.Path) -> ml_collections.ConfigDict:
   """The config a workdir was trained with (its `config.json`), locked, as
   `load` would return it; a UserError if it is missing or unreadable."""
-  from cnnjax import workdir as workdir_lib
+  from cnnjax.workdir import config_file as workdir_lib
 
   stored = workdir_lib.read_config(workdir)
   if stored is None:

@@ -4,7 +4,7 @@ images (`shapes/hard`, 50,000: any rotation, clutter, occlusion) is
 fine-tuned on few plain ones (`shapes/clean`, its first 1,000 training
 images, about 100 per class), against the same network trained on those
 1,000 from scratch. Evaluated on the 10,000 `shapes/clean` test images. The
-arms (cnnjax/finetune.py):
+arms (cnnjax/training/finetune.py):
 
   source       shapes/hard, 3 epochs, from scratch: the pretrained network.
   scratch      shapes/clean[:1000], from scratch: the baseline.

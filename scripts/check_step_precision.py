@@ -20,7 +20,9 @@ import sys
 
 import jax
 
-from cnnjax import bench, bench_timing, models
+from cnnjax import models
+from cnnjax.bench import command as bench
+from cnnjax.bench import timing as bench_timing
 from cnnjax.errors import UserError
 
 # An instruction: `%name = TYPE op(%operand, ...), attributes`, TYPE being

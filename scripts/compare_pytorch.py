@@ -3,7 +3,7 @@
 The same network (torchvision's module, or for LeNet-5 an equivalent torch
 module written here layer for layer), the same synthetic batch, SGD with
 momentum 0.9, softmax cross-entropy, float32; cnnjax's step exactly as
-`cnnjax train` and `cnnjax bench` build it (cnnjax.bench_timing.steps_timer:
+`cnnjax train` and `cnnjax bench` build it (cnnjax.bench.timing.steps_timer:
 pmap over the local devices, state donated). After warm-up the two are timed
 in turns, `--repeats` times `--steps` steps each (cnnjax, PyTorch, cnnjax,
 ...), so that whatever else loads the machine weighs on both alike; the
@@ -42,7 +42,7 @@ except ImportError:
 
 import jax  # noqa: E402
 
-from cnnjax import bench_timing  # noqa: E402
+from cnnjax.bench import timing as bench_timing
 
 
 @dataclasses.dataclass(frozen=True)

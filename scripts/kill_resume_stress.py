@@ -45,7 +45,7 @@ INJECTED = [
     (f"kill@{ORBAX}.path.async_path:rename", 8),
     (f"kill+@{ORBAX}.path.async_path:rename", 8),
     (f"kill+@{ORBAX}.path.deleter:StandardCheckpointDeleter.delete", 2),
-    ("kill+@cnnjax.checkpoint:Checkpointer.save", 4),
+    ("kill+@cnnjax.workdir.checkpoint:Checkpointer.save", 4),
 ]
 
 
@@ -164,9 +164,9 @@ def _compare(workdir, reference, overrides) -> str:
   import numpy as np
 
   from cnnjax import config as config_lib
-  from cnnjax import metrics as metrics_lib
-  from cnnjax import steps, train
-  from cnnjax.checkpoint import Checkpointer
+  from cnnjax.training import steps, train
+  from cnnjax.workdir import metrics as metrics_lib
+  from cnnjax.workdir.checkpoint import Checkpointer
 
   config = config_lib.from_command_line(
       EXPERIMENT, [(key, str(value)) for key, value in overrides.items()])

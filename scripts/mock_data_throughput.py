@@ -18,7 +18,7 @@ import tempfile
 import tensorflow_datasets as tfds
 
 from cnnjax import config as config_lib
-from cnnjax import train
+from cnnjax.training import train
 
 
 def main() -> None:

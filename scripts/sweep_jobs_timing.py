@@ -17,7 +17,7 @@ lenet5 39 and 47 s against 52 and 56 s; resnet20 181 s against 185 s.
 import pathlib
 
 from cnnjax import config as config_lib
-from cnnjax.sweep import Sweep, Variant
+from cnnjax.sweep.spec import Sweep, Variant
 
 EXPERIMENTS = pathlib.Path(__file__).resolve().parents[1] / "experiments"
 STEPS = {"lenet5": 600, "resnet20": 150}

@@ -51,7 +51,7 @@ HOLD_TIMEOUT_S = 60  # Start-up of a Python process that imports no JAX, on a lo
 def hold(workdir, command="train"):
   """Another process holding `workdir` for `cnnjax <command>` (shared for
   "eval") until it is killed."""
-  code = ("import pathlib, sys, time\nfrom cnnjax import ownership\n"
+  code = ("import pathlib, sys, time\nfrom cnnjax.workdir import ownership\n"
           "with ownership.own(pathlib.Path(sys.argv[1]), sys.argv[2], sys.argv[2] == 'eval'):\n"
           "  print('held', flush=True)\n  time.sleep(600)\n")
   holder = subprocess.Popen([sys.executable, "-c", code, str(workdir), command], cwd=ROOT,

@@ -11,7 +11,7 @@ others finish. Not a measurement: eight steps decide nothing.
 import pathlib
 
 from cnnjax import config as config_lib
-from cnnjax.sweep import Claim, Sweep, Variant
+from cnnjax.sweep.spec import Claim, Sweep, Variant
 
 LENET_DIGITS = pathlib.Path(__file__).resolve().parents[1] / "experiments" / "lenet5_digits.py"
 

@@ -7,16 +7,17 @@ schedule builds. The claims name the file's variants and say where in the
 paper they come from; `shapes` and `smoke` train on embedded data only, the
 default on the paper's dataset. Nothing trains and no data is read."""
 
-import importlib.util
 import functools
+import importlib.util
 
 import jax
 import pytest
 from helpers import ROOT
 
-from cnnjax import models, optim
+from cnnjax import models
 from cnnjax.data.datasets import dataset_spec
-from cnnjax.sweep import check_runs, load_sweep, plan_runs
+from cnnjax.sweep.spec import check_runs, load_sweep, plan_runs
+from cnnjax.training import optim
 
 DIRECTORY = ROOT / "experiments" / "ablations"
 SHARED = "ablation_common.py"  # What the ablations import; not an ablation.

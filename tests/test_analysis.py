@@ -13,9 +13,8 @@ import pytest
 from helpers import ROOT
 
 from cnnjax import cli, models
-from cnnjax.analysis import Field, conv_output_size, receptive_fields
+from cnnjax.analysis import Field, conv_output_size, receptive_fields, zoo
 from cnnjax.analysis import summary as summary_lib
-from cnnjax.analysis import zoo
 
 
 def _table(name, image_size=None, channels=None, num_classes=None, **options):

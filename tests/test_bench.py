@@ -11,9 +11,13 @@ import jax
 import pytest
 from helpers import ROOT
 
-from cnnjax import bench, bench_timing, cli, models, parallel
-from cnnjax.models import cpu_kernels, onednn
+from cnnjax import cli, models
 from cnnjax.analysis import summary
+from cnnjax.bench import command as bench
+from cnnjax.bench import timing as bench_timing
+from cnnjax.kernels import onednn
+from cnnjax.kernels import rewrites as cpu_kernels
+from cnnjax.training import parallel
 
 KEYS = ("model", "image_size", "batch_size", "dtype", "images_per_sec", "step_ms", "compile_s",
         "flops_per_image", "achieved_tflops", "mfu", "peak_memory_bytes")

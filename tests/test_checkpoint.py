@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from cnnjax.checkpoint import Checkpointer
+from cnnjax.workdir.checkpoint import Checkpointer
 
 
 def _state(value: float):

@@ -13,9 +13,9 @@ from helpers import LENET_DIGITS
 
 from cnnjax import cli
 from cnnjax import config as config_lib
-from cnnjax import workdir as workdir_lib
-from cnnjax.checkpoint import Checkpointer
 from cnnjax.errors import UserError
+from cnnjax.workdir import config_file as workdir_lib
+from cnnjax.workdir.checkpoint import Checkpointer
 
 
 class _Payload:

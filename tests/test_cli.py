@@ -9,12 +9,13 @@ import sys
 import time
 
 import pytest
-from helpers import LENET_DIGITS, ROOT, CTRL_C_REACHES_IT
+from helpers import CTRL_C_REACHES_IT, LENET_DIGITS, ROOT
 
-from cnnjax import cli, results
+from cnnjax import cli
 from cnnjax import config as config_lib
-from cnnjax import workdir as workdir_lib
-from cnnjax import metrics as metrics_lib
+from cnnjax.workdir import config_file as workdir_lib
+from cnnjax.workdir import metrics as metrics_lib
+from cnnjax.workdir import results
 
 RUN_TIMEOUT_S = 300  # A whole short run, start-up included, on 2 loaded cores.
 

@@ -1,4 +1,4 @@
-"""The CPU rewrites of convolution and max pooling (cnnjax.models.cpu_kernels)
+"""The CPU rewrites of convolution and max pooling (cnnjax.kernels.rewrites)
 compute XLA's results and gradients: bitwise where the sums are the same,
 to rounding where they are taken in another order. The XLA-only rewrites are
 tested with oneDNN off (as where it cannot be built); oneDNN's convolutions
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from flax import linen as nn
 
-from cnnjax.models import cpu_kernels, onednn
+from cnnjax.kernels import rewrites as cpu_kernels
 
 NUMBERS = ("NHWC", "HWIO", "NHWC")
 

@@ -13,9 +13,9 @@ from helpers import ROOT
 from test_models import run
 
 from cnnjax import config as config_lib
-from cnnjax import optim, train
 from cnnjax.errors import UserError
 from cnnjax.models import create_model, layers
+from cnnjax.training import optim, train
 
 
 def images(size: int, scale: float = 100.0) -> jax.Array:

@@ -10,9 +10,9 @@ import pytest
 import tensorflow_datasets as tfds
 from helpers import ROOT, tiny_config
 
-from cnnjax import train
 from cnnjax.data import InputPipeline, open_builder
 from cnnjax.errors import UserError
+from cnnjax.training import train
 
 
 def _pipeline(config, local_devices=4):

@@ -6,7 +6,7 @@ import tensorflow_datasets as tfds
 from helpers import ROOT
 
 from cnnjax import config as config_lib
-from cnnjax import train
+from cnnjax.training import train
 
 EXPERIMENTS = sorted((ROOT / "experiments").glob("*.py"))
 

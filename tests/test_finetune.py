@@ -1,4 +1,4 @@
-"""Fine-tuning (cnnjax.finetune): a run started from another's checkpoint,
+"""Fine-tuning (cnnjax.training.finetune): a run started from another's checkpoint,
 with layers left fresh, frozen, or learning at their own rate; and the
 mistakes a user makes there, each one line before anything is compiled."""
 
@@ -13,9 +13,10 @@ from flax import linen as nn
 from helpers import ROOT, tiny_config
 
 from cnnjax import config as config_lib
-from cnnjax import finetune, models, steps, train
-from cnnjax.checkpoint import Checkpointer
+from cnnjax import models
 from cnnjax.errors import UserError
+from cnnjax.training import finetune, steps, train
+from cnnjax.workdir.checkpoint import Checkpointer
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +62,7 @@ def test_the_loaded_part_learns_at_its_own_rate():
   config.update(dict(init_from="somewhere", init_from_exclude=("^head/",), frozen=("^stem/",),
                      pretrained_learning_rate_scale=0.1))
   config.optimizer.update(momentum=0.0)
-  from cnnjax import optim
+  from cnnjax.training import optim
   schedule = optax.constant_schedule(1.0)
   tx = optim.create_optimizer(config, schedule, steps_per_epoch=1)
   params = {"stem": {"kernel": jnp.ones(2)}, "body": {"kernel": jnp.ones(2)},

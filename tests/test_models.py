@@ -20,8 +20,16 @@ import pytest
 from flax import linen as nn
 
 from cnnjax.errors import UserError
-from cnnjax.models import (MODELS, NATIVE_INPUT_CHANNELS, NATIVE_INPUT_SIZE, create_model,
-                           evaluates_densely, list_models, model_defaults, model_options)
+from cnnjax.models import (
+  MODELS,
+  NATIVE_INPUT_CHANNELS,
+  NATIVE_INPUT_SIZE,
+  create_model,
+  evaluates_densely,
+  list_models,
+  model_defaults,
+  model_options,
+)
 
 # (classes, parameters). torchvision's published counts where the architecture
 # is the same; otherwise the paper's layers counted exactly (see the docstrings).

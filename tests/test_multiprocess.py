@@ -18,8 +18,9 @@ import numpy as np
 import pytest
 from helpers import LENET_DIGITS, ROOT, tiny_config
 
-from cnnjax import cli, parallel, train
-from cnnjax.checkpoint import Checkpointer
+from cnnjax import cli
+from cnnjax.training import parallel, train
+from cnnjax.workdir.checkpoint import Checkpointer
 
 STEPS = 12
 EVERY = 6

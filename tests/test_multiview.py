@@ -13,10 +13,10 @@ import tensorflow as tf
 from flax import linen as nn
 from helpers import tiny_config
 
-from cnnjax import parallel, steps, train
 from cnnjax.data import InputPipeline, dataset_spec, open_builder, preprocess, recipes
 from cnnjax.errors import UserError
 from cnnjax.models import create_model
+from cnnjax.training import parallel, steps, train
 
 SPEC = dataset_spec("digits")  # One channel.
 IMAGE = (np.arange(36).reshape(6, 6, 1) * 7).astype(np.uint8)  # Every pixel distinct.

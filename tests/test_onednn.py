@@ -1,4 +1,4 @@
-"""oneDNN's convolutions on the CPU (cnnjax.models.onednn, used by
+"""oneDNN's convolutions on the CPU (cnnjax.kernels.onednn, used by
 cpu_kernels): built where the project is supported, XLA's values and
 gradients to rounding, the same bits on every call, and XLA's kernels
 wherever oneDNN cannot be had."""
@@ -13,7 +13,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from cnnjax.models import cpu_kernels, onednn
+from cnnjax.kernels import onednn
+from cnnjax.kernels import rewrites as cpu_kernels
 
 SUPPORTED = platform.system() == "Linux" and platform.machine() == "x86_64"
 needs_onednn = pytest.mark.skipif(not onednn.available(), reason="oneDNN is not built here")

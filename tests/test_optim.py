@@ -7,8 +7,8 @@ import pytest
 from helpers import tiny_config
 
 from cnnjax import config as config_lib
-from cnnjax import optim, steps, train
 from cnnjax.errors import UserError
+from cnnjax.training import optim, steps, train
 
 PARAMS = {"conv": {"kernel": jnp.array([1.0, -2.0]), "bias": jnp.array([0.5])}}
 GRADS = {"conv": {"kernel": jnp.array([0.1, 0.2]), "bias": jnp.array([0.3])}}

@@ -8,8 +8,10 @@ import signal
 import pytest
 from helpers import hold, tiny_config
 
-from cnnjax import ownership, train
 from cnnjax.errors import UserError
+from cnnjax.training import train
+from cnnjax.workdir import ownership
+
 
 def test_a_second_training_is_refused_naming_the_owner_until_it_dies(digits_dir, tmp_path):
   workdir = tmp_path / "run"

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from cnnjax import config as config_lib
-from cnnjax import optim, parallel, steps
 from cnnjax.errors import UserError
 from cnnjax.models import create_model
+from cnnjax.training import optim, parallel, steps
 
 GLOBAL_BATCH = 16
 STEPS = 3

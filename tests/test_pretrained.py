@@ -13,10 +13,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-
 import torchvision_golden as golden
-from cnnjax import cli, models, pretrained
+
+from cnnjax import cli, models
 from cnnjax.errors import UserError
+from cnnjax.pretrained import torchvision as pretrained
 
 FIXTURES = pathlib.Path(__file__).parent / "fixtures" / "torchvision"
 
@@ -242,8 +243,8 @@ def test_import_writes_a_workdir_whose_checkpoint_restores_the_weights(tmp_path,
   eval` builds from the workdir's config: exactly the file's values in our
   layout, and a fresh optimizer state."""
   from cnnjax import config as config_lib
-  from cnnjax import optim, steps
-  from cnnjax.checkpoint import Checkpointer
+  from cnnjax.training import optim, steps
+  from cnnjax.workdir.checkpoint import Checkpointer
 
   source = _weights_file(tmp_path, "resnet18")
   workdir = tmp_path / "imported"
@@ -302,7 +303,7 @@ def test_a_non_empty_workdir_is_refused(tmp_path, capsys):
 
 
 def test_the_default_config_is_torchvisions_imagenet_evaluation():
-  from cnnjax import import_weights
+  from cnnjax.pretrained import import_weights
 
   config = import_weights.imagenet_eval_config("googlenet_bn")
   assert (config.dataset.name, config.dataset.eval_split, config.dataset.image_size) == (

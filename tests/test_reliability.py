@@ -16,13 +16,14 @@ import jax
 import numpy as np
 import optax
 import pytest
-from helpers import LENET_DIGITS, ROOT, CTRL_C_REACHES_IT
+from helpers import CTRL_C_REACHES_IT, LENET_DIGITS, ROOT
 
-from cnnjax import cli, parallel, steps, train
+from cnnjax import cli
 from cnnjax import config as config_lib
-from cnnjax import metrics as metrics_lib
-from cnnjax.checkpoint import Checkpointer
-from cnnjax.stopping import DIVERGED_STATUS, INTERRUPTED_STATUS, PREEMPTED_STATUS, Diverged
+from cnnjax.training import parallel, steps, train
+from cnnjax.training.stopping import DIVERGED_STATUS, INTERRUPTED_STATUS, PREEMPTED_STATUS, Diverged
+from cnnjax.workdir import metrics as metrics_lib
+from cnnjax.workdir.checkpoint import Checkpointer
 
 ORBAX_PATH = "orbax.checkpoint._src.path"
 OVERRIDES = {"batch_size": 16, "num_train_steps": 8, "log_every_steps": 2, "eval_every_steps": 4,
@@ -121,14 +122,14 @@ def test_killed_at_every_stage_of_a_save_resumes_exactly(digits_dir, tmp_path, s
   assert "resuming from the checkpoint at step 2 of 8" in result.stdout
   assert steps_on_disk(workdir) == ["2", "4"]
   # 4. Resumes at 4; SIGTERM during step 5: saves step 5, exits "preempted".
-  result = run_cli(workdir, digits_dir, "term@cnnjax.metrics:ExampleIdLog.write#1")
+  result = run_cli(workdir, digits_dir, "term@cnnjax.workdir.metrics:ExampleIdLog.write#1")
   assert result.returncode == PREEMPTED_STATUS, result.stderr[-2000:]
   assert "preempted: saved the checkpoint of step 5 of 8" in result.stderr
   assert Checkpointer(workdir / "checkpoints", keep=2).latest_step() == 5
   # 4b. Resumes at 5; Ctrl-C during step 6 asks for a save; a second Ctrl-C amid
   #     its array writes aborts at once: exit 130, step 6 never a checkpoint
   #     (at most its temporary directory, which the next run removes).
-  result = run_cli(workdir, digits_dir, "int@cnnjax.metrics:ExampleIdLog.write#1,"
+  result = run_cli(workdir, digits_dir, "int@cnnjax.workdir.metrics:ExampleIdLog.write#1,"
                    "int@orbax.checkpoint._src.serialization.type_handlers:"
                    "NumpyHandler._open_and_write#10")
   assert result.returncode == INTERRUPTED_STATUS, result.stderr[-2000:]
@@ -248,7 +249,7 @@ def test_the_same_config_and_seed_give_the_same_run(digits_dir, tmp_path, straig
 # run its handler there until the call returns, 60 s later.
 _MAIN_CANNOT_HANDLE_IT = """
 import os, signal, sys, threading, time
-from cnnjax import stopping
+from cnnjax.training import stopping
 signal.signal(signal.SIGINT, stopping.request_stop)
 stop_watching = stopping.abort_on_second_interrupt()
 signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})

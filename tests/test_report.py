@@ -1,4 +1,4 @@
-"""`cnnjax report` and the published numbers it cites (cnnjax.papers): the
+"""`cnnjax report` and the published numbers it cites (cnnjax.report.papers): the
 matching of runs to rows, the table on workdirs written by cnnjax's own
 writers, sweeps, unfinished runs, bad directories, and one real digits run."""
 
@@ -10,12 +10,16 @@ import subprocess
 import sys
 
 import pytest
-
-from cnnjax import cli, config as config_lib, metrics, models, papers, report, results
-from cnnjax import sweep_summary
-from cnnjax import workdir as workdir_lib
-from cnnjax.sweep import Sweep, Variant
 from helpers import ROOT, tiny_config
+
+from cnnjax import cli, models
+from cnnjax import config as config_lib
+from cnnjax.report import compare as report
+from cnnjax.report import papers
+from cnnjax.sweep import summary as sweep_summary
+from cnnjax.sweep.spec import Sweep, Variant
+from cnnjax.workdir import config_file as workdir_lib
+from cnnjax.workdir import metrics, results, run_log
 
 # --- The published table -----------------------------------------------------------
 
@@ -285,9 +289,9 @@ def test_a_sweep_is_expanded_into_its_runs(tmp_path, capsys):
                [(100, _eval("eval", top1 + 0.01, 0.08)), (200, _eval("eval_10crop", top1, 0.075))],
                steps_per_epoch=100, total_steps=200 if variant == "b" else 300)
   # The sweep's log of c's attempt: preempted (SIGTERM, exit 75); a rerun resumes it.
-  (sweep_dir / "c" / "seed0" / sweep_summary.LOG_FILE).write_text(
-      f"{sweep_summary.LOG_START} 2026-11-22T08:00:00 on cpus 0,1: python -m cnnjax train\n"
-      f"step 200: eval_10crop/top1_error=0.2410\n{sweep_summary.LOG_EXIT} 75 after 61.0 s\n")
+  (sweep_dir / "c" / "seed0" / run_log.LOG_FILE).write_text(
+      f"{run_log.LOG_START} 2026-11-22T08:00:00 on cpus 0,1: python -m cnnjax train\n"
+      f"step 200: eval_10crop/top1_error=0.2410\n{run_log.LOG_EXIT} 75 after 61.0 s\n")
   runs = [sweep_summary.RunResult(variant, seed, str(sweep_dir / variant / f"seed{seed}"), [],
                                   "finished") for seed in (0, 1) for variant in ("b", "c")]
   summary = sweep_summary.Summary("experiments/resnet34.py", Sweep(variants), 2, runs, [])
@@ -386,7 +390,7 @@ def test_the_report_imports_neither_jax_nor_tensorflow(tmp_path):
 # --- A real run ------------------------------------------------------------------------
 
 def test_a_digits_run_has_its_row_and_no_published_numbers(digits_dir, tmp_path, capsys):
-  from cnnjax import train
+  from cnnjax.training import train
 
   workdir = tmp_path / "lenet5_digits"
   train.train_and_evaluate(train.plan(tiny_config(digits_dir)), workdir)

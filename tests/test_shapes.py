@@ -9,8 +9,8 @@ import pytest
 import tensorflow_datasets as tfds
 from helpers import tiny_config
 
-from cnnjax import train
 from cnnjax.data import DATASETS, InputPipeline, open_builder, shapes, shapes_render
+from cnnjax.training import train
 
 CONFIGS = {"clean": shapes.CLEAN, "hard": shapes.HARD}
 

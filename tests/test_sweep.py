@@ -19,9 +19,12 @@ import ml_collections
 import pytest
 from helpers import LENET_DIGITS, ROOT, hold
 
-from cnnjax import cli, sweep_runs, sweep_summary
+from cnnjax import cli
 from cnnjax.errors import UserError
-from cnnjax.sweep import Claim, Run, Sweep, Variant, command_line_text, plan_runs
+from cnnjax.sweep import local as sweep_runs
+from cnnjax.sweep import summary as sweep_summary
+from cnnjax.sweep.spec import Claim, Run, Sweep, Variant, command_line_text, plan_runs
+from cnnjax.workdir import run_log
 
 ABLATION = str(ROOT / "tests" / "sweep_lenet_digits.py")
 
@@ -74,7 +77,7 @@ def test_the_vocabulary_refuses_what_cannot_run(make, message):
 
 def test_the_sweep_module_imports_neither_jax_nor_tensorflow():
   """So `cnnjax sweep --help` and argument errors answer at once."""
-  probe = ("import sys, cnnjax.cli, cnnjax.sweep, cnnjax.sweep_summary, cnnjax.sweep_runs; "
+  probe = ("import sys, cnnjax.cli, cnnjax.sweep, cnnjax.sweep.summary, cnnjax.sweep.local; "
            "print(sorted(m for m in ('jax', 'tensorflow', 'matplotlib') if m in sys.modules))")
   out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT,
                        check=True).stdout
@@ -84,7 +87,7 @@ def test_the_sweep_module_imports_neither_jax_nor_tensorflow():
 # --- Planning and the command line ---------------------------------------------
 
 def test_runs_are_ordinary_train_commands_seed_by_seed(tmp_path):
-  from cnnjax.sweep import load_sweep
+  from cnnjax.sweep.spec import load_sweep
 
   sweep = load_sweep(ABLATION)
   runs = plan_runs(ABLATION, sweep, 2, [("optimizer.momentum", "0.5")], tmp_path)
@@ -219,19 +222,19 @@ def test_the_status_of_each_run_comes_from_its_files(tmp_path):
                                                "started", "missing", "short", "silent"))
   write_run(finished, [0.9, 0.5], [0.4])
   write_run(stale, [0.9, 0.5], [0.4], config={"seed": 0, "name": "other"})
-  _log(failed, f"{sweep_summary.LOG_START} ...\ntrain: 10%\rtrain: 20%\r\ncnnjax: training "
-               f"diverged at step 4\n{sweep_summary.LOG_EXIT} 3 after 9.0 s\n")
-  _log(stopped, f"{sweep_summary.LOG_START} ...\ncnnjax: preempted: saved step 4\n"
-                f"{sweep_summary.LOG_EXIT} 75 after 9.0 s\n")
-  _log(killed, f"{sweep_summary.LOG_START} ...\n{sweep_summary.LOG_EXIT} -15 after 0.1 s, "
-               f"{sweep_summary.STOPPED_BY_SWEEP} on SIGTERM\n")  # Before its handler was set.
-  _log(started, f"{sweep_summary.LOG_START} ...\nold\n{sweep_summary.LOG_EXIT} 1 after 1 s\n"
-                f"{sweep_summary.LOG_START} ...\nresuming from the checkpoint at step 4\n")
+  _log(failed, f"{run_log.LOG_START} ...\ntrain: 10%\rtrain: 20%\r\ncnnjax: training "
+               f"diverged at step 4\n{run_log.LOG_EXIT} 3 after 9.0 s\n")
+  _log(stopped, f"{run_log.LOG_START} ...\ncnnjax: preempted: saved step 4\n"
+                f"{run_log.LOG_EXIT} 75 after 9.0 s\n")
+  _log(killed, f"{run_log.LOG_START} ...\n{run_log.LOG_EXIT} -15 after 0.1 s, "
+               f"{run_log.STOPPED_BY_SWEEP} on SIGTERM\n")  # Before its handler was set.
+  _log(started, f"{run_log.LOG_START} ...\nold\n{run_log.LOG_EXIT} 1 after 1 s\n"
+                f"{run_log.LOG_START} ...\nresuming from the checkpoint at step 4\n")
   write_run(short, [0.9, 0.5], [0.4])
   results = json.loads((short.workdir / "results.json").read_text())
   (short.workdir / "results.json").write_text(json.dumps({**results, "total_steps": 10}))
   write_run(silent, [0.9], [0.5], results=False)
-  _log(silent, f"{sweep_summary.LOG_START} ...\n{sweep_summary.LOG_EXIT} 0 after 5 s\n")
+  _log(silent, f"{run_log.LOG_START} ...\n{run_log.LOG_EXIT} 0 after 5 s\n")
 
   read = lambda run, **kw: sweep_summary.read_run(run, 0.6, **kw)
   assert read(finished).status == "finished"
@@ -406,7 +409,7 @@ def test_a_failure_is_reported_and_the_others_still_run(tmp_path):
   assert (failed, stopped) == (3, 0)  # "ok" wrote no results.json: failed too.
   assert "failed bad seed 0 after" in progress.lines[3]
   assert progress.lines[3].endswith("exit 4: cnnjax: error: stand-in failure")
-  assert sweep_summary.last_attempt(tmp_path / "bad" / "train.log") == (
+  assert run_log.last_attempt(tmp_path / "bad" / "train.log") == (
       4, "cnnjax: error: stand-in failure", False)
 
 
@@ -431,13 +434,13 @@ def test_sigterm_is_forwarded_to_the_running_trainings_and_nothing_new_starts(tm
   assert (failed, stopped) == (0, 2)
   assert not runs[2].workdir.exists()  # Never started.
   for log in logs:
-    assert sweep_summary.last_attempt(log) == (75, "preempted: saved", True)
+    assert run_log.last_attempt(log) == (75, "preempted: saved", True)
   assert signal.getsignal(signal.SIGTERM) is before  # The previous handler is back.
 
 
 def test_summarize_rebuilds_the_outputs_from_what_exists_even_while_a_sweep_runs(
     tmp_path, capsys):
-  from cnnjax.sweep import load_sweep
+  from cnnjax.sweep.spec import load_sweep
 
   workdir = tmp_path / "sweep"
   runs = plan_runs(ABLATION, load_sweep(ABLATION), 2, [], workdir)
@@ -462,7 +465,7 @@ def test_summarize_rebuilds_the_outputs_from_what_exists_even_while_a_sweep_runs
 
 def test_a_training_dies_with_its_sweep_however_the_sweep_dies(tmp_path):
   """SIGKILL of the sweep leaves no training running and owning its workdir."""
-  sweep = ("import subprocess, sys, time\nfrom cnnjax import sweep_runs\n"
+  sweep = ("import subprocess, sys, time\nfrom cnnjax.sweep import local as sweep_runs\n"
            "child = subprocess.Popen(sweep_runs.guarded([sys.executable, '-c', "
            "'import time; time.sleep(600)']))\n"
            "print(child.pid, flush=True)\ntime.sleep(600)\n")

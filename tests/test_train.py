@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 from helpers import tiny_config
 
-from cnnjax import metrics as metrics_lib
-from cnnjax import ownership, results, train
-from cnnjax.checkpoint import Checkpointer
 from cnnjax.errors import UserError
+from cnnjax.training import train
+from cnnjax.workdir import metrics as metrics_lib
+from cnnjax.workdir import ownership, results
+from cnnjax.workdir.checkpoint import Checkpointer
 
 REQUIRED_METRICS = {"train/loss", "train/top1_error", "train/learning_rate",
                     "train/images_per_sec", "eval/loss", "eval/top1_error", "eval/top5_error"}

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 from helpers import tiny_config
 
-from cnnjax import cli, models, train
+from cnnjax import cli, models
 from cnnjax.analysis import visualize
+from cnnjax.training import train
 
 
 def test_filter_grid_puts_each_kernel_in_its_towers_block_scaled_around_grey():

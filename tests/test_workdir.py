@@ -9,8 +9,8 @@ import pytest
 from helpers import LENET_DIGITS, tiny_config
 
 from cnnjax import cli
-from cnnjax import workdir as workdir_lib
 from cnnjax.errors import UserError
+from cnnjax.workdir import config_file as workdir_lib
 
 
 def _stored(tmp_path, config):
@@ -83,7 +83,8 @@ def test_an_accepted_change_keeps_the_old_config(digits_dir, tmp_path, capsys):
   assert "previous config is kept as" in capsys.readouterr().err
   # A resumable change (a longer run) just updates config.json, with a note on the schedule.
   longer = tiny_config(digits_dir, model__activation="relu", num_train_steps=12)
-  workdir_lib.write_config(longer, tmp_path, 6, workdir_lib.check_config(longer, tmp_path))
+  workdir_lib.write_config(longer, tmp_path, 6, workdir_lib.check_config(longer, tmp_path),
+                           schedule_over_total=True)
   assert sorted(path.name for path in tmp_path.iterdir()) == ["config.3.json", "config.json"]
   assert "changes the length of the cosine schedule" in capsys.readouterr().err
 

@@ -2,11 +2,10 @@
 `cnnjax plot`. Reads only; imports neither JAX nor matplotlib."""
 
 import dataclasses
-import json
 import pathlib
 
 from cnnjax.errors import UserError
-from cnnjax.sweep_summary import finite_number
+from cnnjax.workdir.records import METRICS_FILE, finite_number, read_records
 
 # (panel title, training key, evaluation key or None).
 PANELS = (("loss", "train/loss", "eval/loss"),
@@ -23,28 +22,14 @@ class Run:
   series: dict[str, list[tuple[float, float]]]
 
 
-def _records(path: pathlib.Path) -> list[dict]:
-  """The complete JSON records of `path`; a torn line (a writer killed while
-  writing, or still writing) is skipped."""
-  records = []
-  for line in path.read_text().splitlines():
-    try:
-      record = json.loads(line)
-    except ValueError:
-      continue
-    if isinstance(record, dict) and "step" in record:
-      records.append(record)
-  return records
-
-
 def read_run(workdir: pathlib.Path, x: str) -> Run:
   """The curves of the run in `workdir` against `x` ("step" or "epoch"), or a
   UserError naming what is wrong with the workdir."""
   if not workdir.is_dir():
     raise UserError(f"{workdir} is not a directory; pass the workdir of a `cnnjax train` run")
-  path = workdir / "metrics.jsonl"
+  path = workdir / METRICS_FILE
   try:
-    records = _records(path)
+    records = read_records(path)
   except OSError as error:
     raise UserError(f"{workdir} has no readable metrics.jsonl ({error.strerror}); pass the "
                     "workdir of a `cnnjax train` run") from None

@@ -1,7 +1,7 @@
 """`curves.png` for `cnnjax plot`: loss, top-1 error and learning rate of
 several runs on one figure, one colour per workdir, training solid and
 evaluation dashed with markers. matplotlib with the Agg backend, as
-cnnjax.sweep_plot: a PNG file, never a window."""
+cnnjax.sweep.plot: a PNG file, never a window."""
 
 import pathlib
 

@@ -18,10 +18,10 @@ import numpy as np
 from flax import linen as nn
 
 from cnnjax import config as config_lib
-from cnnjax import parallel
-from cnnjax import train as train_lib
-from cnnjax.checkpoint import Checkpointer
 from cnnjax.errors import UserError
+from cnnjax.training import parallel
+from cnnjax.training import train as train_lib
+from cnnjax.workdir.checkpoint import Checkpointer
 
 
 @dataclasses.dataclass(frozen=True)

@@ -55,7 +55,8 @@ from flax import linen as nn
 
 from cnnjax import models
 from cnnjax.analysis import trace as trace_lib
-from cnnjax.models import cpu_kernels, lenet
+from cnnjax.kernels import rewrites as cpu_kernels
+from cnnjax.models import lenet
 
 COLUMNS = ("name", "type", "output_shape", "units", "weights", "biases", "params", "connections",
            "macs", "receptive_field", "jump")

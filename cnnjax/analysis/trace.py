@@ -34,7 +34,7 @@ from flax import linen as nn
 from jax.extend import core
 
 from cnnjax.errors import UserError
-from cnnjax.models import cpu_kernels
+from cnnjax.kernels import rewrites as cpu_kernels
 
 SCOPE_PREFIX = "cnnjax_summary_call"
 _SCOPE = re.compile(SCOPE_PREFIX + r"(\d+)")

@@ -217,7 +217,7 @@ def check_fits(ops: tuple[Op, ...], height: int | None, width: int | None, chann
       shape = Geometry(None, None, op.args[0])
     elif op.name == "dense":
       # Squares of any scale: the eval step runs the network fully
-      # convolutionally on those larger than its input (cnnjax.steps.eval_step).
+      # convolutionally on those larger than its input (cnnjax.training.steps.eval_step).
       return Geometry.fixed(int(op.args[0]))
   if shape.height is None:
     raise UserError(f"{where} gives images of varying size from {dataset!r}; end it with a "

@@ -8,7 +8,7 @@ generic over its kernels and compiled for the oldest x86-64 it supports; for
 ResNet's 224x224 crop it took 1.8-2.7 ms of the 4 ms of CPU an augmented
 image cost. `resample.cc` (beside this file) computes the same weights and
 sums them in the same order, vectorised, in about 0.6 ms. It is compiled on
-first use against the installed TensorFlow (cnnjax.native); where it cannot
+first use against the installed TensorFlow (cnnjax.kernels.build); where it cannot
 be, a note on stderr says why and TensorFlow's kernel is used: the same
 pixels, slower. CNNJAX_RESAMPLE=0 asks for TensorFlow's kernel.
 """
@@ -20,7 +20,7 @@ import sys
 
 import tensorflow as tf
 
-from cnnjax import native
+from cnnjax.kernels import build as native
 
 SOURCE = pathlib.Path(__file__).with_name("resample.cc")
 

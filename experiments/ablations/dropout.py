@@ -30,7 +30,7 @@ import sys
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import ablation_common as common  # noqa: E402
 
-from cnnjax.sweep import Claim, Sweep, Variant  # noqa: E402
+from cnnjax.sweep.spec import Claim, Sweep, Variant  # noqa: E402
 
 ARGS = {"shapes": "the CPU-scale setting on shapes/hard",
         "smoke": "a few steps of every variant (implies shapes)"}

@@ -45,7 +45,7 @@ import sys
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import ablation_common as common  # noqa: E402
 
-from cnnjax.sweep import Claim, Sweep, Variant  # noqa: E402
+from cnnjax.sweep.spec import Claim, Sweep, Variant  # noqa: E402
 
 ARGS = {"alexnet": "AlexNet on ImageNet (§3.3) instead of the CIFAR-10 pair",
         "vgg": "VGG-A against A-LRN on ImageNet (VGG Table 3) instead of the CIFAR-10 pair",

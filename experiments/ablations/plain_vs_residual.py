@@ -51,7 +51,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import ablation_common as common  # noqa: E402
 
 from cnnjax.config import base_config  # noqa: E402
-from cnnjax.sweep import Claim, Sweep, Variant  # noqa: E402
+from cnnjax.sweep.spec import Claim, Sweep, Variant  # noqa: E402
 
 ARGS = {"shapes": "the CPU-scale setting: shapes/hard at 16x16, stages of 8, 16, 32 maps",
         "smoke": "a few steps of every variant (implies shapes)"}

@@ -1,16 +1,13 @@
-"""`cnnjax sweep`: an ablation as variants x seeds of ordinary training runs,
-ending in a table, training curves and a verdict on each of the paper's claims.
-
-  cnnjax sweep --config experiments/ablations/NAME.py[:ARG] --workdir DIR
-               [--seeds N] [--jobs K] [--config.KEY=VALUE ...] [--summarize]
+"""An ablation's vocabulary (Variant, Claim, Sweep) and its plan: which
+runs it makes, each an ordinary training run.
 
 Each (variant, seed) is an ordinary run in its own workdir, `DIR/<variant>/seed<k>`,
 trained by `python -m cnnjax train` in a subprocess (log: `train.log` there),
 so `cnnjax eval`, TensorBoard and every other tool work on it unchanged. The
 sweep reads back only what runs write (`config.json`, `metrics.jsonl`,
 `results.json`); the training loop knows nothing about sweeps. What the sweep
-writes in DIR is described in cnnjax.sweep_summary; how runs are launched,
-stopped and resumed in cnnjax.sweep_runs.
+writes in DIR is described in cnnjax.sweep.summary; how runs are launched,
+stopped and resumed in cnnjax.sweep.local; the command in cnnjax.sweep.command.
 
 The ablation-file contract
 --------------------------
@@ -55,14 +52,13 @@ Example (AlexNet §3.1, Figure 1):
         target_train_error=0.25)
 
 The verdict on a claim (reproduced / not reproduced / inconclusive) is
-defined in cnnjax.sweep_summary and the README's "Ablations" section.
+defined in cnnjax.sweep.summary and the README's "Ablations" section.
 
 Importing this module imports neither JAX nor TensorFlow, so `cnnjax sweep
 --help` and argument errors answer at once; the model check before training
 (`check_runs`) imports JAX, lazily, and nothing imports TensorFlow.
 """
 
-import argparse
 import dataclasses
 import functools
 import importlib.util
@@ -308,48 +304,3 @@ def check_runs(runs: list[Run]) -> None:
     except UserError as error:
       raise UserError(f"variant {run.variant!r}: {error}") from None
     checked.add(key)
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-  parser.add_argument("--config", required=True, metavar="PATH[:ARG]",
-                      help="ablation file: an experiment file that also defines get_sweep(arg)")
-  parser.add_argument("--workdir", required=True, type=pathlib.Path, metavar="DIR",
-                      help="where DIR/<variant>/seed<k>/ runs, summary.{csv,md}, curves.png and "
-                           "sweep.json go")
-  parser.add_argument("--seeds", default=str(DEFAULT_SEEDS), metavar="N",
-                      help=f"runs seeds 0..N-1 of every variant (default {DEFAULT_SEEDS})")
-  parser.add_argument("--jobs", metavar="K",
-                      help="trainings at once, each on its share of the CPU cores (default: "
-                           "one per core, one on a machine with GPUs or TPUs)")
-  parser.add_argument("--summarize", action="store_true",
-                      help="only rebuild the summary from the runs that exist; train nothing")
-
-
-def _positive_int(text: str, flag: str) -> int:
-  try:
-    value = int(text)
-  except (TypeError, ValueError):
-    value = 0
-  if value < 1:
-    raise UserError(f"{flag} must be a positive integer, got {text!r}")
-  return value
-
-
-def run(args: argparse.Namespace, overrides: list[tuple[str, str]]) -> int:
-  """`cnnjax sweep`: validates everything, then trains what is not finished and
-  summarizes; returns the exit status (see cnnjax.sweep_runs)."""
-  from cnnjax import sweep_runs, sweep_summary
-
-  seeds = _positive_int(args.seeds, "--seeds")
-  jobs = None if args.jobs is None else _positive_int(args.jobs, "--jobs")
-  if args.workdir.exists() and not args.workdir.is_dir():
-    raise UserError(f"--workdir {args.workdir} is a file, not a directory")
-  sweep = load_sweep(args.config)
-  runs = plan_runs(args.config, sweep, seeds, overrides, args.workdir)
-  if args.summarize:
-    if not args.workdir.is_dir():
-      raise UserError(f"--workdir {args.workdir} does not exist: there is no sweep to summarize")
-    sweep_summary.write(sweep_summary.summarize(sweep, runs, args.config), args.workdir)
-    print(f"summary of {args.workdir} rebuilt: {args.workdir / 'summary.md'}")
-    return 0
-  return sweep_runs.train_all(sweep, runs, args.config, args.workdir, jobs)

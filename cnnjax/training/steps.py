@@ -1,7 +1,7 @@
 """The train state and the per-device train and eval steps.
 
 Both steps are pure functions written for one device; cross-device reductions
-are named-axis collectives over `AXIS`, so `cnnjax.parallel` can map them over
+are named-axis collectives over `AXIS`, so `cnnjax.training.parallel` can map them over
 devices (today with pmap) without the steps knowing how.
 """
 
@@ -15,7 +15,8 @@ import optax
 from flax import linen as nn
 from jax import lax
 
-from cnnjax import finetune, models, optim
+from cnnjax import models
+from cnnjax.training import finetune, optim
 
 AXIS = "batch"  # The device axis the steps reduce over.
 

@@ -3,7 +3,7 @@ are slow for the zoo's layers: the same sums and maxima, by oneDNN or in an
 order XLA's CPU backend compiles well. Other backends keep XLA's primitives.
 
 A float32 convolution whose output map has 4x4 units or more runs, with both
-its gradients, as oneDNN's (cnnjax.models.onednn) where it can be built:
+its gradients, as oneDNN's (cnnjax.kernels.onednn) where it can be built:
 measured on 2 cores of an Intel Xeon (Sapphire Rapids, AVX-512), one layer
 alone against XLA's (JAX 0.10.2) at the zoo's shapes: forward 1.2 to 10
 times faster, the input's gradient 1.2 to 3.6 times, the kernel's 1.0 (7x7
@@ -45,7 +45,7 @@ import jax.numpy as jnp
 from flax import linen as nn
 from jax import lax
 
-from cnnjax.models import onednn
+from cnnjax.kernels import onednn
 
 SMALL_MAP_UNITS = 16  # Output maps up to 4x4 are convolved as patches times a matrix.
 ONEDNN_MAP_UNITS = 16  # With oneDNN: output maps from 4x4 up by oneDNN, smaller ones as patches.
@@ -122,7 +122,7 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, r
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
 def _onednn_conv(lhs, rhs, strides, padding):
-  """The convolution and both its gradients by oneDNN (cnnjax.models.onednn)."""
+  """The convolution and both its gradients by oneDNN (cnnjax.kernels.onednn)."""
   return onednn.convolution(lhs, rhs, strides, padding)
 
 

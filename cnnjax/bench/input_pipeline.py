@@ -110,7 +110,7 @@ def measure(ops, args) -> dict:
   import numpy as np
   import tensorflow as tf
 
-  from cnnjax import bench_timing
+  from cnnjax.bench import timing as bench_timing
   from cnnjax.data import pipeline, preprocess, recipes
 
   files = synthetic_jpegs(args.files, args.channels)

@@ -8,7 +8,7 @@ Table 3 has top-5 only; the CIFAR and MNIST papers top-1 only).
 A row is about one network of cnnjax's registry (`model`, `options` its
 ablation switches where the paper names them, e.g. ResNet's shortcut option)
 on one TFDS dataset and split, evaluated one way. `mode` uses the names of
-the metrics cnnjax writes (cnnjax.train, config.extra_evals):
+the metrics cnnjax writes (cnnjax.training.train, config.extra_evals):
   eval                   a single view: the centre crop, or the whole image
   eval_10crop            4 corners + centre and their mirror images, softmax averaged
   eval_dense             the network applied fully convolutionally at one scale Q (VGG §3.2)

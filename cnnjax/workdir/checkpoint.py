@@ -39,8 +39,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 from orbax.checkpoint.checkpoint_managers import preservation_policy
 
-from cnnjax.errors import UserError
-from cnnjax.stopping import StopRun
+from cnnjax.errors import StopRun, UserError
 
 BEST_METRIC = "eval/top1_error"
 TEMPORARY_SUFFIX = ".orbax-checkpoint-tmp"  # What orbax appends to a step being written.
@@ -80,7 +79,7 @@ class Checkpointer:
   """The checkpoints under `directory` (a workdir's `checkpoints/`).
 
   Unless `read_only`, opening it removes what killed runs left: the caller
-  must own the workdir (cnnjax.ownership), so that is never a live run's save.
+  must own the workdir (cnnjax.workdir.ownership), so that is never a live run's save.
   """
 
   def __init__(self, directory: pathlib.Path, keep: int, read_only: bool = False):

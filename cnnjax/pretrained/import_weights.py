@@ -6,7 +6,7 @@ fine-tuning with `cnnjax train`.
   cnnjax eval --workdir runs/tv_resnet50 --config.dataset.data_dir=DIR
 
 The workdir gets config.json and an orbax checkpoint of step 0: the TrainState
-the trainer builds (cnnjax.steps), holding the imported parameters and
+the trainer builds (cnnjax.training.steps), holding the imported parameters and
 BatchNorm statistics and a fresh optimizer state. Its config is
 `imagenet_eval_config` (torchvision's evaluation: ImageNet's `validation`
 split, shorter side 256, centre crop 224, ImageNet's mean and standard
@@ -40,8 +40,8 @@ import shutil
 import ml_collections
 
 from cnnjax import config as config_lib
-from cnnjax import pretrained
 from cnnjax.errors import UserError
+from cnnjax.pretrained import torchvision as pretrained
 
 IMPORTED_STEP = 0  # The checkpoint's step: training from it starts at step 1.
 
@@ -56,7 +56,7 @@ def add_arguments(command: argparse.ArgumentParser) -> None:
                        help="the new workdir (must not exist, or be empty)")
   command.add_argument("--config", metavar="EXPERIMENT[:ARG]",
                        help="optional: the experiment to fine-tune with (default: torchvision's "
-                            "ImageNet evaluation, see `cnnjax.import_weights`)")
+                            "ImageNet evaluation, see `cnnjax.pretrained.import_weights`)")
 
 
 def imagenet_eval_config(model_name: str) -> ml_collections.ConfigDict:
@@ -125,8 +125,9 @@ def imported_state(config: ml_collections.ConfigDict, tensors, source: str):
   import jax
   import numpy as np
 
-  from cnnjax import models, optim, steps
+  from cnnjax import models
   from cnnjax.data import dataset_spec
+  from cnnjax.training import optim, steps
 
   spec = dataset_spec(config.dataset.name)
   size = config.dataset.image_size or spec.image_size
@@ -160,8 +161,8 @@ def write_workdir(config: ml_collections.ConfigDict, state, workdir: pathlib.Pat
                   extra: dict) -> None:
   """config.json and the checkpoint of `state` at IMPORTED_STEP, assembled in
   a hidden sibling and renamed to `workdir` (new, or empty) when complete."""
-  from cnnjax import workdir as workdir_lib
-  from cnnjax.checkpoint import Checkpointer
+  from cnnjax.workdir import config_file as workdir_lib
+  from cnnjax.workdir.checkpoint import Checkpointer
 
   workdir = workdir.absolute()
   workdir.parent.mkdir(parents=True, exist_ok=True)

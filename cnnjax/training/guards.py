@@ -14,10 +14,10 @@ import signal
 
 import jax
 
-from cnnjax import stopping
-from cnnjax.stopping import Diverged
+from cnnjax.training import stopping
+from cnnjax.training.stopping import Diverged
 
-# Bits of the train step's `nonfinite` metric (see cnnjax.steps).
+# Bits of the train step's `nonfinite` metric (see cnnjax.training.steps).
 NONFINITE_QUANTITIES = ("loss", "gradients", "parameters")
 
 
@@ -27,7 +27,7 @@ class StopWatch:
   From its creation until `close`, Ctrl-C no longer raises KeyboardInterrupt:
   it asks for a save like SIGTERM, and a second Ctrl-C aborts at once. A save
   it cuts short stays a temporary directory, never taken for a checkpoint,
-  and the next run removes it (cnnjax.checkpoint.remove_incomplete). It is
+  and the next run removes it (cnnjax.workdir.checkpoint.remove_incomplete). It is
   not removed at the abort: orbax's writer thread runs on until the process
   exits and recreates the directories it writes into, so a removal could
   leave a fresh one behind, or worse, let it finish a save with files missing.
@@ -74,7 +74,7 @@ class NonfiniteGuard:
   The flags stay on the devices until `check`, so watching costs no
   device-to-host transfer per step. Policy `stop`: the first flagged step
   stops the run (its state is never saved or logged). Policy `skip`: the step
-  did not apply its update (see cnnjax.steps); more than
+  did not apply its update (see cnnjax.training.steps); more than
   `max_consecutive_skips` in a row stop the run.
   """
 

@@ -4,7 +4,7 @@ number of devices (the data order does not depend on it; see
 cnnjax.data.pipeline).
 
 Everything a user can get wrong is checked by `plan` before any compilation.
-A run owns its workdir while it trains (cnnjax.ownership), evaluation shares
+A run owns its workdir while it trains (cnnjax.workdir.ownership), evaluation shares
 it with other evaluations.
 """
 
@@ -23,12 +23,14 @@ import numpy as np
 import optax
 from flax import linen as nn
 
-from cnnjax import metrics as metrics_lib
-from cnnjax import finetune, guards, models, optim, parallel, results, steps, stopping
-from cnnjax import workdir as workdir_lib
-from cnnjax.checkpoint import CheckpointFailed, Checkpointer
+from cnnjax import models
 from cnnjax.data import InputPipeline, open_builder
 from cnnjax.errors import UserError
+from cnnjax.training import finetune, guards, optim, parallel, steps, stopping
+from cnnjax.workdir import config_file as workdir_lib
+from cnnjax.workdir import metrics as metrics_lib
+from cnnjax.workdir import results
+from cnnjax.workdir.checkpoint import Checkpointer, CheckpointFailed
 
 
 @dataclasses.dataclass(frozen=True)
@@ -208,7 +210,7 @@ def train_and_evaluate(plan: Plan, workdir: pathlib.Path, *,
   (SIGTERM) or `stopping.Interrupted` (Ctrl-C) after saving the current step,
   `stopping.Diverged` on a NaN or Inf (nothing of the bad state saved) and
   `CheckpointFailed` when a background save fails. Pending saves are waited
-  for on every way out. A finished run writes `results.json` (cnnjax.results).
+  for on every way out. A finished run writes `results.json` (cnnjax.workdir.results).
   """
   config = plan.config
   with parallel.own_workdir(workdir):
@@ -256,7 +258,8 @@ def _train(plan: Plan, workdir: pathlib.Path, checkpointer: Checkpointer,
   if start_step == plan.total_steps:
     return _already_complete(plan, workdir, checkpointer, state)
   if is_writer:
-    workdir_lib.write_config(config, workdir, start_step, changes)
+    workdir_lib.write_config(config, workdir, start_step, changes, schedule_over_total=(
+        config.schedule.name in optim.SCHEDULES_OVER_TOTAL_STEPS))
     results.forget(workdir)  # The run is no longer complete (a longer one, say).
   signum = watch.reached(start_step)
   if signum:  # Stopped while starting: nothing new to save.

@@ -11,7 +11,7 @@ tells a scheduler or script what to do next.
        a second Ctrl-C while saving stops at once and saves nothing
 
 The signal handlers only note the request; training acts on it at a step
-boundary (cnnjax.guards). Raising from a handler instead can be swallowed by
+boundary (cnnjax.training.guards). Raising from a handler instead can be swallowed by
 whatever library code it interrupts. While starting, before there is a step
 to save, Ctrl-C interrupts at once (the CLI reports it in one line), and is
 noted as well in case the exception is swallowed. The abort on a second
@@ -25,9 +25,7 @@ import signal
 import sys
 import threading
 
-PREEMPTED_STATUS = 75
-DIVERGED_STATUS = 3
-INTERRUPTED_STATUS = 130
+from cnnjax.errors import DIVERGED_STATUS, INTERRUPTED_STATUS, PREEMPTED_STATUS, StopRun
 
 _requested: int | None = None  # The first stop signal received.
 
@@ -100,12 +98,6 @@ def abort_on_second_interrupt():
     os.close(write_end)
 
   return stop_watching
-
-
-class StopRun(Exception):
-  """The run stopped early; the CLI prints the message and exits with `exit_status`."""
-
-  exit_status = 1
 
 
 class Preempted(StopRun):

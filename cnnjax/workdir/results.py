@@ -26,7 +26,7 @@ import json
 import os
 import pathlib
 
-from cnnjax import metrics as metrics_lib
+from cnnjax.workdir import metrics as metrics_lib
 
 RESULTS_FILE = "results.json"
 

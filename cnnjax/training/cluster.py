@@ -1,7 +1,7 @@
 """Which processes make up a run, as the command line or the environment
 says: the three multi-process flags and their CNNJAX_* variables.
 
-JAX-free, so the CLI checks them before importing JAX; cnnjax.parallel joins
+JAX-free, so the CLI checks them before importing JAX; cnnjax.training.parallel joins
 the processes (and detects SLURM, Open MPI and Cloud TPU jobs itself).
 """
 

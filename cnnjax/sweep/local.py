@@ -1,11 +1,11 @@
 """Running a sweep's trainings: a lock on the sweep's DIR, `cnnjax train`
 subprocesses sharing the CPU cores, resuming, signals and exit statuses.
 
-- **Resumable.** A run already finished (see cnnjax.sweep_summary) is skipped;
+- **Resumable.** A run already finished (see cnnjax.sweep.summary) is skipped;
   any other is handed to `cnnjax train` on its workdir, which resumes from its
   latest checkpoint, or starts.
 - **One sweep per DIR.** The sweep owns DIR as a training owns its workdir
-  (cnnjax.ownership: an flock released by the kernel when the sweep's process
+  (cnnjax.workdir.ownership: an flock released by the kernel when the sweep's process
   ends, however it ends); a second sweep is refused with the owner's pid,
   host and start. `--summarize` takes no lock:
   it trains nothing and replaces the summary files atomically, so it can
@@ -51,16 +51,17 @@ import subprocess
 import sys
 import time
 
-from cnnjax import ownership, stopping, sweep_summary
-from cnnjax.sweep import Run, Sweep, check_runs
+from cnnjax.errors import INTERRUPTED_STATUS, PREEMPTED_STATUS
+from cnnjax.sweep import summary as sweep_summary
+from cnnjax.sweep.spec import Run, Sweep, check_runs
+from cnnjax.training import stopping
+from cnnjax.workdir import ownership, run_log
 
 COMPILATION_CACHE = ".jax_cache"
 # What the default --jobs leaves each training: a small one peaks at 1.0 GB
 # (LeNet-5) to 1.4 GB (ResNet-20) resident on digits, TensorFlow and JAX
 # included (measured with /usr/bin/time -f %M).
 MEMORY_PER_JOB = 2 * 2**30
-PREEMPTED_STATUS = 75
-INTERRUPTED_STATUS = 130
 _POLL_SECONDS = 0.2
 _EXIT_ON_SIGNAL = {signal.SIGTERM: PREEMPTED_STATUS, signal.SIGINT: INTERRUPTED_STATUS}
 
@@ -153,8 +154,8 @@ def guarded(command: list[str]) -> list[str]:
 
 def _start(run: Run, cpus: list[int], environment: dict[str, str]) -> _Attempt:
   run.workdir.mkdir(parents=True, exist_ok=True)
-  log = (run.workdir / sweep_summary.LOG_FILE).open("a")
-  log.write(f"{sweep_summary.LOG_START} {datetime.datetime.now().isoformat(timespec='seconds')}"
+  log = (run.workdir / run_log.LOG_FILE).open("a")
+  log.write(f"{run_log.LOG_START} {datetime.datetime.now().isoformat(timespec='seconds')}"
             f" on cpus {','.join(map(str, cpus))}: {shlex.join(run.command)}\n")
   log.flush()
   process = subprocess.Popen(guarded(run.command), stdin=subprocess.DEVNULL, stdout=log,
@@ -167,9 +168,9 @@ def _start(run: Run, cpus: list[int], environment: dict[str, str]) -> _Attempt:
 
 def _finish(attempt: _Attempt) -> float:
   seconds = time.monotonic() - attempt.started
-  stopped = (f", {sweep_summary.STOPPED_BY_SWEEP} on {signal.Signals(attempt.signals[0]).name}"
+  stopped = (f", {run_log.STOPPED_BY_SWEEP} on {signal.Signals(attempt.signals[0]).name}"
              if attempt.signals else "")
-  attempt.log.write(f"{sweep_summary.LOG_EXIT} {attempt.process.returncode} after "
+  attempt.log.write(f"{run_log.LOG_EXIT} {attempt.process.returncode} after "
                     f"{seconds:.1f} s{stopped}\n")
   attempt.log.close()
   return seconds
@@ -269,7 +270,7 @@ def _train(queue: list[Run], groups: list[list[int]], environment: dict[str, str
         run = queue.pop(0)
         running[group] = _start(run, groups[group], environment)
         progress.line(f"started {run.name} on cpus {','.join(map(str, groups[group]))}: "
-                      f"{run.workdir / sweep_summary.LOG_FILE}")
+                      f"{run.workdir / run_log.LOG_FILE}")
       for group, attempt in list(running.items()):
         # Forwarded here rather than in the handler, so that no training
         # started around a signal misses it.

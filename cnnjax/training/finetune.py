@@ -37,8 +37,8 @@ import jax
 import ml_collections
 import numpy as np
 
-from cnnjax.checkpoint import Checkpointer
 from cnnjax.errors import UserError
+from cnnjax.workdir.checkpoint import Checkpointer
 
 
 def path_name(path) -> str:

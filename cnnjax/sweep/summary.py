@@ -4,7 +4,7 @@ the sweep's DIR:
 
   summary.csv   one row per variant, raw numbers (fractions, epochs, seconds)
   summary.md    the same table, then each claim: what was measured, the verdict
-  curves.png    training and eval error against epochs (cnnjax.sweep_plot)
+  curves.png    training and eval error against epochs (cnnjax.sweep.plot)
   sweep.json    all of it, per run and per variant, with the commands
 
 Each is written beside itself and renamed over the old one, so a reader never
@@ -51,16 +51,11 @@ import pathlib
 import shlex
 import statistics
 
-from cnnjax.sweep import METRICS, Claim, Run, Sweep
+from cnnjax.sweep.spec import METRICS, Claim, Run, Sweep
+from cnnjax.workdir.records import METRICS_FILE, finite_number, read_records
+from cnnjax.workdir.run_log import LOG_FILE, STOPPED_STATUSES, last_attempt
 
 RESULTS_FILE = "results.json"
-LOG_FILE = "train.log"
-# Lines the sweep writes into a run's train.log around each attempt.
-LOG_START = "[cnnjax sweep] start"
-LOG_EXIT = "[cnnjax sweep] exit"
-STOPPED_BY_SWEEP = "stopped by the sweep"  # In the exit line of a run the sweep signalled.
-# A preempted (SIGTERM) or interrupted (SIGINT) run saved its step: a rerun resumes it.
-STOPPED_STATUSES = (75, 130)
 
 REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE = "reproduced", "not reproduced", "inconclusive"
 # The table's columns, raw: each statistic a mean and a std over finished seeds.
@@ -131,52 +126,6 @@ def _read_json(path: pathlib.Path) -> dict | None:
   return value if isinstance(value, dict) else None
 
 
-def _read_records(path: pathlib.Path) -> list[dict]:
-  """metrics.jsonl's complete records; a torn last line (a killed writer) is skipped."""
-  try:
-    lines = path.read_text().splitlines()
-  except OSError:
-    return []
-  records = []
-  for line in lines:
-    try:
-      records.append(json.loads(line))
-    except ValueError:
-      continue
-  return records
-
-
-def last_attempt(log: pathlib.Path) -> tuple[int | None, str, bool]:
-  """The last attempt the sweep logged in `log`: its exit status (None if it
-  has not ended), the last line it printed (`\r` ends a line, as on a
-  terminal), and whether the sweep had forwarded it a stop signal."""
-  try:
-    text = log.read_text(errors="replace")
-  except OSError:
-    return None, "", False
-  lines = [line.strip() for line in text.replace("\r", "\n").split("\n") if line.strip()]
-  status, printed, signalled = None, "", False
-  for line in reversed(lines):
-    if line.startswith(LOG_START):
-      break
-    if line.startswith(LOG_EXIT):
-      status = int(line[len(LOG_EXIT):].split()[0])
-      signalled = STOPPED_BY_SWEEP in line
-    else:
-      printed = line
-      break
-  return status, printed, signalled
-
-
-def finite_number(value) -> float | None:
-  """A metric as written by cnnjax.metrics: a number, or "nan"/"inf" as a string."""
-  try:
-    value = float(value)
-  except (TypeError, ValueError):
-    return None
-  return value if math.isfinite(value) else None
-
-
 def epochs_to_target(records: list[dict], target: float) -> float | None:
   """The epoch of the first training record with train/top1_error <= target."""
   for record in records:
@@ -197,7 +146,7 @@ def read_run(run: Run, target: float | None, running: bool = False) -> RunResult
   exit_status, printed, signalled = last_attempt(workdir / LOG_FILE)
   results = _read_json(workdir / RESULTS_FILE)
   stored_config = _read_json(workdir / "config.json")
-  records = _read_records(workdir / "metrics.jsonl")
+  records = read_records(workdir / METRICS_FILE, missing_ok=True)
   if running:
     result.status = "running"
   elif (results is not None and results.get("status") == "complete"
@@ -480,7 +429,7 @@ def _markdown(summary: Summary, rows: list[dict]) -> str:
     lines += [f"- {run.variant} seed {run.seed}: {run.status}"
               + (f" (exit {run.exit_status})" if run.exit_status is not None else "")
               + (f": {run.reason}" if run.reason else "") for run in unfinished]
-  lines += ["", "The verdict rule: see the README, section Ablations, or cnnjax/sweep_summary.py.", ""]
+  lines += ["", "The verdict rule: see the README, section Ablations, or cnnjax/sweep/summary.py.", ""]
   return "\n".join(lines)
 
 
@@ -511,7 +460,7 @@ def _replace(path: pathlib.Path, write) -> None:
 
 
 def write(summary: Summary, workdir: pathlib.Path) -> None:
-  from cnnjax import sweep_plot
+  from cnnjax.sweep import plot as sweep_plot
 
   workdir.mkdir(parents=True, exist_ok=True)
   rows = variant_rows(summary)

@@ -5,7 +5,7 @@
                [--format table|json] [--peak-tflops X] [--config.model.KEY=VALUE ...]
 
 Times the compiled training step exactly as `cnnjax train` builds it, on
-synthetic data already on the devices (cnnjax.bench_timing says what is
+synthetic data already on the devices (cnnjax.bench.timing says what is
 measured and how). `--model all` runs every registered model at its native
 input (`--model A,B,...` the models named), each in a process of its own (so
 that each one's peak memory is its own and a failure stops only that model),
@@ -115,7 +115,7 @@ def run(args: argparse.Namespace, overrides: list[tuple[str, str]]) -> int:
                       "--model NAME")
     return _run_zoo(_zoo_names(args.model), settings, args.format)
   case = make_case(args.model, settings, model_overrides)
-  from cnnjax import bench_timing
+  from cnnjax.bench import timing as bench_timing
 
   row = bench_timing.measure(case, settings["peak_tflops"], say=_progress)
   _progress(f"{row['model']}: {_rate(row)}")
@@ -127,7 +127,7 @@ def make_case(name: str, settings: dict, model_overrides=()):
   """The case of `name` with the defaults filled in; a UserError for an
   unknown model or a batch the devices do not divide (before any compiling)."""
   from cnnjax import models
-  from cnnjax.bench_timing import Case, check_devices
+  from cnnjax.bench.timing import Case, check_devices
 
   if name not in models.MODELS:
     raise UserError(f"unknown --model {name!r}; registered models: "

@@ -25,8 +25,8 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from cnnjax import finetune
 from cnnjax.errors import UserError
+from cnnjax.training import finetune
 
 
 def kernel_mask(params):
@@ -249,7 +249,7 @@ def create_optimizer(config: ml_collections.ConfigDict, schedule: optax.Schedule
     parts.append(optax.masked(optax.scale(optimizer.bias_learning_rate_scale), bias_mask))
   if config.schedule.name == "plateau":
     parts.append(plateau_scaling(config.schedule, steps_per_epoch, eval_every))
-  # Fine-tuning (cnnjax.finetune): the loaded part's own rate, and no update
+  # Fine-tuning (cnnjax.training.finetune): the loaded part's own rate, and no update
   # at all (weight decay included) for frozen parameters.
   if config.init_from and config.pretrained_learning_rate_scale != 1:
     parts.append(optax.masked(optax.scale(config.pretrained_learning_rate_scale),

@@ -1,9 +1,9 @@
 """The JAX side of `cnnjax bench`: times one model's compiled training step.
 
 The step is the one `cnnjax train` runs, built from the same parts: the model
-of `cnnjax.models.from_config`, the optimizer and schedule of `cnnjax.optim`
+of `cnnjax.models.from_config`, the optimizer and schedule of `cnnjax.training.optim`
 from the base config (SGD, momentum 0.9, constant rate), the step of
-`cnnjax.steps.bind_train_step`, mapped by `cnnjax.parallel.map_train_step`
+`cnnjax.training.steps.bind_train_step`, mapped by `cnnjax.training.parallel.map_train_step`
 over every local device with the state donated, the state replicated and the
 batch placed as training places them. Only the data differ: one synthetic
 batch, put on the devices once and fed to every step, so that nothing but the
@@ -49,9 +49,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from cnnjax import config as config_lib
-from cnnjax import models, optim, parallel, steps
+from cnnjax import models
 from cnnjax.errors import UserError
-from cnnjax.models import cpu_kernels
+from cnnjax.kernels import rewrites as cpu_kernels
+from cnnjax.training import optim, parallel, steps
 
 WARMUP_STEPS = 2  # The first call may still allocate and autotune; neither is timed.
 SECONDS_PER_REPEAT = 2.0  # Without `steps`: as many steps as take about this long.
@@ -178,7 +179,7 @@ def _compile(step: _Step) -> tuple[float, float | None]:
   seconds = time.perf_counter() - started
   # Custom calls are invisible to XLA's cost analysis: cuDNN's and cuBLAS's
   # on a GPU (ResNet-50's step counted 0.41 of its 23.7 GFLOP an image on an
-  # H200), oneDNN's convolutions on the CPU (cnnjax.models.onednn).
+  # H200), oneDNN's convolutions on the CPU (cnnjax.kernels.onednn).
   flops = max(filter(None, (_flops(compiled), _flops_on_cpu(step))), default=None)
   return seconds, flops
 

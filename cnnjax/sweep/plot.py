@@ -13,8 +13,8 @@ import pathlib
 import matplotlib
 
 matplotlib.use("Agg")
-from matplotlib import pyplot  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib import pyplot  # noqa: E402
 
 
 def _mean_and_band(curves: list[list[tuple[int, float, float]]]):
@@ -28,7 +28,7 @@ def _mean_and_band(curves: list[list[tuple[int, float, float]]]):
 
 
 def plot_curves(summary, path: pathlib.Path) -> None:
-  """Writes `summary`'s curves (a cnnjax.sweep_summary.Summary) as a PNG at `path`."""
+  """Writes `summary`'s curves (a cnnjax.sweep.summary.Summary) as a PNG at `path`."""
   figure, (train_axes, eval_axes) = pyplot.subplots(1, 2, figsize=(11, 4.2), sharey=True)
   panels = ((train_axes, "train_curve", "training top-1 error (mean over each log interval)"),
             (eval_axes, "eval_curve", "eval top-1 error"))

@@ -24,10 +24,10 @@ import numpy as np
 from flax import jax_utils
 from jax.experimental import multihost_utils
 
-from cnnjax import ownership
-from cnnjax.cluster import Cluster
 from cnnjax.errors import UserError
-from cnnjax.steps import AXIS
+from cnnjax.training.cluster import Cluster
+from cnnjax.training.steps import AXIS
+from cnnjax.workdir import ownership
 
 # A process that stops sending heartbeats for this long is declared dead and
 # every other process is stopped (JAX's default is 100 s); a lost peer thus

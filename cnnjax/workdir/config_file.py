@@ -22,7 +22,6 @@ import sys
 
 import ml_collections
 
-from cnnjax import optim
 from cnnjax.errors import UserError
 
 CONFIG_FILE = "config.json"
@@ -141,9 +140,10 @@ def check_eval_overrides(overrides: list[tuple[str, str]]) -> None:
 
 
 def write_config(config: ml_collections.ConfigDict, workdir: pathlib.Path, step: int,
-                 changes: dict[str, tuple] | None) -> None:
+                 changes: dict[str, tuple] | None, schedule_over_total: bool = False) -> None:
   """Writes `config.json` for a run starting at `step`; `changes` is what
-  `check_config` returned. A change it accepted only with `allow_change` (or
+  `check_config` returned; `schedule_over_total` says that the run's schedule
+  is laid over its total steps (the note when the total changes). A change it accepted only with `allow_change` (or
   an unreadable old file) keeps the old file as `config.<step>.json`, and
   says so on stderr.
   """
@@ -151,8 +151,7 @@ def write_config(config: ml_collections.ConfigDict, workdir: pathlib.Path, step:
   text = as_json(config)
   if path.exists() and changes == {}:
     return
-  if changes and any(key in changes for key in _TOTAL_STEP_KEYS) and (
-      config.schedule.name in optim.SCHEDULES_OVER_TOTAL_STEPS):
+  if changes and schedule_over_total and any(key in changes for key in _TOTAL_STEP_KEYS):
     print(f"cnnjax: note: {_describe({k: changes[k] for k in _TOTAL_STEP_KEYS if k in changes})} "
           f"changes the length of the {config.schedule.name} schedule; the learning rate "
           f"continues from step {step} on the new schedule", file=sys.stderr)

@@ -8,7 +8,7 @@ sweep.json; every (variant, seed) run in it is reported). One row per run and
 evaluation mode found in its metrics (`eval`, `eval_10crop`, `eval_ema`, ...)
 and per evaluation `cnnjax eval` recorded: our top-1/top-5 error at the end of
 the run (or its latest, while it is unfinished) and the best top-1 error it
-logged, the published numbers that match (cnnjax.papers), the differences
+logged, the published numbers that match (cnnjax.report.papers), the differences
 (ours minus published, in points), epochs and training time. A run with no
 published counterpart (the embedded datasets, a smoke run) still has its row,
 with the published columns empty; an unfinished run is shown with its status.
@@ -46,13 +46,13 @@ import json
 import pathlib
 import re
 
-from cnnjax import papers
 from cnnjax.errors import UserError
-from cnnjax.sweep_summary import LOG_FILE, STOPPED_STATUSES, finite_number, last_attempt
+from cnnjax.report import papers
+from cnnjax.workdir.records import METRICS_FILE, finite_number, read_records
+from cnnjax.workdir.run_log import LOG_FILE, STOPPED_STATUSES, last_attempt
 
 FORMATS = ("md", "csv", "json")
-CONFIG_FILE, METRICS_FILE, RESULTS_FILE, SWEEP_FILE = (
-    "config.json", "metrics.jsonl", "results.json", "sweep.json")
+CONFIG_FILE, RESULTS_FILE, SWEEP_FILE = "config.json", "results.json", "sweep.json"
 EVAL_DIR = "eval"
 # Train-recipe ops (and registered recipes, cnnjax.data.recipes.NAMED)
 # that draw at random: a run trained with one is "augmented" (C10+ in the
@@ -123,24 +123,6 @@ def _json_object(path: pathlib.Path, what: str) -> dict | None:
   return value
 
 
-def _records(path: pathlib.Path) -> list[dict]:
-  """metrics.jsonl's complete records; a torn line (a writer killed, or still
-  writing) is skipped, as `cnnjax plot` and the sweep do."""
-  try:
-    lines = path.read_text().splitlines()
-  except FileNotFoundError:
-    return []
-  records = []
-  for line in lines:
-    try:
-      record = json.loads(line)
-    except ValueError:
-      continue
-    if isinstance(record, dict) and isinstance(record.get("step"), int):
-      records.append(record)
-  return records
-
-
 def _evaluations(workdir: pathlib.Path) -> list[tuple[int, dict]]:
   """What `cnnjax eval` recorded in eval/<step>.json, by step."""
   found = []
@@ -181,7 +163,7 @@ def read_workdir(workdir: pathlib.Path, label: str) -> Run:
   if results is not None and not isinstance(results.get("final_eval", {}) or {}, dict):
     raise UserError(f"{workdir / RESULTS_FILE} is damaged (final_eval is not an object); rerun "
                     "the same `cnnjax train` command, which rewrites it")
-  records = _records(workdir / METRICS_FILE)
+  records = read_records(workdir / METRICS_FILE, missing_ok=True)
   return Run(label, _status(workdir, results, records), config, results, records,
              _evaluations(workdir))
 

@@ -7,7 +7,7 @@ transposing the maps. They were most of the gap between cnnjax's CPU training
 step and PyTorch's. XLA's own oneDNN option (`--xla_cpu_use_onednn`) left
 convolutions alone when measured. cpu_kernels.py says where these are used.
 
-`onednn_conv.cc` (beside this file) is compiled on first use (cnnjax.native)
+`onednn_conv.cc` (beside this file) is compiled on first use (cnnjax.kernels.build)
 against the oneDNN of the `onednn-cpu-gomp` and `onednn-devel-cpu-gomp`
 wheels (dependencies on x86-64 Linux) and JAX's FFI headers, and registered
 with XLA's CPU backend. Where any of that is missing, `available()` is
@@ -30,8 +30,8 @@ import sys
 import jax
 import numpy as np
 
-from cnnjax import native
-from cnnjax.native import Unavailable
+from cnnjax.kernels import build as native
+from cnnjax.kernels.build import Unavailable
 
 TARGETS = {"cnnjax_onednn_conv": "CnnjaxConvForward",
            "cnnjax_onednn_conv_input_grad": "CnnjaxConvInputGrad",
