@@ -10,7 +10,7 @@ import subprocess
 import sys
 
 import pytest
-from helpers import ROOT, tiny_config
+from helpers import ROOT, markdown_rows, tiny_config
 
 from cnnjax import cli, models
 from cnnjax import config as config_lib
@@ -256,12 +256,17 @@ def test_resnet50_beside_the_paper_and_torchvision(tmp_path, capsys):
   assert float(ten_crop["best_top1_error"]) == pytest.approx(22.80)
 
   status, out, _ = _report(capsys, tmp_path / "resnet50")  # Markdown, the default.
-  lines = out.splitlines()
-  assert status == 0 and lines[0].startswith("| experiment | model | dataset | evaluation |")
-  assert f"| {tmp_path / 'resnet50'} | resnet50 | imagenet2012 | eval_10crop | complete |" in out
-  assert "| 22.80 / 6.68 | 22.80 (step 450450) | 22.85 / 6.71 [2] | -0.05 / -0.03 |" in out
-  assert "| 24.02 / 7.12 | 24.02 (step 450450) |  |  | 23.87 / 7.14 [1] | +0.15 / -0.02 |" in out
-  assert "| 74:00:00 |" in out
+  single, ten_crop = markdown_rows(out)
+  assert status == 0 and list(single)[:4] == ["experiment", "model", "dataset", "evaluation"]
+  assert [ten_crop[key] for key in ("experiment", "model", "dataset", "evaluation", "status")] == [
+      str(tmp_path / "resnet50"), "resnet50", "imagenet2012", "eval_10crop", "complete"]
+  assert [ten_crop[key] for key in ("error % (top-1 / top-5)", "best top-1", "paper",
+                                    "Δ paper")] == [
+      "22.80 / 6.68", "22.80 (step 450450)", "22.85 / 6.71 [2]", "-0.05 / -0.03"]
+  assert [single[key] for key in ("error % (top-1 / top-5)", "best top-1", "paper", "Δ paper",
+                                  "torchvision", "Δ torchvision")] == [
+      "24.02 / 7.12", "24.02 (step 450450)", "", "", "23.87 / 7.14 [1]", "+0.15 / -0.02"]
+  assert single["train time"] == ten_crop["train time"] == "74:00:00"
   assert "[2] He et al. 2016 (ResNet), Table 3" in out
   assert "[1] torchvision ResNet50_Weights.IMAGENET1K_V1 (acc@1 76.13, acc@5 92.86)" in out
 
@@ -339,7 +344,9 @@ def test_the_markdown_names_what_a_condition_kept_out(tmp_path, capsys):
   _write_run(tmp_path / "vgg_d", config, [(100, _eval("eval_dense", 0.27, 0.09))],
              steps_per_epoch=100, total_steps=100)
   status, out, _ = _report(capsys, tmp_path / "vgg_d")
-  assert status == 0 and "| eval_dense | complete | final, step 100 |" in out
+  (row,) = markdown_rows(out)
+  assert status == 0 and [row[key] for key in ("evaluation", "status", "measured")] == [
+      "eval_dense", "complete", "final, step 100"]
   assert ("Published numbers about the same evaluation that a condition kept out:\n"
           f"- {tmp_path / 'vgg_d'} eval_dense: Simonyan & Zisserman 2015 (VGG), Table 3 (S=256, "
           "Q=256): needs test_scales (256,) (the run's: (384,))") in out
@@ -406,4 +413,6 @@ def test_a_digits_run_has_its_row_and_no_published_numbers(digits_dir, tmp_path,
   assert float(row["train_time_s"]) == pytest.approx(finished["train_time_s"])
   assert row["paper_top1_error"] == row["torchvision_top1_error"] == row["paper_citation"] == ""
   status, out, _ = _report(capsys, workdir)
-  assert status == 0 and f"| {workdir} | lenet5 | digits | eval | complete | final, step 6 |" in out
+  (row,) = markdown_rows(out)
+  assert status == 0 and list(row.values())[:6] == [
+      str(workdir), "lenet5", "digits", "eval", "complete", "final, step 6"]

@@ -39,13 +39,12 @@ Reads only; imports neither JAX nor TensorFlow, so it answers at once.
 """
 
 import argparse
-import csv
 import dataclasses
-import io
 import json
 import pathlib
 import re
 
+from cnnjax import tables
 from cnnjax.errors import UserError
 from cnnjax.report import papers
 from cnnjax.workdir.records import METRICS_FILE, finite_number, read_records
@@ -424,6 +423,14 @@ def _measured(row: Row) -> str:
   return f"{row.measured}, step {row.step}"
 
 
+MARKDOWN_COLUMNS = (
+    tables.Column("experiment"), tables.Column("model"), tables.Column("dataset"),
+    tables.Column("evaluation"), tables.Column("status"), tables.Column("measured"),
+    *(tables.Column(key, align=tables.RIGHT) for key in (
+        "epochs", "train time", "error % (top-1 / top-5)", "best top-1", "paper", "Δ paper",
+        "torchvision", "Δ torchvision")))
+
+
 def as_markdown(rows: list[Row]) -> str:
   """A markdown table (errors in %, top-1 / top-5) with the citations as footnotes."""
   citations: list[str] = []
@@ -437,25 +444,24 @@ def as_markdown(rows: list[Row]) -> str:
     return (f"{_pair(published.top1_error, published.top5_error)} "
             f"[{citations.index(text) + 1}]")
 
-  header = ["experiment", "model", "dataset", "evaluation", "status", "measured", "epochs",
-            "train time", "error % (top-1 / top-5)", "best top-1", "paper", "Δ paper",
-            "torchvision", "Δ torchvision"]
-  lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
-  for row in rows:
+  def cells(row: Row) -> dict:
     best = ("" if row.best_top1_error is None else
             f"{_number(row.best_top1_error)} (step {row.best_step})")
-    cells = [row.experiment, row.model, row.dataset, row.mode, row.status, _measured(row),
-             "" if row.epochs is None else f"{row.epochs:.3g}",
-             _duration(row.train_time_s), _pair(row.top1_error, row.top5_error), best,
-             cite(row.paper),
-             _pair(row.difference(row.paper, "top1_error"),
-                   row.difference(row.paper, "top5_error"), sign=True),
-             cite(row.torchvision),
-             _pair(row.difference(row.torchvision, "top1_error"),
-                   row.difference(row.torchvision, "top5_error"), sign=True)]
-    lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
-  lines += ["", "Errors in percent, ours at the step shown (final: the end of training; "
-            "latest: an unfinished run's last evaluation); Δ = ours − published, in points."]
+    return {"experiment": row.experiment, "model": row.model, "dataset": row.dataset,
+            "evaluation": row.mode, "status": row.status, "measured": _measured(row),
+            "epochs": "" if row.epochs is None else f"{row.epochs:.3g}",
+            "train time": _duration(row.train_time_s),
+            "error % (top-1 / top-5)": _pair(row.top1_error, row.top5_error),
+            "best top-1": best, "paper": cite(row.paper),
+            "Δ paper": _pair(row.difference(row.paper, "top1_error"),
+                             row.difference(row.paper, "top5_error"), sign=True),
+            "torchvision": cite(row.torchvision),
+            "Δ torchvision": _pair(row.difference(row.torchvision, "top1_error"),
+                                   row.difference(row.torchvision, "top5_error"), sign=True)}
+
+  lines = [tables.markdown([cells(row) for row in rows], MARKDOWN_COLUMNS).rstrip("\n"), "",
+           "Errors in percent, ours at the step shown (final: the end of training; "
+           "latest: an unfinished run's last evaluation); Δ = ours − published, in points."]
   if citations:
     lines += [""] + [f"[{index}] {text}" for index, text in enumerate(citations, 1)]
   unmatched = [f"- {row.experiment} {row.mode}: {miss}" for row in rows for miss in row.unmatched]
@@ -500,12 +506,7 @@ def as_dict(row: Row) -> dict:
 
 
 def as_csv(rows: list[Row]) -> str:
-  out = io.StringIO()
-  writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS, lineterminator="\n")
-  writer.writeheader()
-  for row in rows:
-    writer.writerow({key: "" if value is None else value for key, value in as_dict(row).items()})
-  return out.getvalue()
+  return tables.as_csv([as_dict(row) for row in rows], CSV_COLUMNS)
 
 
 def as_json(rows: list[Row]) -> str:
