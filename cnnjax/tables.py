@@ -4,12 +4,12 @@ same rows (as clu's parameter_overview and torchinfo separate rows from
 rendering). JSON is `json.dumps` of the same rows, or `as_json` for a list with
 one row per line.
 
-The layout is tabulate's ("simple" for text, "pipe" for Markdown); the cells
-are formatted here, column by column, so every tool's numbers read alike: an
-integer with thousands separators, a float to three decimals unless its column
-says otherwise, a shape or per-axis pair joined by x, a missing value empty
-(or as its column says). Importing this module imports neither JAX nor
-TensorFlow.
+The layout is tabulate's ("plain" with a rule under the headings for text,
+"pipe" for Markdown); the cells are formatted here, column by column, so
+every tool's numbers read alike: an integer with thousands separators, a
+float to three decimals unless its column says otherwise, a shape or per-axis
+pair joined by x, a missing value empty (or as its column says). Importing
+this module imports neither JAX nor TensorFlow.
 """
 
 import csv
@@ -90,14 +90,16 @@ def text(rows: Sequence, columns: Iterable[ColumnLike], indent: Sequence[int] | 
   columns two spaces apart. `indent[i]` levels of two spaces go before row
   i's first cell (a layer's depth in its block)."""
   columns = _columns(columns)
-  cells = _cells(rows, columns)
-  if indent is not None:
-    for line, depth in zip(cells, indent):
-      line[0] = "  " * depth + line[0]
-  table = tabulate.tabulate(cells, headers=[column.title for column in columns],
-                            tablefmt="simple", colalign=[_align(c, rows) for c in columns],
-                            disable_numparse=True, preserve_whitespace=True)
-  return "\n".join(line.rstrip() for line in table.splitlines()) + "\n"
+  cells = [[column.title for column in columns], *_cells(rows, columns)]
+  for line, depth in zip(cells[1:], indent or ()):
+    line[0] = "  " * depth + line[0]
+  # The headings as the first row: tabulate's own headings would be two
+  # characters wider than the widest cell of their column.
+  heading, *body = tabulate.tabulate(
+      cells, tablefmt="plain", colalign=[_align(c, rows) for c in columns],
+      disable_numparse=True, preserve_whitespace=True).splitlines()
+  rule = "  ".join("-" * max(len(line[i]) for line in cells) for i in range(len(columns)))
+  return "\n".join(line.rstrip() for line in (heading, rule, *body)) + "\n"
 
 
 def markdown(rows: Sequence, columns: Iterable[ColumnLike]) -> str:
