@@ -11,6 +11,7 @@ import pathlib
 import sys
 
 from cnnjax import config as config_lib
+from cnnjax import tables
 from cnnjax.errors import UserError
 from cnnjax.training import cluster as cluster_lib
 from cnnjax.workdir import results
@@ -113,6 +114,10 @@ def show_config(args, overrides) -> int:
   return 0
 
 
+MODEL_COLUMNS = (tables.Column("name", "model"), "input", "parameters",
+                 tables.Column("options", "options (--config.model.KEY=VALUE)"))
+
+
 def list_models(args, overrides) -> int:
   """The registry: each model's native input, parameters and options."""
   del overrides
@@ -121,15 +126,13 @@ def list_models(args, overrides) -> int:
   names = args.names or models.list_models()
   for name in names:
     models.model_defaults(name)  # Unknown names are a UserError before any work.
-  rows = []
+  if not args.names:
+    print(f"cnnjax: describing {len(names)} models", file=sys.stderr, flush=True)
+  rows = [models.describe(name) for name in names]
   if args.format == "table":
-    print(f"{'model':<20} {'input':<10} {'parameters':>12}  options (--config.model.KEY=VALUE)")
-  for name in names:
-    row = models.describe(name)
-    rows.append(row)
-    if args.format == "table":
-      options = ", ".join(f"{key}={value!r}" for key, value in row["options"].items())
-      print(f"{name:<20} {row['input']:<10} {row['parameters']:>12,}  {options}", flush=True)
+    sys.stdout.write(tables.text(
+        [{**row, "options": ", ".join(f"{key}={value!r}" for key, value in row["options"].items())}
+         for row in rows], MODEL_COLUMNS))
   if args.format == "json":
     print(json.dumps(rows, indent=2))
   return 0

@@ -2,6 +2,7 @@
 
 import os
 import pathlib
+import re
 import signal
 import subprocess
 import sys
@@ -60,3 +61,14 @@ def hold(workdir, command="train"):
   deadline = time.monotonic() + HOLD_TIMEOUT_S
   assert holder.stdout.readline().strip() == "held" and time.monotonic() < deadline
   return holder
+
+
+def markdown_rows(text: str) -> list[dict]:
+  """The rows of the first Markdown table in `text` as {heading: cell}, cells
+  stripped of the padding that lines the columns up (escaped `\\|` unescaped)."""
+  lines = [line for line in text.splitlines() if line.startswith("|")]
+  def cells(line: str) -> list[str]:
+    parts = re.split(r"(?<!\\)\|", line.strip())[1:-1]
+    return [part.strip().replace("\\|", "|") for part in parts]
+  heading, *body = [cells(line) for line in lines]
+  return [dict(zip(heading, row)) for row in body[1:]]  # body[0] is the rule.

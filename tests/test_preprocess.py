@@ -152,7 +152,7 @@ def test_resize_then_crop_computes_only_the_crop_and_gives_the_same_pixels(jitte
   for op in ops:
     step_by_step = preprocess.OPS[op.name](
         step_by_step, tf.random.experimental.stateless_fold_in(seed, rank), *op.args)
-    rank += op.name in preprocess.RANDOM
+    rank += recipes.OPS[op.name].random
   np.testing.assert_allclose(preprocess.recipe(ops, 3)(example, seed)["image"], step_by_step,
                              rtol=0, atol=1e-4)
 

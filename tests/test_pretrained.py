@@ -174,7 +174,19 @@ def test_inconsistent_offsets_are_a_one_line_error(tmp_path):
   header = json.dumps({"w": {"dtype": "F32", "shape": [2, 2], "data_offsets": [0, 12]}}).encode()
   path = tmp_path / "bad.safetensors"
   path.write_bytes(len(header).to_bytes(8, "little") + header + bytes(16))
-  assert "'w'" in _one_line_error(path)
+  assert "offset" in _one_line_error(path)  # The safetensors package's reason.
+
+
+@pytest.mark.parametrize("dtype, size", [("F8_E4M3", 2), ("C64", 16)])
+def test_a_dtype_torchvisions_weights_never_hold_is_named(dtype, size, tmp_path):
+  header = json.dumps({"w": {"dtype": dtype, "shape": [2], "data_offsets": [0, size]}}).encode()
+  path = tmp_path / "odd.safetensors"
+  path.write_bytes(len(header).to_bytes(8, "little") + header + bytes(size))
+  assert f"tensor 'w' is {dtype}" in _one_line_error(path)
+
+
+def test_a_missing_file_is_a_one_line_error(tmp_path):
+  assert "cannot read" in _one_line_error(tmp_path / "absent.safetensors")
 
 
 def _fit_error(file_name: str, model_name: str, tmp_path, **kwargs) -> str:

@@ -10,10 +10,12 @@ import subprocess
 import sys
 
 import pytest
-from helpers import ROOT, tiny_config
+from helpers import ROOT, markdown_rows, tiny_config
 
 from cnnjax import cli, models
 from cnnjax import config as config_lib
+from cnnjax.data import recipes
+from cnnjax.errors import UserError
 from cnnjax.report import compare as report
 from cnnjax.report import papers
 from cnnjax.sweep import summary as sweep_summary
@@ -81,7 +83,7 @@ RESNET_EVALS = (("dense_multiscale", "dense(224, 256, 384, 480, 640)"),)
 
 def _cited(config, mode, split=None):
   split = split or config["dataset"]["eval_split"]
-  found = report.published_for(config, mode, split, report.eval_recipe(config, mode))
+  found = report.published_for(report.shown(config, mode, split, "run"))
   return {source: row and row.citation for source, row in found.items()}
 
 
@@ -109,12 +111,13 @@ def _cited(config, mode, split=None):
     # Trained at S = 256 but tested at Q = 384: not a row of Table 3.
     (_config("vgg_d", "imagenet2012", train=VGG_FIXED, extra_evals=VGG_EVALS), "eval_dense",
      None, None),
-    # A registered recipe name shows no scale: no row rather than a wrong one.
+    # A recipe without a scale op shows no S: no row rather than a wrong one.
     (_config("vgg_d", "imagenet2012", train="random_area_crop_flip", extra_evals=VGG_EVALS),
      "eval_dense", None, None),
     (_config("googlenet", "imagenet2012"), "eval_ema", "Table 3 (1 model, 1 crop)", None),
+    # The metric's name, eval_144crop, is the scheme (the recipe: any cnnjax can read).
     (_config("googlenet", "imagenet2012",
-             extra_evals=(("144crop", "resize_shorter(256, 288, 320, 352) | crops_144(224)"),)),
+             extra_evals=(("144crop", "resize_shorter(256) | ten_crop(224)"),)),
      "eval_144crop_ema", "144 crops", None),
     (_config("alexnet", "imagenet2012", evaluation="resize_shorter(256) | ten_crop(224)"),
      "eval", "Table 2 (1 CNN)", None),
@@ -142,7 +145,8 @@ def test_a_run_meets_the_row_its_config_describes(config, mode, paper, torchvisi
 
 def test_a_row_kept_out_by_a_condition_is_named_with_it():
   config = _config("vgg_d", "imagenet2012", train=VGG_FIXED, extra_evals=VGG_EVALS)
-  misses = report.near_misses(config, "eval_dense", "validation", "dense(384)", (papers.PAPER,))
+  misses = report.near_misses(report.shown(config, "eval_dense", "validation", "run"),
+                              (papers.PAPER,))
   assert misses == [
       "Simonyan & Zisserman 2015 (VGG), Table 3 (S=256, Q=256): needs test_scales (256,) (the "
       "run's: (384,))",
@@ -152,18 +156,43 @@ def test_a_row_kept_out_by_a_condition_is_named_with_it():
       "(256, 512) (the run's: (256,))"]
 
 
-def test_recipe_strings_are_read_as_the_agreed_ops():
-  assert report.recipe_ops(VGG_JITTERED) == [("resize_shorter", (256, 512)),
-                                             ("random_crop", (224,)), ("flip", ()),
-                                             ("pca_lighting", (0.1,))]
-  assert report.train_scale(VGG_JITTERED) == (256, 512) and report.augmented(VGG_JITTERED)
-  assert report.train_scale("resize_shorter(256) | center_crop(224)") == (256,)
-  assert not report.augmented("resize_shorter(256) | center_crop(224)")
-  assert report.augmented("resize_shorter(256, 480) | center_crop(224)")  # Scale jitter.
-  assert report.test_scales("dense(256, 384, 512)") == (256, 384, 512)
-  assert report.scheme("eval", "dense(384)") == "eval_dense"
-  assert report.scheme("eval", "ten_crop") == "eval_10crop"
-  assert report.scheme("eval_dense_multiscale", "") == "eval_dense_multiscale"
+def test_recipes_are_read_as_training_reads_them():
+  """Through cnnjax.data.recipes: registered names written out, sizes filled in."""
+  def ops(text):
+    return recipes.parse(text, 224, "train_preprocess")
+
+  assert recipes.canonical(ops(VGG_JITTERED)) == (
+      "resize_shorter(256, 512) | random_crop(224) | flip | pca_lighting(0.1)")
+  assert recipes.scales(ops(VGG_JITTERED)) == (256, 512) and recipes.augmented(ops(VGG_JITTERED))
+  assert recipes.scales(ops("resize_shorter(256) | center_crop(224)")) == (256,)
+  assert not recipes.augmented(ops("resize_shorter(256) | center_crop(224)"))
+  assert recipes.augmented(ops("resize_shorter(256, 480) | center_crop(224)"))  # Scale jitter.
+  assert recipes.augmented(ops("pad_crop_flip")) and not recipes.augmented(ops("resize"))
+  assert recipes.scales(ops("resize_center_crop")) == (256,)  # A name, written out.
+  assert recipes.scales(ops("dense(256, 384, 512)")) == (256, 384, 512)
+  assert report.scheme("eval", ops("dense(384)")) == "eval_dense"
+  assert report.scheme("eval", ops("ten_crop")) == "eval_10crop"
+  assert report.scheme("eval_dense_multiscale", ()) == "eval_dense_multiscale"
+
+
+def test_a_new_random_op_makes_a_run_augmented_without_a_change_to_the_report(monkeypatch):
+  """CIFAR-10 against CIFAR-10+: an op registered as random in the recipe
+  table is augmentation to the report too."""
+  config = _config("densenet_bc100", "cifar10", "test", train="cutout(8)", dropout_rate=0.0)
+  with pytest.raises(UserError, match="unknown op 'cutout'"):
+    _cited(config, "eval")  # Unknown: an error, never "not augmented".
+  monkeypatch.setitem(recipes.OPS, "cutout", recipes.OpSpec(("S",), 1, True, "cutout(S)",
+                                                            random=True))
+  assert "Table 2 (C10+)" in _cited(config, "eval")[papers.PAPER]
+  monkeypatch.setitem(recipes.OPS, "cutout", recipes.OpSpec(("S",), 1, True, "cutout(S)"))
+  assert _cited(config, "eval")[papers.PAPER] is None  # Not augmented, and no dropout: no row.
+
+
+def test_the_random_ops_are_the_ones_that_take_seeds():
+  """Which ops are random decides each op's seed (cnnjax.data.preprocess):
+  changing the set changes every recorded run's augmentation."""
+  assert {name for name, spec in recipes.OPS.items() if spec.random} == {
+      "resize_shorter", "random_crop", "flip", "pca_lighting", "inception_crop", "photometric"}
 
 
 # --- Workdirs written as cnnjax writes them -----------------------------------------------
@@ -256,12 +285,17 @@ def test_resnet50_beside_the_paper_and_torchvision(tmp_path, capsys):
   assert float(ten_crop["best_top1_error"]) == pytest.approx(22.80)
 
   status, out, _ = _report(capsys, tmp_path / "resnet50")  # Markdown, the default.
-  lines = out.splitlines()
-  assert status == 0 and lines[0].startswith("| experiment | model | dataset | evaluation |")
-  assert f"| {tmp_path / 'resnet50'} | resnet50 | imagenet2012 | eval_10crop | complete |" in out
-  assert "| 22.80 / 6.68 | 22.80 (step 450450) | 22.85 / 6.71 [2] | -0.05 / -0.03 |" in out
-  assert "| 24.02 / 7.12 | 24.02 (step 450450) |  |  | 23.87 / 7.14 [1] | +0.15 / -0.02 |" in out
-  assert "| 74:00:00 |" in out
+  single, ten_crop = markdown_rows(out)
+  assert status == 0 and list(single)[:4] == ["experiment", "model", "dataset", "evaluation"]
+  assert [ten_crop[key] for key in ("experiment", "model", "dataset", "evaluation", "status")] == [
+      str(tmp_path / "resnet50"), "resnet50", "imagenet2012", "eval_10crop", "complete"]
+  assert [ten_crop[key] for key in ("error % (top-1 / top-5)", "best top-1", "paper",
+                                    "Δ paper")] == [
+      "22.80 / 6.68", "22.80 (step 450450)", "22.85 / 6.71 [2]", "-0.05 / -0.03"]
+  assert [single[key] for key in ("error % (top-1 / top-5)", "best top-1", "paper", "Δ paper",
+                                  "torchvision", "Δ torchvision")] == [
+      "24.02 / 7.12", "24.02 (step 450450)", "", "", "23.87 / 7.14 [1]", "+0.15 / -0.02"]
+  assert single["train time"] == ten_crop["train time"] == "74:00:00"
   assert "[2] He et al. 2016 (ResNet), Table 3" in out
   assert "[1] torchvision ResNet50_Weights.IMAGENET1K_V1 (acc@1 76.13, acc@5 92.86)" in out
 
@@ -339,7 +373,9 @@ def test_the_markdown_names_what_a_condition_kept_out(tmp_path, capsys):
   _write_run(tmp_path / "vgg_d", config, [(100, _eval("eval_dense", 0.27, 0.09))],
              steps_per_epoch=100, total_steps=100)
   status, out, _ = _report(capsys, tmp_path / "vgg_d")
-  assert status == 0 and "| eval_dense | complete | final, step 100 |" in out
+  (row,) = markdown_rows(out)
+  assert status == 0 and [row[key] for key in ("evaluation", "status", "measured")] == [
+      "eval_dense", "complete", "final, step 100"]
   assert ("Published numbers about the same evaluation that a condition kept out:\n"
           f"- {tmp_path / 'vgg_d'} eval_dense: Simonyan & Zisserman 2015 (VGG), Table 3 (S=256, "
           "Q=256): needs test_scales (256,) (the run's: (384,))") in out
@@ -353,6 +389,9 @@ def test_the_markdown_names_what_a_condition_kept_out(tmp_path, capsys):
     ("damaged_config", "config.json is damaged"),
     ("damaged_sweep", "sweep.json is damaged"),
     ("damaged_eval", "eval/450450.json is damaged"),
+    ("unreadable_recipe", "config.dataset.train_preprocess='resize_shorter(256) | cutout(8)': "
+                          "unknown op 'cutout'"),
+    ("unreadable_extra_eval", "config.extra_evals['10crop']='ten_crop(224, 2)': ten_crop takes"),
 ])
 def test_a_bad_directory_is_one_line_naming_it(case, message, tmp_path, capsys):
   good, bad = tmp_path / "good", tmp_path / "bad"
@@ -368,6 +407,14 @@ def test_a_bad_directory_is_one_line_naming_it(case, message, tmp_path, capsys):
             "sweep": bad / "sweep.json", "eval": bad / "eval" / "450450.json"}[name]
     path.parent.mkdir(exist_ok=True)
     path.write_text('{"status": "compl')
+  elif case.startswith("unreadable"):  # A recipe this cnnjax cannot read: never a guess.
+    _resnet50(bad)
+    config = json.loads((bad / "config.json").read_text())
+    if case == "unreadable_recipe":
+      config["dataset"]["train_preprocess"] = "resize_shorter(256) | cutout(8)"
+    else:
+      config["extra_evals"] = [["10crop", "ten_crop(224, 2)"]]
+    (bad / "config.json").write_text(json.dumps(config))
   before = {path: path.stat().st_mtime_ns for path in tmp_path.rglob("*")}
   status, out, err = _report(capsys, good, bad)
   assert status == 2 and out == "" and err.count("\n") == 1
@@ -406,4 +453,6 @@ def test_a_digits_run_has_its_row_and_no_published_numbers(digits_dir, tmp_path,
   assert float(row["train_time_s"]) == pytest.approx(finished["train_time_s"])
   assert row["paper_top1_error"] == row["torchvision_top1_error"] == row["paper_citation"] == ""
   status, out, _ = _report(capsys, workdir)
-  assert status == 0 and f"| {workdir} | lenet5 | digits | eval | complete | final, step 6 |" in out
+  (row,) = markdown_rows(out)
+  assert status == 0 and list(row.values())[:6] == [
+      str(workdir), "lenet5", "digits", "eval", "complete", "final, step 6"]

@@ -10,10 +10,10 @@ safetensors file, imports it with cnnjax.pretrained and compares the logits.
 Only NumPy here: the test environment has no torch.
 """
 
-import json
 import zlib
 
 import numpy as np
+import safetensors.numpy
 
 SEED = 0
 NUM_CLASSES = 10  # Small fixtures; the head's layout does not depend on it.
@@ -90,23 +90,6 @@ def golden_inputs(seed: int, shape: tuple[int, ...]) -> np.ndarray:
   return _generator(seed, "input").standard_normal(shape, np.float32)
 
 
-SAFETENSORS_DTYPES = {np.dtype("<f4"): "F32", np.dtype("<f2"): "F16", np.dtype("<i8"): "I64"}
-
-
 def write_safetensors(path, tensors: dict[str, np.ndarray]) -> None:
-  """`tensors` as a safetensors file: the header length (8 bytes, little
-  endian), the JSON header padded with spaces to 8 bytes, the raw data."""
-  header, chunks, offset = {}, [], 0
-  for name, array in tensors.items():
-    data = np.ascontiguousarray(array).tobytes()
-    header[name] = {"dtype": SAFETENSORS_DTYPES[array.dtype], "shape": list(array.shape),
-                    "data_offsets": [offset, offset + len(data)]}
-    chunks.append(data)
-    offset += len(data)
-  text = json.dumps(header).encode()
-  text += b" " * (-len(text) % 8)
-  with open(path, "wb") as file:
-    file.write(len(text).to_bytes(8, "little"))
-    file.write(text)
-    for chunk in chunks:
-      file.write(chunk)
+  """`tensors` as a safetensors file, written by the safetensors package."""
+  safetensors.numpy.save_file(tensors, path)

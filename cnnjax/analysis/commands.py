@@ -13,6 +13,7 @@ import argparse
 import pathlib
 import sys
 
+from cnnjax import tables
 from cnnjax.errors import UserError
 
 FORMATS = ("table", "json", "csv")
@@ -71,16 +72,16 @@ def summary(args, overrides) -> int:
   table = summary_lib.summarize(spec)
   rows = [row.as_dict() for row in table.rows]
   if args.format == "json":
-    _write(_render().as_json(rows))
+    _write(tables.as_json(rows))
   elif args.format == "csv":
-    _write(_render().as_csv(rows, summary_lib.COLUMNS))
+    _write(tables.as_csv(rows, summary_lib.COLUMNS))
   else:
     print(f"{spec.name} at {spec.image_size}x{spec.image_size}x{spec.channels}, "
           f"{spec.num_classes} classes, batch of one")
     for row in rows:
       row["name"] = row["name"].rpartition("/")[2]
-    _write(_render().table(rows, summary_lib.COLUMNS, _NUMBERS,
-                           indent=[row.depth for row in table.rows]))
+    _write(tables.text(rows, _text_columns(summary_lib.COLUMNS),
+                       indent=[row.depth for row in table.rows]))
   for module, count in table.unused_params.items():
     print(f"cnnjax: note: {module} holds {count:,} parameters and does not run at inference "
           "(not in the table)", file=sys.stderr)
@@ -92,10 +93,10 @@ _NUMBERS = frozenset(("units", "weights", "biases", "params", "connections", "ma
                       "published_params", "xla_macs", "published_gmacs"))
 
 
-def _render():
-  from cnnjax.analysis import render
-
-  return render
+def _text_columns(columns: tuple[str, ...]) -> list:
+  """Counts right-aligned, shapes and names left, whatever the first row holds."""
+  return [tables.Column(column, align=tables.RIGHT if column in _NUMBERS else tables.LEFT)
+          for column in columns]
 
 
 def _write(text: str) -> None:
@@ -133,15 +134,14 @@ def _summary_all(output_format: str) -> int:
   names = models.list_models()
   print(f"cnnjax: tracing {len(names)} models at their native inputs", file=sys.stderr, flush=True)
   rows = [zoo.zoo_row(name) for name in names]
-  render = _render()
   if output_format == "json":
-    _write(render.as_json(rows))
+    _write(tables.as_json(rows))
   elif output_format == "csv":
-    _write(render.as_csv(rows, zoo.COLUMNS))
+    _write(tables.as_csv(rows, zoo.COLUMNS))
   else:
     print("every registered model at its native input, batch of one; published: torchvision's "
           "metadata or the paper (GMACs: billions of multiply-accumulates)")
-    _write(render.table(rows, zoo.COLUMNS, _NUMBERS))
+    _write(tables.text(rows, _text_columns(zoo.COLUMNS)))
   return 0
 
 

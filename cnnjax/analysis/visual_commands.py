@@ -138,7 +138,8 @@ def activations(args, overrides) -> int:
   out = _checked(args, overrides)
   layers = [name.strip() for name in args.layers.split(",")] if args.layers else None
   run = _load(args)
-  from cnnjax.analysis import pictures, render, visualize
+  from cnnjax import tables
+  from cnnjax.analysis import pictures, visualize
   from cnnjax.analysis import run as run_lib
 
   shown = _examples(args, run)
@@ -161,7 +162,7 @@ def activations(args, overrides) -> int:
         "never fires), constant = one value everywhere, correlation = mean |r| between live "
         "channels")
   columns = ("layer", "channels", "dead", "constant", "mean_abs_correlation")
-  sys.stdout.write(render.table(reports, columns, frozenset(columns[1:])))
+  sys.stdout.write(tables.text(reports, columns))
   path = out / "channels.json"
   path.write_text(json.dumps({"workdir": str(args.workdir), "step": run.step,
                               "images": len(probe.labels), "layers": reports}, indent=1) + "\n")
@@ -239,7 +240,8 @@ def probe(args, overrides) -> int:
         raise UserError(f"--transforms: no transform {name!r}; choose among "
                         f"{', '.join(probe_lib.TRANSFORMS)}")
   run = _load(args)
-  from cnnjax.analysis import pictures, render
+  from cnnjax import tables
+  from cnnjax.analysis import pictures
   from cnnjax.analysis import probe as probe_lib
 
   size = run.image_shape[0]
@@ -265,7 +267,7 @@ def probe(args, overrides) -> int:
     print(f"{run.config.model.name} at step {run.step}, {len(shown.labels)} test images of "
           f"{run.config.dataset.name}")
     columns = ("transform", "mode", "magnitude", "layer", "metric", "value")
-    sys.stdout.write(render.table(rows, columns, frozenset(("magnitude", "value"))))
+    sys.stdout.write(tables.text(rows, columns))
   title = (f"{run.config.model.name}, step {run.step}, {len(shown.labels)} test images of "
            f"{run.config.dataset.name}")
   _wrote(path)

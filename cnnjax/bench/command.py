@@ -27,6 +27,7 @@ import json
 import subprocess
 import sys
 
+from cnnjax import tables
 from cnnjax.errors import UserError
 
 DTYPES = ("float32", "bfloat16")
@@ -204,8 +205,27 @@ def _rate(row: dict) -> str:
           f"{row['images_per_sec_max']:,.1f})")
 
 
-def _number(value, template: str) -> str:
-  return "-" if value is None else template.format(value)
+TABLE_COLUMNS = (
+    tables.Column("model"), tables.Column("input"), tables.Column("batch"),
+    tables.Column("dtype"), tables.Column("images/s (min–max)", align=tables.RIGHT),
+    tables.Column("ms/step", format=",.1f"), tables.Column("compile s", format=".1f"),
+    tables.Column("GFLOP/image", format=".4g", missing="-"),
+    tables.Column("TFLOP/s", format=".3g", missing="-"),
+    tables.Column("MFU", format=lambda percent: f"{percent:.1f}%", missing="-", align=tables.RIGHT),
+    tables.Column("peak memory", format=lambda mib: f"{mib:,.0f} MiB", missing="-",
+                  align=tables.RIGHT))
+
+
+def _table_row(row: dict) -> dict:
+  """A measurement as the table shows it, keyed by the headings (None: not reported)."""
+  size, flops, memory, mfu = (row["image_size"], row["flops_per_image"],
+                              row["peak_memory_bytes"], row["mfu"])
+  return {"model": row["model"], "input": f"{size}x{size}x{row['channels']}",
+          "batch": row["batch_size"], "dtype": row["dtype"],
+          "images/s (min–max)": _rate(row).replace(" images/s", ""), "ms/step": row["step_ms"],
+          "compile s": row["compile_s"], "GFLOP/image": None if flops is None else flops / 1e9,
+          "TFLOP/s": row["achieved_tflops"], "MFU": None if mfu is None else 100 * mfu,
+          "peak memory": None if memory is None else memory / 2**20}
 
 
 def table(rows: list[dict]) -> str:
@@ -214,18 +234,6 @@ def table(rows: list[dict]) -> str:
   peak = (f"peak {first['peak_tflops']:.3g} TFLOP/s per device ({first['peak_source']}, "
           f"{first['dtype']} matmul)" if first["peak_source"] == "measured"
           else f"peak {first['peak_tflops']:.3g} TFLOP/s per device (given)")
-  lines = [f"{first['device_count']} x {first['platform']} ({first['device_kind']}), "
-           f"host CPU {first['host_cpu']}, JAX {first['jax_version']}; {peak}", "",
-           "| model | input | batch | dtype | images/s (min–max) | ms/step | compile s "
-           "| GFLOP/image | TFLOP/s | MFU | peak memory |",
-           "| --- | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
-  for row in rows:
-    size, flops, memory = row["image_size"], row["flops_per_image"], row["peak_memory_bytes"]
-    lines.append(
-        f"| {row['model']} | {size}x{size}x{row['channels']} | {row['batch_size']} "
-        f"| {row['dtype']} | {_rate(row).replace(' images/s', '')} | {row['step_ms']:,.1f} "
-        f"| {row['compile_s']:.1f} | {_number(flops and flops / 1e9, '{:.4g}')} "
-        f"| {_number(row['achieved_tflops'], '{:.3g}')} "
-        f"| {_number(row['mfu'] and 100 * row['mfu'], '{:.1f}%')} "
-        f"| {_number(memory and memory / 2**20, '{:,.0f} MiB')} |")
-  return "\n".join(lines)
+  return (f"{first['device_count']} x {first['platform']} ({first['device_kind']}), "
+          f"host CPU {first['host_cpu']}, JAX {first['jax_version']}; {peak}\n\n" +
+          tables.markdown([_table_row(row) for row in rows], TABLE_COLUMNS).rstrip("\n"))

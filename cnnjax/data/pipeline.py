@@ -24,7 +24,6 @@ sums do not depend on the order.
 
 import contextlib
 import dataclasses
-import fcntl
 import functools
 import io
 import pathlib
@@ -36,6 +35,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 from google.protobuf import json_format
 
+from cnnjax import locks
 from cnnjax.data import digits, pixel_mean, preprocess, recipes, shapes
 from cnnjax.data.datasets import DatasetSpec, dataset_spec
 from cnnjax.errors import UserError, choose
@@ -90,12 +90,8 @@ def _prepared_embedded(make_builder, name: str) -> tfds.core.DatasetBuilder:
     return builder
   root = pathlib.Path(builder.data_dir_root)
   root.mkdir(parents=True, exist_ok=True)
-  with open(root / f".{name.replace('/', '-')}.build.lock", "a") as lock:
-    try:
-      fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-      print(f"waiting for another process building {name} in {root}", flush=True)
-      fcntl.flock(lock, fcntl.LOCK_EX)
+  with locks.FileLock(root / f".{name.replace('/', '-')}.build.lock",
+                      waiting=f"waiting for another process building {name} in {root}"):
     builder = make_builder()  # Anew: the other process may have built it meanwhile.
     if builder.is_prepared():
       return builder

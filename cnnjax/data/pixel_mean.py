@@ -23,7 +23,6 @@ wait on a lock file beside it, then read it. A dataset directory that
 cannot be written to gets the mean computed in every run, which says so.
 """
 
-import fcntl
 import hashlib
 import os
 import pathlib
@@ -32,6 +31,7 @@ import time
 import numpy as np
 import tensorflow as tf
 
+from cnnjax import locks
 from cnnjax.data import preprocess
 
 PROGRESS_EVERY = 100_000  # Examples between status lines on a long pass (ImageNet: 1.28M).
@@ -50,24 +50,23 @@ def mean_image(examples: tf.data.Dataset, recipe: preprocess.Recipe, name: str, 
   path = cache_file(data_dir, split, recipe_text, size, channels)
   if path.exists():
     return _read(path)
+  lock = locks.FileLock(path.with_name(f".{path.name}.lock"),
+                        waiting=f"waiting for another process computing the mean image {path}")
   try:
-    lock = open(path.with_name(f".{path.name}.lock"), "a")
+    lock.acquire()
   except OSError as error:
     print(f"cannot cache the mean image in {path.parent} ({error.strerror}); computing it "
           "for this run only", flush=True)
     return _compute(examples, recipe, name, split, recipe_text, size)
-  with lock:
-    try:
-      fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-      print(f"waiting for another process computing the mean image {path}", flush=True)
-      fcntl.flock(lock, fcntl.LOCK_EX)
+  try:
     if path.exists():  # The other process computed it meanwhile.
       return _read(path)
     mean = _compute(examples, recipe, name, split, recipe_text, size)
     partial = path.with_name(f".{path.name}.{os.getpid()}.partial.npz")
     np.savez(partial, mean=mean, split=split, recipe=recipe_text)
     os.replace(partial, path)  # Readers see the whole file or none.
+  finally:
+    lock.release()
   return mean
 
 

@@ -31,7 +31,7 @@ from typing import Callable
 import numpy as np
 import tensorflow as tf
 
-from cnnjax.data import resample
+from cnnjax.data import recipes, resample
 from cnnjax.data.datasets import DatasetSpec
 from cnnjax.data.recipes import Op
 
@@ -298,7 +298,7 @@ def dense(image: tf.Tensor, *scales: int) -> dict[str, tf.Tensor]:
   return groups
 
 
-# Each op as (image, seed, *arguments) -> image; RANDOM ones use the seed.
+# Each op as (image, seed, *arguments) -> image; the random ones (recipes.OPS) use the seed.
 OPS: dict[str, Callable[..., tf.Tensor]] = {
     "resize": lambda image, seed, size: resize(image, size),
     "resize_shorter": resize_shorter,
@@ -312,8 +312,6 @@ OPS: dict[str, Callable[..., tf.Tensor]] = {
     "ten_crop": lambda image, seed, size: ten_crop(image, size),
     "dense": lambda image, seed, *scales: dense(image, *scales),  # View groups: a dict.
 }
-RANDOM = frozenset({"resize_shorter", "random_crop", "flip", "pca_lighting", "inception_crop",
-                    "photometric"})
 
 # A recipe: (example, seed) -> the example, its image decoded and processed.
 Recipe = Callable[[Example, tf.Tensor], Example]
@@ -340,7 +338,7 @@ def recipe(ops: tuple[Op, ...], channels: int) -> Recipe:
       image = decode(example, channels)["image"]
     for op in rest:
       image = OPS[op.name](image, seed_of(rank), *op.args)
-      rank += op.name in RANDOM
+      rank += recipes.OPS[op.name].random
     if isinstance(image, dict):  # View groups (dense): image, image_1, ...
       return {**example, **image}
     return {**example, "image": image}

@@ -25,7 +25,9 @@ from cnnjax.errors import UserError
 @dataclasses.dataclass(frozen=True)
 class OpSpec:
   """An op's arguments: `arguments` names them; the first `required` must be
-  given; `size_default` says the first defaults to the input size."""
+  given; `size_default` says the first defaults to the input size. And what
+  the op means to the tools that read recipes (cnnjax report): whether it
+  draws at random, and whether its arguments are scales."""
 
   arguments: tuple[str, ...]
   required: int
@@ -34,22 +36,34 @@ class OpSpec:
   size_default: bool = False
   defaults: tuple[float, ...] = ()  # The optional arguments' values when left out.
   variadic: bool = False  # Any number of arguments, at least `required`.
+  # Draws from the example's seed: a data augmentation ("+" in the CIFAR
+  # papers' tables, e.g. C10+). Each such op takes the next seed of a recipe
+  # (cnnjax.data.preprocess), so changing this changes every run's draws.
+  random: bool = False
+  # Random only when given a range (S_min < S_max): scale jittering, VGG §3.1.
+  random_if_range: bool = False
+  # Its arguments are scales, the shorter side's length: S in a training
+  # recipe (VGG §3.1), Q in an evaluation's (VGG §3.2, ResNet Table 4).
+  scales: bool = False
 
 
 OPS: dict[str, OpSpec] = {
     "resize": OpSpec(("S",), 0, True, "resize(S)", size_default=True),
-    "resize_shorter": OpSpec(("S_min", "S_max"), 1, True, "resize_shorter(S) or (S_min, S_max)"),
+    "resize_shorter": OpSpec(("S_min", "S_max"), 1, True, "resize_shorter(S) or (S_min, S_max)",
+                             random=True, random_if_range=True, scales=True),
     "center_crop": OpSpec(("C",), 0, True, "center_crop(C)", size_default=True),
-    "random_crop": OpSpec(("C",), 0, True, "random_crop(C)", size_default=True),
+    "random_crop": OpSpec(("C",), 0, True, "random_crop(C)", size_default=True, random=True),
     "pad": OpSpec(("S",), 0, True, "pad(S)", size_default=True),
-    "flip": OpSpec((), 0, True, "flip"),
+    "flip": OpSpec((), 0, True, "flip", random=True),
     # AlexNet §4.1: alpha ~ N(0, 0.1).
-    "pca_lighting": OpSpec(("STD",), 0, False, "pca_lighting(STD)", defaults=(0.1,)),
-    "inception_crop": OpSpec(("C",), 0, True, "inception_crop(C)", size_default=True),
-    "photometric": OpSpec((), 0, True, "photometric"),
+    "pca_lighting": OpSpec(("STD",), 0, False, "pca_lighting(STD)", defaults=(0.1,),
+                           random=True),
+    "inception_crop": OpSpec(("C",), 0, True, "inception_crop(C)", size_default=True,
+                             random=True),
+    "photometric": OpSpec((), 0, True, "photometric", random=True),
     "ten_crop": OpSpec(("C",), 0, True, "ten_crop(C)", size_default=True),
     # VGG §3.2, ResNet Table 4: the network applied densely at each scale Q.
-    "dense": OpSpec(("Q",), 1, True, "dense(Q, ...)", variadic=True),
+    "dense": OpSpec(("Q",), 1, True, "dense(Q, ...)", variadic=True, scales=True),
 }
 
 # Ops that give several views on a new leading axis: they end a recipe.
@@ -85,6 +99,23 @@ class Op:
   def __str__(self):
     shown = ", ".join(map(str, self.args))
     return f"{self.name}({shown})" if self.args else self.name
+
+  @property
+  def augments(self) -> bool:
+    """Whether the op draws at random with these arguments (see OpSpec.random)."""
+    spec = OPS[self.name]
+    return spec.random and (not spec.random_if_range or min(self.args) < max(self.args))
+
+
+def augmented(ops: tuple[Op, ...]) -> bool:
+  """Whether a training recipe augments its data: any op drawing at random."""
+  return any(op.augments for op in ops)
+
+
+def scales(ops: tuple[Op, ...]) -> tuple[int, ...] | None:
+  """The scales the recipe resizes to (S when training, Q when evaluating;
+  see OpSpec.scales): the first scale op's arguments, None if it has none."""
+  return next((tuple(op.args) for op in ops if OPS[op.name].scales), None)
 
 
 def setting(key: str) -> str:

@@ -10,13 +10,14 @@ anew. Where it cannot be built, the caller says why in one line and keeps
 the library's own kernel.
 """
 
-import fcntl
 import hashlib
 import os
 import pathlib
 import shutil
 import subprocess
 import tempfile
+
+from cnnjax import locks
 
 
 class Unavailable(Exception):
@@ -45,8 +46,7 @@ def build(source: pathlib.Path, command: list[str], versions: str) -> pathlib.Pa
   # One process compiles; others starting at once (a sweep's runs, test
   # workers) wait for it. Built beside its final name and renamed, so a
   # process never loads half a library.
-  with open(built.with_suffix(".lock"), "a") as lock:
-    fcntl.flock(lock, fcntl.LOCK_EX)
+  with locks.FileLock(built.with_suffix(".lock")):
     if built.exists():
       return built
     with tempfile.TemporaryDirectory(dir=built.parent) as scratch:

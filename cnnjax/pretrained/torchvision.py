@@ -1,11 +1,12 @@
 """torchvision's weights as cnnjax variables, read from a safetensors file
 with NumPy alone: no torch, no pickle.
 
-A safetensors file (https://github.com/huggingface/safetensors, "Format") is an
-8-byte little-endian header length N, N bytes of JSON mapping each tensor's
-name to its dtype, shape and [begin, end) byte offsets in the data that
-follows, then the raw little-endian data. `read_safetensors` checks every one
-of those facts, so a truncated or foreign file is a one-line UserError.
+The file is read by the safetensors package (its NumPy API), which checks the
+header, the dtypes and that the offsets cover the data exactly; anything it
+refuses (a truncated file, a PyTorch .pth, a zip) is a one-line UserError
+naming the file. Floating-point tensors come back as float32 (bfloat16 and
+float16 widen exactly); dtypes torchvision's weights never hold (float8,
+complex, ...) are refused by name.
 
 `torchvision_variables` maps torchvision's parameter names (its `state_dict`
 keys, e.g. "layer1.0.conv1.weight") onto a model's Flax variables:
@@ -26,75 +27,48 @@ that head's fresh initialisation, and says so.
 """
 
 import functools
-import json
-import math
 import pathlib
 import re
 from typing import Callable
 
+# bfloat16 as a NumPy dtype, which safetensors' NumPy API needs to read BF16 tensors.
+import ml_dtypes  # noqa: F401
 import numpy as np
+import safetensors
 
 from cnnjax.errors import UserError
 
-# safetensors dtype names → little-endian NumPy dtypes ("BF16" is widened by hand).
-DTYPES = {"F64": "<f8", "F32": "<f4", "F16": "<f2", "BF16": "<u2", "I64": "<i8", "I32": "<i4",
-          "I16": "<i2", "I8": "i1", "U8": "u1", "BOOL": "?"}
-MAX_HEADER_BYTES = 100_000_000  # The reference implementation's limit.
+# The safetensors dtypes read: floats (as float32) and BatchNorm's integer step counter.
+FLOAT_DTYPES = frozenset({"F64", "F32", "F16", "BF16"})
+OTHER_DTYPES = frozenset({"I64", "I32", "I16", "I8", "U8", "BOOL"})
 IGNORED_SUFFIX = ".num_batches_tracked"  # BatchNorm's step counter: no cnnjax variable.
 
 
 def read_safetensors(path: pathlib.Path) -> dict[str, np.ndarray]:
   """Every tensor of the safetensors file at `path`, floats as float32.
 
-  A file that is not safetensors, truncated or inconsistent is a UserError
-  naming it and what is wrong.
+  A file that is not safetensors, truncated or inconsistent, or holds a
+  dtype other than FLOAT_DTYPES and OTHER_DTYPES, is a UserError naming it
+  and what is wrong.
   """
+  def fail(why: str) -> UserError:
+    return UserError(f"--from {path} is not a usable safetensors file: {why}")
+
   try:
-    empty = path.stat().st_size == 0  # np.memmap refuses an empty file.
-    data = np.zeros(0, np.uint8) if empty else np.memmap(path, dtype=np.uint8, mode="r")
+    with safetensors.safe_open(path, framework="numpy") as file:
+      dtypes = {name: file.get_slice(name).get_dtype() for name in file.keys()}
+      for name, dtype in dtypes.items():
+        if dtype not in FLOAT_DTYPES | OTHER_DTYPES:
+          raise fail(f"tensor {name!r} is {dtype}, not a dtype of torchvision's weights "
+                     f"({', '.join(sorted(FLOAT_DTYPES))})")
+      return {name: file.get_tensor(name).astype(np.float32) if dtype in FLOAT_DTYPES
+              else file.get_tensor(name) for name, dtype in dtypes.items()}
+  except safetensors.SafetensorError as error:
+    raise fail(f"{str(error).removeprefix('Error while deserializing header: ')} (truncated, or "
+               "another format such as a PyTorch .pth or a zip? convert it with "
+               "safetensors.torch.save_file)") from None
   except OSError as error:
-    raise UserError(f"cannot read --from {path}: {error.strerror}") from None
-  fail = lambda why: UserError(f"--from {path} is not a usable safetensors file: {why}")
-  if data.size < 8:
-    raise fail(f"it has {data.size} bytes, fewer than the 8 of the header length")
-  header_size = int(data[:8].view("<u8")[0])
-  if header_size > MAX_HEADER_BYTES:
-    raise fail(f"its first 8 bytes give a header of {header_size} bytes (is it a PyTorch .pth, "
-               "a zip or another format? convert it to safetensors)")
-  if 8 + header_size > data.size:
-    raise fail(f"its header needs {header_size} bytes but the file ends after {data.size - 8} "
-               "(truncated?)")
-  try:
-    header = json.loads(bytes(data[8:8 + header_size]))
-  except (UnicodeDecodeError, json.JSONDecodeError):
-    raise fail("its header is not JSON (is it a PyTorch .pth or another format?)") from None
-  if not isinstance(header, dict):
-    raise fail("its header is not a JSON object")
-  header.pop("__metadata__", None)
-  body = data[8 + header_size:]
-  return {name: _tensor(name, entry, body, fail) for name, entry in header.items()}
-
-
-def _tensor(name: str, entry, body: np.ndarray, fail: Callable[[str], UserError]) -> np.ndarray:
-  """One tensor of the data `body`, checked against its header `entry`."""
-  try:
-    dtype, shape, (begin, end) = entry["dtype"], list(entry["shape"]), entry["data_offsets"]
-    if not all(isinstance(n, int) and n >= 0 for n in (*shape, begin, end)):
-      raise TypeError
-  except (TypeError, KeyError, ValueError):
-    raise fail(f"tensor {name!r} has no valid dtype, shape and data_offsets") from None
-  if dtype not in DTYPES:
-    raise fail(f"tensor {name!r} has the unknown dtype {dtype!r}")
-  item = np.dtype(DTYPES[dtype])
-  if end - begin != math.prod(shape) * item.itemsize or begin > end:
-    raise fail(f"tensor {name!r}: offsets [{begin}, {end}) do not hold {dtype}{shape}")
-  if end > body.size:
-    raise fail(f"tensor {name!r} ends at data byte {end}, past the end of the file "
-               f"({body.size} data bytes; truncated?)")
-  array = body[begin:end].view(item).reshape(shape)
-  if dtype == "BF16":  # bfloat16 is the top half of a float32.
-    return (array.astype(np.uint32) << 16).view(np.float32)
-  return array.astype(np.float32) if array.dtype.kind == "f" else np.array(array)
+    raise UserError(f"cannot read --from {path}: {error.strerror or error}") from None
 
 
 # --- Our module paths → torchvision's module names, per family. -------------

@@ -21,13 +21,15 @@ evaluation scheme (the metric prefix `eval_NAME` names it, and the plain
 `eval` is the single view unless dataset.eval_preprocess says otherwise:
 `ten_crop` is eval_10crop, `dense(Q)` eval_dense, `dense(Q1, Q2, ...)`
 eval_dense_multiscale); and every condition the row states, read from the
-run's config:
-  train_scale   the arguments of `resize_shorter(...)` in dataset.train_preprocess
-  test_scales   the arguments of the mode's `dense...(...)` or `resize_shorter(...)` op
-  augmentation  whether dataset.train_preprocess has a random op (RANDOM_OPS)
+run's config, its recipes read by cnnjax.data.recipes (the ops that run them):
+  train_scale   the scales of dataset.train_preprocess (S: its resize_shorter's arguments)
+  test_scales   the scales of the mode's recipe (Q: its resize_shorter's or dense's)
+  augmentation  whether dataset.train_preprocess has an op drawing at random
   options       config.model.KEY
-A condition the config does not show (a registered recipe name carries no
-scale) does not match: no published number rather than the wrong one.
+A condition the config does not show (a recipe without a scale op) does not
+match: no published number rather than the wrong one. A recipe that cannot be
+read (an op this cnnjax does not know) stops the report with one line naming
+the run and the recipe, rather than be taken for un-augmented or unscaled.
 
 A DIR that is neither a workdir nor a sweep, or holds a damaged file, stops
 the report with one line naming it (exit status 2) and nothing is printed:
@@ -39,13 +41,14 @@ Reads only; imports neither JAX nor TensorFlow, so it answers at once.
 """
 
 import argparse
-import csv
 import dataclasses
-import io
 import json
 import pathlib
 import re
 
+from cnnjax import tables
+from cnnjax.data import recipes
+from cnnjax.data.datasets import dataset_spec
 from cnnjax.errors import UserError
 from cnnjax.report import papers
 from cnnjax.workdir.records import METRICS_FILE, finite_number, read_records
@@ -54,13 +57,7 @@ from cnnjax.workdir.run_log import LOG_FILE, STOPPED_STATUSES, last_attempt
 FORMATS = ("md", "csv", "json")
 CONFIG_FILE, RESULTS_FILE, SWEEP_FILE = "config.json", "results.json", "sweep.json"
 EVAL_DIR = "eval"
-# Train-recipe ops (and registered recipes, cnnjax.data.recipes.NAMED)
-# that draw at random: a run trained with one is "augmented" (C10+ in the
-# CIFAR papers). `resize_shorter(S_min, S_max)`, scale jittering, is one too.
-RANDOM_OPS = frozenset({"random_crop", "flip", "pca_lighting", "inception_crop", "photometric",
-                        "pad_crop_flip", "random_crop_flip", "random_area_crop_flip"})
 _METRIC = re.compile(r"(eval(?:_\w+?)?)/top1_error")
-_OP = re.compile(r"\s*([A-Za-z_]\w*)\s*(?:\((.*)\))?\s*")
 EMA_SUFFIX = "_ema"
 
 
@@ -205,118 +202,115 @@ def read_directories(paths: list[pathlib.Path]) -> list[Run]:
 
 # --- What a run's config shows ---------------------------------------------------
 
-def recipe_ops(recipe: str) -> list[tuple[str, tuple]]:
-  """`"resize_shorter(256, 512) | random_crop(224) | flip"` as
-  [("resize_shorter", (256, 512)), ("random_crop", (224,)), ("flip", ())];
-  a registered recipe name is one op without arguments."""
-  ops = []
-  for part in str(recipe).split("|"):
-    match = _OP.fullmatch(part)
-    if not match:
-      continue
-    arguments = []
-    for text in filter(None, (piece.strip() for piece in (match.group(2) or "").split(","))):
-      number = finite_number(text)
-      if number is None:
-        arguments.append(text)
-      else:
-        arguments.append(int(number) if number == int(number) and "." not in text else number)
-    ops.append((match.group(1), tuple(arguments)))
-  return ops
+@dataclasses.dataclass(frozen=True)
+class Shown:
+  """What a run's config shows about one of its evaluations: what a
+  published row is matched on (see the module docstring)."""
+
+  config: dict
+  mode: str  # The metric prefix: eval, eval_10crop, eval_ema, ...
+  split: str
+  recipe: str  # The evaluation's recipe as the config writes it ("" if it names none).
+  scheme: str  # The papers.MODES name of how the evaluation cuts the image.
+  train_scale: tuple[int, ...] | None
+  test_scales: tuple[int, ...] | None
+  augmentation: bool
 
 
-def _integers(arguments: tuple) -> tuple[int, ...] | None:
-  return arguments if arguments and all(isinstance(a, int) for a in arguments) else None
+def read_recipe(config: dict, key: str, text: str, label: str) -> tuple[recipes.Op, ...]:
+  """The ops of the run's recipe `key` (`text`), read as training reads them;
+  a UserError naming the run (`label`) and the recipe if they cannot be."""
+  dataset = config.get("dataset", {})
+  try:
+    size = dataset.get("image_size") or dataset_spec(str(dataset.get("name"))).image_size
+    return recipes.parse(text, size, key)
+  except UserError as error:
+    raise UserError(f"{label}: cannot read a recipe of its config.json ({error}); was it "
+                    "trained by another version of cnnjax? Leave the run out") from None
 
 
-def train_scale(recipe: str) -> tuple[int, ...] | None:
-  """S (VGG §3.1): the shorter side when training, fixed (S,) or jittered (S_min, S_max)."""
-  return next((_integers(args) for name, args in recipe_ops(recipe) if name == "resize_shorter"),
-              None)
-
-
-def test_scales(recipe: str) -> tuple[int, ...] | None:
-  """Q (VGG §3.2): the shorter side(s) an evaluation resizes to."""
-  return next((_integers(args) for name, args in recipe_ops(recipe)
-               if name == "resize_shorter" or name.startswith("dense")), None)
-
-
-def augmented(recipe: str) -> bool:
-  return any(name in RANDOM_OPS or (name == "resize_shorter" and len(args) == 2)
-             for name, args in recipe_ops(recipe))
-
-
-def scheme(prefix: str, recipe: str) -> str:
+def scheme(prefix: str, ops: tuple[recipes.Op, ...]) -> str:
   """The papers.MODES name of how `prefix`'s evaluation cuts the image."""
   if prefix != "eval":
     return prefix
-  for name, args in recipe_ops(recipe):
-    if name == "ten_crop":
+  for op in ops:
+    if op.name == "ten_crop":
       return "eval_10crop"
-    if name.startswith("dense"):
-      return "eval_dense_multiscale" if len(args) > 1 else "eval_dense"
+    if op.name == "dense":
+      return "eval_dense_multiscale" if len(op.args) > 1 else "eval_dense"
   return "eval"
 
 
-def eval_recipe(config: dict, prefix: str) -> str:
-  """The recipe of the evaluation written as `prefix`/... (config.extra_evals
-  for eval_NAME; dataset.eval_preprocess for eval; the same for their _ema)."""
+def eval_recipe(config: dict, prefix: str) -> tuple[str, str]:
+  """The config key and recipe of the evaluation written as `prefix`/...
+  (config.extra_evals for eval_NAME; dataset.eval_preprocess for eval; the
+  same for their _ema); an empty recipe where the config names none."""
   prefix = _without_ema(prefix)
   if prefix == "eval":
-    return str(config.get("dataset", {}).get("eval_preprocess", ""))
+    return "eval_preprocess", str(config.get("dataset", {}).get("eval_preprocess", ""))
   for entry in config.get("extra_evals", ()) or ():
     if isinstance(entry, (list, tuple)) and len(entry) == 2 and f"eval_{entry[0]}" == prefix:
-      return str(entry[1])
-  return ""
+      return f"extra_evals[{entry[0]!r}]", str(entry[1])
+  return "", ""
 
 
-def matches(row: papers.Published, config: dict, mode: str, split: str, recipe: str) -> bool:
-  """Whether the published `row` is about this run's `mode` (see the module docstring)."""
-  return _same_evaluation(row, config, mode, split, recipe) and not _unmet(row, config, recipe)
+def shown(config: dict, mode: str, split: str, label: str, evaluated: dict | None = None
+          ) -> Shown:
+  """What `config` shows about its evaluation `mode` on `split`; the
+  evaluation's recipe is read from `evaluated` (what `cnnjax eval` was
+  told) or else the config. A UserError if a recipe cannot be read."""
+  train_recipe = str(config.get("dataset", {}).get("train_preprocess", ""))
+  train_ops = read_recipe(config, "train_preprocess", train_recipe, label)
+  key, recipe = eval_recipe(evaluated or config, mode)
+  ops = read_recipe(config, key, recipe, label) if recipe else ()
+  return Shown(config, mode, split, recipe, scheme(_without_ema(mode), ops),
+               recipes.scales(train_ops), recipes.scales(ops), recipes.augmented(train_ops))
+
+
+def matches(row: papers.Published, run: Shown) -> bool:
+  """Whether the published `row` is about this run's evaluation (see the module docstring)."""
+  return _same_evaluation(row, run) and not _unmet(row, run)
 
 
 def _without_ema(mode: str) -> str:
   return mode[:-len(EMA_SUFFIX)] if mode.endswith(EMA_SUFFIX) else mode
 
 
-def _same_evaluation(row: papers.Published, config: dict, mode: str, split: str,
-                     recipe: str) -> bool:
+def _same_evaluation(row: papers.Published, run: Shown) -> bool:
   """The same network, data, split and evaluation scheme."""
-  dataset = config.get("dataset", {})
-  return (row.model in papers.names_of(config.get("model", {}).get("name", "")) and
-          row.dataset == dataset.get("name") and row.split == split and
-          row.mode == scheme(_without_ema(mode), recipe))
+  return (row.model in papers.names_of(run.config.get("model", {}).get("name", "")) and
+          row.dataset == run.config.get("dataset", {}).get("name") and row.split == run.split
+          and row.mode == run.scheme)
 
 
-def _unmet(row: papers.Published, config: dict, recipe: str) -> list[str]:
+def _unmet(row: papers.Published, run: Shown) -> list[str]:
   """The row's conditions the run does not meet, as "name: the row's / the run's"."""
-  model = config.get("model", {})
-  train_recipe = config.get("dataset", {}).get("train_preprocess", "")
-  shown = {"train_scale": (row.train_scale, train_scale(train_recipe)),
-           "test_scales": (row.test_scales, test_scales(recipe)),
-           "augmentation": (row.augmentation, augmented(train_recipe)),
-           **{f"model.{key}": (value, model.get(key)) for key, value in row.options}}
-  return [f"{name} {wanted!r} (the run's: {found!r})" for name, (wanted, found) in shown.items()
+  model = run.config.get("model", {})
+  conditions = {"train_scale": (row.train_scale, run.train_scale),
+                "test_scales": (row.test_scales, run.test_scales),
+                "augmentation": (row.augmentation, run.augmentation),
+                **{f"model.{key}": (value, model.get(key)) for key, value in row.options}}
+  return [f"{name} {wanted!r} (the run's: {found!r})"
+          for name, (wanted, found) in conditions.items()
           if wanted is not None and wanted != found]
 
 
-def published_for(config: dict, mode: str, split: str,
-                  recipe: str) -> dict[str, papers.Published | None]:
-  """The paper's and torchvision's row for this (run, mode), None where there is none."""
+def published_for(run: Shown) -> dict[str, papers.Published | None]:
+  """The paper's and torchvision's row for this evaluation, None where there is none."""
   found = {papers.PAPER: None, papers.TORCHVISION: None}
   for row in papers.PUBLISHED:
-    if found[row.source] is None and matches(row, config, mode, split, recipe):
+    if found[row.source] is None and matches(row, run):
       found[row.source] = row
   return found
 
 
-def near_misses(config: dict, mode: str, split: str, recipe: str, sources) -> list[str]:
+def near_misses(run: Shown, sources) -> list[str]:
   """The rows of `sources` about this very evaluation that a condition kept
   out, with the conditions the run does not meet: a strict match does not
   hide a published number silently."""
   return [f"{row.citation}: needs {', '.join(unmet)}" for row in papers.PUBLISHED
-          if row.source in sources and _same_evaluation(row, config, mode, split, recipe)
-          and (unmet := _unmet(row, config, recipe))]
+          if row.source in sources and _same_evaluation(row, run)
+          and (unmet := _unmet(row, run))]
 
 
 # --- Rows ----------------------------------------------------------------------
@@ -337,15 +331,15 @@ def _modes(records: list[dict]) -> list[str]:
   return found
 
 
-def _row(run: Run, mode: str, measured: str, split: str, recipe: str, **values) -> Row:
+def _row(run: Run, evaluation: Shown, measured: str, **values) -> Row:
   config = run.config
-  found = published_for(config, mode, split, recipe)
+  found = published_for(evaluation)
   missing = [source for source, row in found.items() if row is None]
   return Row(run.label, config.get("model", {}).get("name", ""),
-             config.get("dataset", {}).get("name", ""), mode, run.status, measured,
-             eval_recipe=recipe, paper=found[papers.PAPER],
+             config.get("dataset", {}).get("name", ""), evaluation.mode, run.status, measured,
+             eval_recipe=evaluation.recipe, paper=found[papers.PAPER],
              torchvision=found[papers.TORCHVISION],
-             unmatched=near_misses(config, mode, split, recipe, missing), **values)
+             unmatched=near_misses(evaluation, missing), **values)
 
 
 def rows_of(run: Run) -> list[Row]:
@@ -367,8 +361,8 @@ def rows_of(run: Run) -> list[Row]:
       continue
     last = logged[-1]
     best = min(logged, key=lambda r: (finite_number(r[f"{mode}/top1_error"]), r.get("step", 0)))
-    rows.append(_row(run, mode, "final" if complete else "latest", split,
-                     eval_recipe(run.config, mode), step=last.get("step"), epochs=epochs,
+    rows.append(_row(run, shown(run.config, mode, split, run.label),
+                     "final" if complete else "latest", step=last.get("step"), epochs=epochs,
                      train_time_s=train_time, top1_error=_percent(last[f"{mode}/top1_error"]),
                      top5_error=_percent(last.get(f"{mode}/top5_error")),
                      best_top1_error=_percent(best[f"{mode}/top1_error"]),
@@ -380,15 +374,15 @@ def rows_of(run: Run) -> list[Row]:
                      "preprocess", run.config.get("dataset", {}).get("eval_preprocess", ""))},
                  "extra_evals": evaluation.get("extra_evals", run.config.get("extra_evals", ()))}
     for mode in _modes([metrics]):
-      recipe = eval_recipe(evaluated, mode)
       checkpoint = evaluation.get("checkpoint", "")
-      rows.append(_row(run, mode, f"cnnjax eval ({checkpoint} checkpoint)", str(
-          evaluation.get("split", split)), recipe, step=step,
-          top1_error=_percent(metrics.get(f"{mode}/top1_error")),
-          top5_error=_percent(metrics.get(f"{mode}/top5_error"))))
+      rows.append(_row(run, shown(run.config, mode, str(evaluation.get("split", split)),
+                                  run.label, evaluated),
+                       f"cnnjax eval ({checkpoint} checkpoint)", step=step,
+                       top1_error=_percent(metrics.get(f"{mode}/top1_error")),
+                       top5_error=_percent(metrics.get(f"{mode}/top5_error"))))
   if not rows:
-    rows.append(_row(run, "", "no evaluation yet", split, "", epochs=epochs,
-                     train_time_s=train_time))
+    rows.append(_row(run, shown(run.config, "", split, run.label), "no evaluation yet",
+                     epochs=epochs, train_time_s=train_time))
   return rows
 
 
@@ -424,6 +418,14 @@ def _measured(row: Row) -> str:
   return f"{row.measured}, step {row.step}"
 
 
+MARKDOWN_COLUMNS = (
+    tables.Column("experiment"), tables.Column("model"), tables.Column("dataset"),
+    tables.Column("evaluation"), tables.Column("status"), tables.Column("measured"),
+    *(tables.Column(key, align=tables.RIGHT) for key in (
+        "epochs", "train time", "error % (top-1 / top-5)", "best top-1", "paper", "Δ paper",
+        "torchvision", "Δ torchvision")))
+
+
 def as_markdown(rows: list[Row]) -> str:
   """A markdown table (errors in %, top-1 / top-5) with the citations as footnotes."""
   citations: list[str] = []
@@ -437,25 +439,24 @@ def as_markdown(rows: list[Row]) -> str:
     return (f"{_pair(published.top1_error, published.top5_error)} "
             f"[{citations.index(text) + 1}]")
 
-  header = ["experiment", "model", "dataset", "evaluation", "status", "measured", "epochs",
-            "train time", "error % (top-1 / top-5)", "best top-1", "paper", "Δ paper",
-            "torchvision", "Δ torchvision"]
-  lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
-  for row in rows:
+  def cells(row: Row) -> dict:
     best = ("" if row.best_top1_error is None else
             f"{_number(row.best_top1_error)} (step {row.best_step})")
-    cells = [row.experiment, row.model, row.dataset, row.mode, row.status, _measured(row),
-             "" if row.epochs is None else f"{row.epochs:.3g}",
-             _duration(row.train_time_s), _pair(row.top1_error, row.top5_error), best,
-             cite(row.paper),
-             _pair(row.difference(row.paper, "top1_error"),
-                   row.difference(row.paper, "top5_error"), sign=True),
-             cite(row.torchvision),
-             _pair(row.difference(row.torchvision, "top1_error"),
-                   row.difference(row.torchvision, "top5_error"), sign=True)]
-    lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
-  lines += ["", "Errors in percent, ours at the step shown (final: the end of training; "
-            "latest: an unfinished run's last evaluation); Δ = ours − published, in points."]
+    return {"experiment": row.experiment, "model": row.model, "dataset": row.dataset,
+            "evaluation": row.mode, "status": row.status, "measured": _measured(row),
+            "epochs": "" if row.epochs is None else f"{row.epochs:.3g}",
+            "train time": _duration(row.train_time_s),
+            "error % (top-1 / top-5)": _pair(row.top1_error, row.top5_error),
+            "best top-1": best, "paper": cite(row.paper),
+            "Δ paper": _pair(row.difference(row.paper, "top1_error"),
+                             row.difference(row.paper, "top5_error"), sign=True),
+            "torchvision": cite(row.torchvision),
+            "Δ torchvision": _pair(row.difference(row.torchvision, "top1_error"),
+                                   row.difference(row.torchvision, "top5_error"), sign=True)}
+
+  lines = [tables.markdown([cells(row) for row in rows], MARKDOWN_COLUMNS).rstrip("\n"), "",
+           "Errors in percent, ours at the step shown (final: the end of training; "
+           "latest: an unfinished run's last evaluation); Δ = ours − published, in points."]
   if citations:
     lines += [""] + [f"[{index}] {text}" for index, text in enumerate(citations, 1)]
   unmatched = [f"- {row.experiment} {row.mode}: {miss}" for row in rows for miss in row.unmatched]
@@ -500,12 +501,7 @@ def as_dict(row: Row) -> dict:
 
 
 def as_csv(rows: list[Row]) -> str:
-  out = io.StringIO()
-  writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS, lineterminator="\n")
-  writer.writeheader()
-  for row in rows:
-    writer.writerow({key: "" if value is None else value for key, value in as_dict(row).items()})
-  return out.getvalue()
+  return tables.as_csv([as_dict(row) for row in rows], CSV_COLUMNS)
 
 
 def as_json(rows: list[Row]) -> str:

@@ -40,10 +40,8 @@ predicted ratio or difference (no size given: the difference 0):
     is "at least X times faster", reproduced only if that X already exceeds P.
 """
 
-import csv
 import dataclasses
 import datetime
-import io
 import json
 import math
 import os
@@ -51,6 +49,7 @@ import pathlib
 import shlex
 import statistics
 
+from cnnjax import tables
 from cnnjax.sweep.spec import METRICS, Claim, Run, Sweep
 from cnnjax.workdir.records import METRICS_FILE, finite_number, read_records
 from cnnjax.workdir.run_log import LOG_FILE, STOPPED_STATUSES, last_attempt
@@ -373,20 +372,37 @@ def variant_rows(summary: Summary) -> list[dict]:
   return rows
 
 
-def _csv(rows: list[dict]) -> str:
-  out = io.StringIO()
-  writer = csv.DictWriter(out, fieldnames=CSV_FIELDS, lineterminator="\n")
-  writer.writeheader()
-  for row in rows:
-    writer.writerow({key: "" if value is None else value for key, value in row.items()})
-  return out.getvalue()
-
-
 def _cell(mean: float | None, std: float | None, percent: bool) -> str:
   if mean is None:
     return "—"
   scale, unit = (100, "%") if percent else (1, "")
   return f"{scale * mean:.2f}" + (f" ± {scale * std:.2f}" if std is not None else "") + unit
+
+
+def _target_heading(target: float) -> str:
+  return f"epochs to {_percent(target)}% train error"
+
+
+def _markdown_cells(row: dict, target: float | None) -> dict:
+  """A variant's row as summary.md shows it, keyed by the column headings."""
+  cells = {"variant": row["variant"],
+           "seeds finished": f"{row['finished']} of {row['seeds']}" +
+                             (f" ({row['failed']} failed)" if row["failed"] else "")}
+  for name, heading in (("final_eval_top1_error", "final eval error"),
+                        ("best_eval_top1_error", "best eval error"),
+                        ("final_train_top1_error", "final train error"),
+                        ("train_test_gap", "train-test gap")):
+    cells[heading] = _cell(row[f"{name}_mean"], row[f"{name}_std"], percent=True)
+  if target is not None:
+    reached, finished = row["epochs_to_target_reached"], row["finished"]
+    cells[_target_heading(target)] = (
+        "—" if not finished else "not reached" if not reached else
+        _cell(row["epochs_to_target_mean"], row["epochs_to_target_std"], False) +
+        f" ({reached} of {finished} reached)")
+  cells["epochs"] = _cell(row["epochs_mean"], None, False)
+  cells["train time (s)"] = _cell(row["train_time_s_mean"], row["train_time_s_std"], False)
+  cells["parameters"] = "—" if row["parameters"] is None else f"{row['parameters']:,}"
+  return cells
 
 
 def _markdown(summary: Summary, rows: list[dict]) -> str:
@@ -396,27 +412,15 @@ def _markdown(summary: Summary, rows: list[dict]) -> str:
            "standard deviation over the finished seeds; training errors are means over each "
            "log interval, with dropout and augmentation on. Epochs to the target are over the "
            "seeds that reached it. Train time is the runs' own `train_time_s`.", ""]
-  header = ["variant", "seeds finished", "final eval error", "best eval error",
-            "final train error", "train-test gap"]
+  columns = [tables.Column("variant"), tables.Column("seeds finished")]
+  columns += [tables.Column(heading, align=tables.RIGHT) for heading in (
+      "final eval error", "best eval error", "final train error", "train-test gap")]
   if target is not None:
-    header.append(f"epochs to {_percent(target)}% train error")
-  header += ["epochs", "train time (s)", "parameters"]
-  lines += ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
-  for row in rows:
-    cells = [row["variant"], f"{row['finished']} of {row['seeds']}" +
-             (f" ({row['failed']} failed)" if row["failed"] else "")]
-    cells += [_cell(row[f"{name}_mean"], row[f"{name}_std"], percent=True)
-              for name in ("final_eval_top1_error", "best_eval_top1_error",
-                           "final_train_top1_error", "train_test_gap")]
-    if target is not None:
-      reached, finished = row["epochs_to_target_reached"], row["finished"]
-      cells.append("—" if not finished else "not reached" if not reached else
-                   _cell(row["epochs_to_target_mean"], row["epochs_to_target_std"], False) +
-                   f" ({reached} of {finished} reached)")
-    cells += [_cell(row["epochs_mean"], None, False),
-              _cell(row["train_time_s_mean"], row["train_time_s_std"], False),
-              "—" if row["parameters"] is None else f"{row['parameters']:,}"]
-    lines.append("| " + " | ".join(cells) + " |")
+    columns.append(tables.Column(_target_heading(target), align=tables.RIGHT))
+  columns += [tables.Column(heading, align=tables.RIGHT)
+              for heading in ("epochs", "train time (s)", "parameters")]
+  lines.append(tables.markdown([_markdown_cells(row, target) for row in rows], columns)
+               .rstrip("\n"))
   if summary.claims:
     lines += ["", "## Claims", ""]
   for result in summary.claims:
@@ -464,7 +468,8 @@ def write(summary: Summary, workdir: pathlib.Path) -> None:
 
   workdir.mkdir(parents=True, exist_ok=True)
   rows = variant_rows(summary)
-  texts = {"summary.csv": _csv(rows), "summary.md": _markdown(summary, rows),
+  texts = {"summary.csv": tables.as_csv(rows, CSV_FIELDS),
+           "summary.md": _markdown(summary, rows),
            "sweep.json": json.dumps(as_json(summary, rows), indent=2) + "\n"}
   for name, text in texts.items():
     _replace(workdir / name, lambda path, text=text: path.write_text(text))
