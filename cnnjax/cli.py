@@ -206,8 +206,8 @@ COMMANDS = {
                      bench.add_arguments, "cnnjax.bench.command:run", "model"),
     "bench-input": Command("time the input pipeline alone (JPEG decoding, a recipe's "
                            "augmentation, batching) on generated ImageNet-sized JPEG files",
-                           "cnnjax bench-input --recipe RECIPE [--image-size N] "
-                           "[--batch-size B] [--seconds S] [--format table|json]",
+                           "cnnjax bench-input --recipe RECIPE [--image-size N] [--channels 1|3] "
+                           "[--batch-size B] [--seconds S] [--files F] [--format table|json]",
                            bench_input.add_arguments, "cnnjax.bench.input_pipeline:run", "none"),
     "import-weights": Command("torchvision's weights (safetensors, torchvision's names) as a new "
                               "workdir, for `cnnjax eval` and fine-tuning with `cnnjax train`",
