@@ -31,6 +31,7 @@ imports no JAX; the model options come from the registry (cnnjax.models).
 """
 
 import argparse
+import importlib.util
 import re
 import shlex
 
@@ -209,3 +210,19 @@ def test_the_documentation_has_commands_to_check():
   ids = [param.id for param in _commands()]
   assert sum(id_.startswith("README.md:") for id_ in ids) >= 6
   assert len(ids) >= 40
+
+
+def test_ci_runs_the_readmes_first_command_and_a_getting_started_block():
+  """What scripts/run_doc_commands.py (.ci/run) runs end to end: the marked blocks."""
+  spec = importlib.util.spec_from_file_location(
+      "run_doc_commands", doc_pages.ROOT / "scripts" / "run_doc_commands.py")
+  script = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(script)
+  marked = script.marked_blocks()
+  assert [page for page, _, _ in marked] == ["README.md", "docs/getting-started.md"]
+  assert "cnnjax train --config experiments/lenet5_digits.py --workdir runs/lenet5_digits" in (
+      marked[0][2])
+  assert marked == [(doc_pages.name(block.page), block.lines[0][0] - 1,
+                     "\n".join(line for _, line in block.lines) + "\n")
+                    for page in doc_pages.pages() for block in doc_pages.code_blocks(page)
+                    if block.run_by_ci]
