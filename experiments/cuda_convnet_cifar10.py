@@ -64,9 +64,9 @@ more"), then 10 epochs at rate/10 and 10 at rate/100. Here all 50,000 images
 are used from the start, with the same number of updates at each rate
 (4/5 of an epoch per epoch of the first phase): 13pct 120 + 10 + 10 = 140
 epochs, 11pct 430 + 10 + 10 = 450 (the 11pct figures are its parameter
-file's; the 13pct ones its methodology page's as PAPERS.md reports them, and
-a third-party run script's EPOCHS=(100 140 150 160); that page itself was
-not found to read).
+file's; the 13pct ones cuda-convnet's methodology page's, as reported second
+hand, and a third-party run script's EPOCHS=(100 140 150 160); that page
+itself was not found to read).
 
 Hardware and time: cuda-convnet's headers give 80 seconds (80sec) and 20
 minutes (18pct, 13pct) on its 2011-2012 GPU, not named there; 11pct's none.

@@ -20,7 +20,7 @@ ours beside them); torchvision's weights, centre crop:
 | 121 | 25.02 / 7.71 | 23.61 / 6.66 | 25.57 / 8.03 |
 | 169 | 23.80 / 6.85 | 22.08 / 5.92 | 24.40 / 7.19 |
 | 201 | 22.58 / 6.34 | 21.46 / 5.54 | 23.10 / 6.63 |
-| 161 | (not in the paper's Table 3) | | (not in PAPERS.md) |
+| 161 | (not in the paper's Table 3) | | (not listed here) |
 
 Hardware and time: not run here (no ImageNet, no accelerator in this
 change). 90 epochs of 1.28M images; DenseNet-121's step costs 3 x 2.8 GMACs

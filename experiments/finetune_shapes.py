@@ -27,7 +27,8 @@ Measured on 2 CPU cores (AMD EPYC), seeds 0, 1 and 2 of each arm
 (--config.seed=S --workdir runs/finetune/ARM_seedS), `cnnjax report
 runs/finetune/*`; test top-1 error on the 10,000 `shapes/clean` images:
 
-  source        35.24% on shapes/hard's test images (3 epochs, 1 min 15 s)
+  source        35.24% on shapes/hard's test images (3 epochs, 1 min 15 s;
+                36.38% retrained on 2026-12-07 at commit 924c011)
   scratch       0.66, 0.80, 0.70%   (66 to 80 images wrong)
   last_layer    0.03, 0.61, 0.14%
   all_layers    0.01, 0.03, 0.02%   (1 to 3 images wrong)

@@ -14,9 +14,9 @@ error message says how). Its labelled evaluation split is `validation`
 (TFDS's `test` has no labels): every number here is on those 50,000 images.
 
 Expected top-1 / top-5 error (%), the paper's Tables 2-4 and torchvision's
-weights (PAPERS.md), as `eval/` (one centre crop), `eval_10crop/` and
-`eval_dense_multiscale/` in metrics.jsonl; `cnnjax report DIR` sets ours
-beside them:
+weights (their `IMAGENET1K_V1` metadata), as `eval/` (one centre crop),
+`eval_10crop/` and `eval_dense_multiscale/` in metrics.jsonl; `cnnjax report
+DIR` sets ours beside them:
 
 | network | 10-crop (Tables 2, 3) | multi-scale dense (Table 4) | torchvision, centre crop |
 | --- | --- | --- | --- |

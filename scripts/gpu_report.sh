@@ -24,7 +24,7 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 run precision_resnet50.txt "$python" scripts/check_step_precision.py --model resnet50 --batch-size 256
 # ResNet-50 in bfloat16, batch 256 (the bar: 3,100 images/s on an H200).
 run resnet50_bf16.json bench --model resnet50 --dtype bfloat16 --batch-size 256 --steps 20
-# The XLA GPU flags the README names, each alone.
+# The XLA GPU flags docs/benchmarks.md names, each alone.
 XLA_FLAGS=--xla_gpu_enable_latency_hiding_scheduler=true \
   run resnet50_bf16_lhs.json bench --model resnet50 --dtype bfloat16 --batch-size 256 --steps 20
 XLA_FLAGS=--xla_gpu_enable_command_buffer= \

@@ -1,12 +1,14 @@
 """The command line: bad input is one line on stderr, exit status 2, and the
 workdir untouched; good input trains."""
 
+import importlib.metadata
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+import tomllib
 
 import pytest
 from helpers import CTRL_C_REACHES_IT, LENET_DIGITS, ROOT
@@ -249,3 +251,37 @@ def test_config_and_models_commands_describe_without_running(capsys):
   assert rows[1]["options"]["shortcut"] == "A"
   assert cli.main(["models", "resnet21"]) == 2
   assert "unknown model 'resnet21'" in capsys.readouterr().err
+
+
+def test_version_is_the_package_version(capsys):
+  with pytest.raises(SystemExit) as done:
+    cli.main(["--version"])
+  assert done.value.code == 0
+  assert capsys.readouterr().out.strip() == f"cnnjax {importlib.metadata.version('cnnjax')}"
+
+
+def test_the_checkout_version_is_pyprojects():
+  """`cnnjax --version` falls back to cnnjax.__version__ where cnnjax is not installed."""
+  import cnnjax
+
+  pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+  assert cnnjax.__version__ == pyproject["project"]["version"]
+
+
+@pytest.mark.parametrize("name", sorted(cli.COMMANDS))
+def test_help_says_which_overrides_the_command_takes(name, capsys):
+  with pytest.raises(SystemExit):
+    cli.main([name, "--help"])
+  text = " ".join(capsys.readouterr().out.split())
+  takes = cli.COMMANDS[name].overrides
+  assert ("Any config key can be overridden" in text) == (takes == "any")
+  assert ("--config.model.KEY=VALUE" in text) == (takes == "model") or takes == "none"
+  if takes == "none":
+    assert "--config." not in text
+
+
+@pytest.mark.parametrize("argv", [["models", "lenet5"], ["plot", "runs/a", "--out", "plots"],
+                                  ["bench-input", "--recipe", "flip"]])
+def test_commands_without_overrides_refuse_them(argv, capsys):
+  assert cli.main([*argv, "--config.model.activation=relu"]) == 2
+  assert f"cnnjax {argv[0]} takes no --config.KEY=VALUE overrides" in capsys.readouterr().err

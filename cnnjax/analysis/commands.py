@@ -32,7 +32,8 @@ def add_summary_arguments(command: argparse.ArgumentParser) -> None:
                        help="input channels (default: 1 for LeNet-5, 3 for the others)")
   command.add_argument("--num-classes", type=int, metavar="K",
                        help="classes (default: 10 for the MNIST/CIFAR nets, 1000 for ImageNet's)")
-  command.add_argument("--format", choices=FORMATS, default="table")
+  command.add_argument("--format", choices=FORMATS, default="table",
+                       help="a text table (default), or its rows as JSON or CSV")
 
 
 def add_plot_arguments(command: argparse.ArgumentParser) -> None:

@@ -79,7 +79,8 @@ def add_probe_arguments(command: argparse.ArgumentParser) -> None:
   command.add_argument("--transforms", metavar="T,U",
                        help="of shift, scale, rotation, colour, occlusion (default: shift, and "
                             "all of them on the shapes datasets)")
-  command.add_argument("--format", choices=("table", "json"), default="table")
+  command.add_argument("--format", choices=("table", "json"), default="table",
+                       help="the printed result: a table (default) or JSON rows")
 
 
 def _checked(args, overrides) -> pathlib.Path:

@@ -3,8 +3,8 @@ beside the published parameter and multiply-accumulate counts.
 
 The published figures are torchvision's model metadata (params, and "GFLOPS"
 that count multiply-accumulates of convolutions and dense layers, at 224x224)
-where torchvision has the same network, else the paper's (see
-../shared/PAPERS.md and each model's docstring); None where neither gives one.
+where torchvision has the same network, else the paper's (each model's
+docstring cites its table); None where neither gives one.
 """
 
 import dataclasses

@@ -62,7 +62,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
   parser.add_argument("--dtype", choices=DTYPES, default="float32",
                       help="compute dtype; bfloat16 is config.half_precision (parameters stay "
                            "float32)")
-  parser.add_argument("--format", choices=("table", "json"), default="table")
+  parser.add_argument("--format", choices=("table", "json"), default="table",
+                      help="a line per model, or one JSON object per model with the machine "
+                           "and versions (default: table)")
   parser.add_argument("--peak-tflops", "--peak_tflops", dest="peak_tflops", metavar="X",
                       help="one device's peak TFLOP/s for the MFU (on the CPU backend the "
                            "processor's); default: measured by a large matmul of --dtype")

@@ -40,13 +40,17 @@ def add_arguments(command: argparse.ArgumentParser) -> None:
                             "\"resize_shorter(256, 480) | random_crop(224) | flip\"")
   command.add_argument("--image-size", type=int, default=224, metavar="N",
                        help="the model's input side, for ops that default to it (default: 224)")
-  command.add_argument("--channels", type=int, default=3, choices=(1, 3))
-  command.add_argument("--batch-size", type=int, default=256, metavar="B")
+  command.add_argument("--channels", type=int, default=3, choices=(1, 3),
+                       help="decoded as grey (1) or RGB (3) (default: 3)")
+  command.add_argument("--batch-size", type=int, default=256, metavar="B",
+                       help="images per batch, as the pipeline batches them (default: 256)")
   command.add_argument("--seconds", type=float, default=20.0, metavar="S",
                        help="how long to time, after warm-up (default: 20)")
   command.add_argument("--files", type=int, default=200, metavar="F",
                        help="distinct JPEG files made and cycled through (default: 200)")
-  command.add_argument("--format", choices=("table", "json"), default="table")
+  command.add_argument("--format", choices=("table", "json"), default="table",
+                       help="one line, or a JSON object with the machine and versions "
+                            "(default: table)")
 
 
 def run(args, overrides) -> int:

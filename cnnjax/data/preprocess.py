@@ -40,8 +40,7 @@ Example = dict[str, tf.Tensor]
 # AlexNet §4.1's PCA of ImageNet's RGB pixel covariance (pixels in [0, 1]):
 # eigenvalues, and the eigenvectors as the columns of PCA_EIGENVECTORS. The
 # values the reimplementations share, from fb.resnet.torch
-# (datasets/imagenet.lua, `pca`), as ../shared/PAPERS.md gives them; the
-# paper does not publish its own.
+# (datasets/imagenet.lua, `pca`); the paper does not publish its own.
 PCA_EIGENVALUES = np.array([0.2175, 0.0188, 0.0045], np.float32)
 PCA_EIGENVECTORS = np.array([[-0.5675, 0.7192, 0.4009],
                              [-0.5808, -0.0045, -0.8140],

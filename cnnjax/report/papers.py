@@ -33,13 +33,13 @@ None (or empty) means the row does not depend on it.
 `SAME_NETWORK` names the registry's aliases (VGG's letters and torchvision's
 depths are one class), so a row about `vgg16` also stands beside a `vgg_d` run.
 
-Sources: each row's citation: the papers' tables (as collected in the
-project's PAPERS.md notes; ResNet Table 4's scales from §3.4) and torchvision's
-weight metadata (the `IMAGENET1K_V1` weights' published acc@1 and acc@5).
+Sources: each row's citation: the papers' tables (ResNet Table 4's scales
+from §3.4) and torchvision's weight metadata (the `IMAGENET1K_V1` weights'
+published acc@1 and acc@5).
 Left out: ensembles (AlexNet's 5 CNNs, GoogLeNet's 7 models), AlexNet's
 ILSVRC-2010 test numbers (no TFDS split), LeNet-5's 0.8% with distortions (no
 such recipe), VGG's multi-crop and Table 4 rows other than the jittered D
-and E, DenseNet-161 and the numbers PAPERS.md does not give.
+and E, and DenseNet-161 (not in the paper's Table 3, which has DenseNet-264).
 """
 
 import dataclasses
@@ -183,8 +183,8 @@ PUBLISHED: tuple[Published, ...] = (
     _resnet_cifar("resnet44", 7.17),
     _resnet_cifar("resnet56", 6.97),
     _resnet_cifar("resnet110", 6.43, "best of 5 runs; their mean 6.61 ± 0.16"),
-    # DenseNet Table 3: ImageNet, single centre crop and 10-crop (DenseNet-161's
-    # numbers are not in PAPERS.md; left out).
+    # DenseNet Table 3: ImageNet, single centre crop and 10-crop (DenseNet-161
+    # is not in it; left out).
     _densenet("densenet121", "eval", 25.02, 7.71),
     _densenet("densenet121", "eval_10crop", 23.61, 6.66),
     _densenet("densenet169", "eval", 23.80, 6.85),

@@ -18,7 +18,7 @@ subprocesses sharing the CPU cores, resuming, signals and exit statuses.
   NPROC is set), and so does TensorFlow for tf.data and its op pools; the
   XLA flag intra_op_parallelism_threads belongs to the old TF-XLA runtime
   and is ignored by the PjRt CPU client. The default K: one per core (see
-  the README for the measurement) and per 2 GiB of available memory, one on
+  docs/ablations.md for the measurement) and per 2 GiB of available memory, one on
   a machine with GPUs or TPUs, where each training uses every local
   accelerator.
 - **Compiling once.** The runs share a persistent JAX compilation cache,

@@ -52,7 +52,7 @@ Example (AlexNet §3.1, Figure 1):
         target_train_error=0.25)
 
 The verdict on a claim (reproduced / not reproduced / inconclusive) is
-defined in cnnjax.sweep.summary and the README's "Ablations" section.
+defined in cnnjax.sweep.summary and in docs/ablations.md ("The verdict").
 
 Importing this module imports neither JAX nor TensorFlow, so `cnnjax sweep
 --help` and argument errors answer at once; the model check before training

@@ -433,7 +433,8 @@ def _markdown(summary: Summary, rows: list[dict]) -> str:
     lines += [f"- {run.variant} seed {run.seed}: {run.status}"
               + (f" (exit {run.exit_status})" if run.exit_status is not None else "")
               + (f": {run.reason}" if run.reason else "") for run in unfinished]
-  lines += ["", "The verdict rule: see the README, section Ablations, or cnnjax/sweep/summary.py.", ""]
+  lines += ["", "The verdict rule: see docs/ablations.md (\"The verdict\") or "
+                "cnnjax/sweep/summary.py.", ""]
   return "\n".join(lines)
 
 
