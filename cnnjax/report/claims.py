@@ -44,6 +44,8 @@ class ClaimRow:
   reason: str
   seeds_better: int | None
   seeds_worse: int | None
+  censored_better: int | None  # Seeds that never reached the target.
+  censored_worse: int | None
   seeds_to_settle: int | None
   stage: str
   train_time_s: float | None  # The measuring runs' and the tuning trials' training, summed.
@@ -99,6 +101,8 @@ def read_claims(directory: pathlib.Path) -> list[ClaimRow]:
       method=str(claim.get("method", "")), verdict=claim["verdict"],
       reason=str(claim.get("reason", "")), seeds_better=_count(claim.get("seeds_better")),
       seeds_worse=_count(claim.get("seeds_worse")),
+      censored_better=_count(claim.get("censored_better")),
+      censored_worse=_count(claim.get("censored_worse")),
       seeds_to_settle=_count(claim.get("seeds_to_settle")), stage=str(sweep.get("stage", "")),
       train_time_s=None if runs is None else runs + (trials or 0.0),
       tuning_train_time_s=trials, wall_time_s=_number(compute.get("wall_time_s")))
@@ -134,7 +138,8 @@ def effect_text(row: ClaimRow) -> str:
   """E.g. "1.09x (95%: 0.85x to 1.40x)", "≥ 8.20x (95%)" where the interval
   is open above, "" without an effect."""
   if row.effect is None:
-    return ""
+    return ("unknown: both missed the target" if row.censored_better and row.censored_worse
+            else "")
   level = f"{100 * row.level:.3g}%" if row.level is not None else "range"
   low, high = row.effect_low, row.effect_high
   if low is None and high is None:

@@ -201,8 +201,9 @@ def judge(claim: Claim, summary: Summary) -> ClaimResult:
     result.reason = problem
     return result
   interval = intervals.effect_interval(better, worse, ratio, summary.level)
-  result.effect, result.effect_low, result.effect_high = (
-      interval.estimate, interval.low, interval.high)
+  both_censored = result.censored_better and result.censored_worse
+  result.effect = None if both_censored else interval.estimate  # Unknown both ways, then.
+  result.effect_low, result.effect_high = interval.low, interval.high
   result.method = interval.method
   result.effect_text = _effect_line(claim, result, interval)
   threshold, shown = _threshold(claim), _interval_text(claim, interval)
@@ -231,12 +232,14 @@ def judge(claim: Claim, summary: Summary) -> ClaimResult:
 def _effect_line(claim: Claim, result: ClaimResult, interval: intervals.Interval) -> str:
   """E.g. "relu 4.77x faster (ratio of geometric means); 95% Welch's t
   interval on log values: 3.10x to 7.21x; 3 and 3 seeds"."""
-  qualifier = ("" if result.censored_better and result.censored_worse else
-               "at least " if result.censored_worse else "at most " if result.censored_better
-               else "")
-  words = _effect_words(claim, interval.estimate, qualifier)
-  if claim.ratio is not None:
-    words += " (ratio of geometric means)"
+  if result.censored_better and result.censored_worse:
+    words = "unknown: both variants missed the target in some seeds"
+  else:
+    qualifier = ("at least " if result.censored_worse else
+                 "at most " if result.censored_better else "")
+    words = _effect_words(claim, interval.estimate, qualifier)
+    if claim.ratio is not None:
+      words += " (ratio of geometric means)"
   return (f"{words}; {100 * interval.level:g}% {interval.method}: "
           f"{_interval_text(claim, interval)}; {result.seeds_better} and {result.seeds_worse} "
           "seeds")
@@ -394,10 +397,13 @@ def _tuning_markdown(summary: Summary) -> list[str]:
   cells = []
   for row in tuning_lib.rows(stage):
     missed = row["target_missed"]
+    value = tuning_lib.value_text(tuning.metric, row["metric_mean"])
     cells.append({"variant": row["variant"], "trial": row["trial"], "status": row["status"],
                   "seeds": f"{row['finished']} of {row['seeds']}",
-                  METRICS[tuning.metric]: tuning_lib.value_text(tuning.metric, row["metric_mean"])
-                  + (f" ({missed} missed)" if missed else ""),
+                  METRICS[tuning.metric]: (
+                      f"not reached in {value}" if missed and missed == row["finished"] else
+                      f"{value} ({missed} of {row['finished']} missed, as their epochs run)"
+                      if missed else value),
                   **({METRICS[tuning.tie_break]: tuning_lib.value_text(
                       tuning.tie_break, row["tie_break_mean"])} if tuning.tie_break else {}),
                   "rank": "" if row["rank"] is None else str(row["rank"]),

@@ -13,6 +13,7 @@ that setting, ranked last); the stage is complete when every trial is done.
 """
 
 import dataclasses
+import shlex
 import statistics
 
 from cnnjax.sweep.results import FINISHED, RunResult, samples
@@ -248,4 +249,10 @@ def as_json(stage: Outcome, target: float | None) -> dict:
                             "at_edge": choice.at_edge, "notes": choice.notes}
                   for variant, choice in stage.choices.items()},
       "trials": rows(stage),
+      "runs": [{"variant": result.variant, "trial": result.trial, "seed": result.seed,
+                "workdir": result.workdir, "status": result.status,
+                "exit_status": result.exit_status, "reason": result.reason,
+                "command_line": shlex.join(result.command)}
+               for trials in stage.trials.values() for trial in trials
+               for result in trial.results],
   }
