@@ -132,7 +132,8 @@ COMMANDS = {
     "models": Command("list the registered models: input, parameters, options",
                       "cnnjax models [NAME ...] [--format table|json]",
                       _models_arguments, "cnnjax.commands:list_models"),
-    "sweep": Command("an ablation: variants x seeds of training runs, a table, curves, verdicts",
+    "sweep": Command("an ablation: variants (tuned where the paper tuned) x seeds of training "
+                     "runs, a table, curves, verdicts with confidence intervals",
                      "cnnjax sweep --config PATH[:ARG] --workdir DIR [--seeds N|auto] "
                      "[--max-seeds N] [--jobs K] [--config.KEY=VALUE ...] [--summarize]",
                      sweep.add_arguments, "cnnjax.sweep.command:run"),

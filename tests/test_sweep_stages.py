@@ -357,6 +357,15 @@ def test_seeds_auto_stops_at_the_maximum_and_a_rerun_derives_the_same_rounds(tmp
   assert again.launched == []
   rerun = json.loads((tmp_path / "sweep" / "sweep.json").read_text())
   assert rerun["seed_rounds"] == data["seed_rounds"] and rerun["stopped"] == data["stopped"]
+  # The command line derives the same, summarizing.
+  (tmp_path / "sweep" / "sweep.json").unlink()
+  assert cli.main(["sweep", "--config", str(tmp_path / "ablation.py"), "--workdir",
+                   str(tmp_path / "sweep"), "--seeds", "auto", "--max-seeds", "4",
+                   "--summarize"]) == 0
+  summarized = json.loads((tmp_path / "sweep" / "sweep.json").read_text())
+  assert summarized["seeds_policy"] == {"mode": "auto", "maximum": 4, "schedule": [3, 4],
+                                        "level": 0.975}
+  assert summarized["seed_rounds"] == data["seed_rounds"]
 
 
 def test_seeds_auto_goes_on_to_the_estimate_when_a_claim_is_open(tmp_path):
