@@ -6,11 +6,12 @@ cnnjax.sweep.command).
   cnnjax eval   --workdir DIR [--step N | --best] [--config.KEY=VALUE ...]
   cnnjax config --config PATH[:ARG] [--config.KEY=VALUE ...]
   cnnjax models [NAME ...]
-  cnnjax sweep  --config PATH[:ARG] --workdir DIR [--seeds N] [--jobs K] [--summarize]
+  cnnjax sweep  --config PATH[:ARG] --workdir DIR [--seeds N|auto] [--max-seeds N] [--jobs K]
+                [--summarize]
   cnnjax summary MODEL [--image-size N] [--format table|json|csv] | --all
   cnnjax plot   WORKDIR... --out DIR [--x step|epoch]
   cnnjax filters | activations | occlusion | saliency | probe --workdir DIR --out DIR [...]
-  cnnjax report DIR... [--format md|csv|json]
+  cnnjax report [--claims] DIR... [--format md|csv|json]
   cnnjax bench  --model NAME|all [--batch-size B] [--dtype D] [--format table|json] [...]
   cnnjax bench-input --recipe RECIPE [--image-size N] [--batch-size B] [--seconds S]
   cnnjax import-weights --model NAME --from FILE.safetensors --workdir DIR [--config PATH[:ARG]]
@@ -153,9 +154,10 @@ COMMANDS = {
     "models": Command("list the registered models: input, parameters, options",
                       "cnnjax models [NAME ...] [--format table|json]",
                       _models_arguments, "cnnjax.commands:list_models", "none"),
-    "sweep": Command("an ablation: variants x seeds of training runs, a table, curves, verdicts",
-                     "cnnjax sweep --config PATH[:ARG] --workdir DIR [--seeds N] [--jobs K] "
-                     "[--config.KEY=VALUE ...] [--summarize]",
+    "sweep": Command("an ablation: variants (tuned where the paper tuned) x seeds of training "
+                     "runs, a table, curves, verdicts with confidence intervals",
+                     "cnnjax sweep --config PATH[:ARG] --workdir DIR [--seeds N|auto] "
+                     "[--max-seeds N] [--jobs K] [--config.KEY=VALUE ...] [--summarize]",
                      sweep.add_arguments, "cnnjax.sweep.command:run", "any"),
     "summary": Command("a model's layer table: shapes, units, parameters, connections, "
                        "multiply-accumulates, receptive fields",
@@ -194,8 +196,9 @@ COMMANDS = {
                      "[--format table|json] [--step N]",
                      visual.add_probe_arguments, "cnnjax.analysis.visual_commands:probe", "none"),
     "report": Command("finished runs and sweeps beside the papers' and torchvision's published "
-                      "errors, one row per run and evaluation mode",
-                      "cnnjax report DIR... [--format md|csv|json]",
+                      "errors, one row per run and evaluation mode; or, with --claims, every "
+                      "sweep's claims with their verdicts",
+                      "cnnjax report [--claims] DIR... [--format md|csv|json]",
                       report.add_arguments, "cnnjax.report.compare:run", "none"),
     "bench": Command("time the compiled training step of a model, or of every model, on "
                      "synthetic data: images/s, compile time, FLOPs, MFU, memory",

@@ -3,7 +3,8 @@ LeNet-5 on the embedded digits, ReLU against tanh, eight steps of batch 16.
 
   cnnjax sweep --config tests/sweep_lenet_digits.py --workdir /tmp/sweep --seeds 2
 
-With ARG `diverge` it has a third variant whose learning rate makes every
+ARG is comma-separated words: `tuned` adds a tuning stage (ReLU's learning
+rate, two trials); `diverge` a third variant whose learning rate makes every
 run diverge (exit status 3), to show that a failing run is reported while the
 others finish. Not a measurement: eight steps decide nothing.
 """
@@ -11,7 +12,7 @@ others finish. Not a measurement: eight steps decide nothing.
 import pathlib
 
 from cnnjax import config as config_lib
-from cnnjax.sweep.spec import Claim, Sweep, Variant
+from cnnjax.sweep import Claim, Sweep, Tuning, Variant
 
 LENET_DIGITS = pathlib.Path(__file__).resolve().parents[1] / "experiments" / "lenet5_digits.py"
 
@@ -29,9 +30,10 @@ def get_config(arg=None):
 
 
 def get_sweep(arg=None):
+  words = set(arg.split(",")) if arg else set()
   variants = [Variant("relu", {"model.activation": "relu"}),
               Variant("tanh", {"model.activation": "tanh"})]
-  if arg == "diverge":
+  if "diverge" in words:
     variants.append(Variant("diverge", {"optimizer.learning_rate": 1e38}))  # Inf at step 3.
   return Sweep(
       variants=variants,
@@ -40,4 +42,7 @@ def get_sweep(arg=None):
                     worse="tanh", ratio=6.0),
               Claim("ReLU ends with a lower test error", "test claim",
                     metric="final eval/top1_error", better="relu", worse="tanh")],
-      target_train_error=0.8)
+      target_train_error=0.8,
+      tuning=Tuning("epochs_to_target",
+                    variant_grids={"relu": {"optimizer.learning_rate": (0.02, 0.05)}})
+      if "tuned" in words else None)

@@ -16,7 +16,7 @@ from helpers import ROOT
 
 from cnnjax import models
 from cnnjax.data.datasets import dataset_spec
-from cnnjax.sweep.spec import check_runs, load_sweep, plan_runs
+from cnnjax.sweep.spec import check_runs, load_sweep, plan_runs, plan_trials
 from cnnjax.training import optim
 
 DIRECTORY = ROOT / "experiments" / "ablations"
@@ -25,6 +25,9 @@ ABLATIONS = sorted(path for path in DIRECTORY.glob("*.py") if path.name != SHARE
 EMBEDDED = ("shapes/clean", "shapes/hard")
 PAPER_DATASETS = ("cifar10", "imagenet2012")
 SCALES = ("shapes", "smoke")
+# The ablations whose papers chose a setting per variant, and so tune it.
+TUNED = {"relu_vs_tanh": "AlexNet §3.1: the learning rates chosen independently",
+         "pooling_vs_stride": "Springenberg et al. §3.1: each network at its best learning rate"}
 
 
 def _arguments(path) -> list[str]:
@@ -72,18 +75,31 @@ def _check_layer_decays(config) -> None:
   _DECAYS_CHECKED.add(key)
 
 
+@pytest.mark.parametrize("path", ABLATIONS, ids=lambda path: path.stem)
+def test_a_file_tunes_each_variant_where_its_paper_did_or_says_why_not(path):
+  sweep = load_sweep(str(path))
+  if path.stem in TUNED:
+    assert sweep.tuning is not None, TUNED[path.stem]
+  else:
+    assert sweep.tuning is None
+    assert "One shared setting" in path.read_text(), "say why the variants share a setting"
+
+
 @pytest.mark.parametrize("path, arg", CASES, ids=[f"{p.stem}:{a}" for p, a in CASES])
-def test_every_variant_plans_as_the_sweep_plans_it(path, arg, tmp_path):
+def test_every_variant_and_trial_plans_as_the_sweep_plans_it(path, arg, tmp_path):
   spec = f"{path}:{arg}" if arg else str(path)
   sweep = load_sweep(spec)
   runs = plan_runs(spec, sweep, 1, [], tmp_path)
-  check_runs(runs)
+  trials = plan_trials(spec, sweep, [], tmp_path)
+  check_runs(runs + trials)
   names = {variant.name for variant in sweep.variants}
   for claim in sweep.claims:
     assert {claim.better, claim.worse} <= names
     assert "§" in claim.citation or "abstract" in claim.citation
-  assert sweep.claims or "lr_search" in arg, "an ablation states the paper's claims"
-  for run in runs:
+  assert sweep.claims, "an ablation states the paper's claims"
+  if sweep.tuning:
+    assert len(trials) == sum(len(sweep.tuning.trials_of(name)) for name in names)
+  for run in runs + trials:
     config = run.config
     optim.create_schedule(config.schedule, config.optimizer.learning_rate, 10, 100)
     if config.optimizer.weight_decay_by_layer:

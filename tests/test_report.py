@@ -11,6 +11,7 @@ import sys
 
 import pytest
 from helpers import ROOT, markdown_rows, tiny_config
+from sweep_fakes import make_run, write_reaching
 
 from cnnjax import cli, models
 from cnnjax import config as config_lib
@@ -18,8 +19,9 @@ from cnnjax.data import recipes
 from cnnjax.errors import UserError
 from cnnjax.report import compare as report
 from cnnjax.report import papers
+from cnnjax.sweep import results as sweep_results
 from cnnjax.sweep import summary as sweep_summary
-from cnnjax.sweep.spec import Sweep, Variant
+from cnnjax.sweep.spec import Claim, Sweep, Variant
 from cnnjax.workdir import config_file as workdir_lib
 from cnnjax.workdir import metrics, results, run_log
 
@@ -326,7 +328,7 @@ def test_a_sweep_is_expanded_into_its_runs(tmp_path, capsys):
   (sweep_dir / "c" / "seed0" / run_log.LOG_FILE).write_text(
       f"{run_log.LOG_START} 2026-11-22T08:00:00 on cpus 0,1: python -m cnnjax train\n"
       f"step 200: eval_10crop/top1_error=0.2410\n{run_log.LOG_EXIT} 75 after 61.0 s\n")
-  runs = [sweep_summary.RunResult(variant, seed, str(sweep_dir / variant / f"seed{seed}"), [],
+  runs = [sweep_results.RunResult(variant, seed, str(sweep_dir / variant / f"seed{seed}"), [],
                                   "finished") for seed in (0, 1) for variant in ("b", "c")]
   summary = sweep_summary.Summary("experiments/resnet34.py", Sweep(variants), 2, runs, [])
   (sweep_dir / "sweep.json").write_text(json.dumps(
@@ -432,6 +434,94 @@ def test_the_report_imports_neither_jax_nor_tensorflow(tmp_path):
                         text=True, timeout=60)
   assert done.returncode == 0, done.stderr
   assert "eval_10crop" in done.stdout
+
+
+# --- The claims table -------------------------------------------------------------------
+
+def _sweep(directory, claim, better: list, worse: list, wall_time_s=None):
+  """A sweep written by the sweep's own writer from hand-written runs: each
+  seed of `better` and `worse` reaching 0.5 training error at the epoch given
+  (None: never in its 4 epochs) and ending at the eval error given."""
+  runs = []
+  for variant, seeds in ((claim.better, better), (claim.worse, worse)):
+    for seed, (epoch, error) in enumerate(seeds):
+      run = make_run(directory, variant, seed)
+      write_reaching(run, epoch, final=error)
+      runs.append(run)
+  sweep = Sweep([Variant(claim.better), Variant(claim.worse)], [claim], 0.5)
+  spec = f"experiments/ablations/{directory.name}.py:shapes"
+  summary = sweep_summary.summarize(sweep, runs, spec, wall_time_s=wall_time_s)
+  sweep_summary.write(summary, directory)
+  return summary
+
+
+def _two_sweeps(root):
+  faster = _sweep(root / "relu_vs_tanh", Claim(
+      "ReLU reaches the target 2x faster", "AlexNet §3.1, Figure 1", "epochs_to_target", "relu",
+      "tanh", ratio=2.0), [(0.4, 0.3), (0.6, 0.3), (0.4, 0.3)], [(2.8, 0.3), (None, 0.3),
+                                                                  (3.0, 0.3)], wall_time_s=754.0)
+  lower = _sweep(root / "nested" / "lrn", Claim(
+      "LRN lowers the test error by 2 points", "AlexNet §3.3", "final eval/top1_error", "lrn",
+      "no_lrn", difference=0.02), [(0.4, 0.50), (0.4, 0.52), (0.4, 0.51)],
+      [(0.4, 0.52), (0.4, 0.55), (0.4, 0.53)])
+  (root / "plain_run").mkdir()  # A training workdir: not searched.
+  (root / "plain_run" / "config.json").write_text("{}")
+  return faster, lower
+
+
+def test_the_claims_table_gathers_every_sweep_under_the_directories(tmp_path, capsys):
+  faster, lower = _two_sweeps(tmp_path / "runs")
+  status, out, err = _report(capsys, "--claims", tmp_path / "runs", "--format", "csv")
+  assert status == 0 and not err
+  rows = _csv_rows(out)
+  assert [row["sweep"] for row in rows] == [str(tmp_path / "runs" / "nested" / "lrn"),
+                                            str(tmp_path / "runs" / "relu_vs_tanh")]
+  lrn, relu = rows
+  assert (relu["citation"], relu["verdict"], relu["seeds_better"], relu["seeds_worse"]) == (
+      "AlexNet §3.1, Figure 1", "reproduced", "3", "3")
+  assert float(relu["effect_low"]) == pytest.approx(faster.claims[0].effect_low)
+  assert relu["effect_high"] == "" and float(relu["level"]) == 0.95
+  assert (float(relu["train_time_s"]), float(relu["wall_time_s"])) == (75.0, 754.0)
+  assert relu["config"] == "experiments/ablations/relu_vs_tanh.py:shapes"
+  assert lrn["verdict"] == lower.claims[0].verdict == "inconclusive"
+  assert int(lrn["seeds_to_settle"]) == lower.claims[0].seeds_to_settle
+  assert lrn["wall_time_s"] == ""
+
+  status, out, _ = _report(capsys, "--claims", tmp_path / "runs" / "relu_vs_tanh",
+                           tmp_path / "runs" / "nested")
+  relu_row, lrn_row = markdown_rows(out)  # In the order of the directories given.
+  assert status == 0
+  assert relu_row["measured"] == f"7.05x (95%: ≥ {faster.claims[0].effect_low:.2f}x)"
+  assert (relu_row["paper"], relu_row["the paper's"], relu_row["verdict"], relu_row["seeds"],
+          relu_row["train time"], relu_row["wall time"]) == (
+      "AlexNet §3.1, Figure 1", "2.00x", "reproduced", "3", "0:01:15", "0:12:34")
+  low, high = lower.claims[0].effect_low, lower.claims[0].effect_high
+  assert lrn_row["measured"] == f"+2.33 pts (95%: {100 * low:+.2f} pts to {100 * high:+.2f} pts)"
+  assert lrn_row["verdict"] == f"inconclusive (~{lower.claims[0].seeds_to_settle} seeds would " \
+                               "settle it)"
+  assert lrn_row["setting"] == "`lrn.py:shapes`"
+
+  status, out, _ = _report(capsys, "--claims", tmp_path / "runs", "--format", "json")
+  assert [row["verdict"] for row in json.loads(out)] == ["inconclusive", "reproduced"]
+
+
+@pytest.mark.parametrize("case, message", [
+    ("empty", "holds no sweep (no sweep.json in it or below it)"),
+    ("damaged", "sweep.json is damaged"),
+    ("missing", "is not a directory"),
+])
+def test_a_claims_table_with_a_bad_directory_is_one_line_naming_it(case, message, tmp_path,
+                                                                   capsys):
+  _two_sweeps(tmp_path / "runs")
+  bad = tmp_path / "bad"
+  if case == "empty":
+    bad.mkdir()
+  elif case == "damaged":
+    bad.mkdir()
+    (bad / "sweep.json").write_text('{"claims": [')
+  status, out, err = _report(capsys, "--claims", tmp_path / "runs", bad)
+  assert status == 2 and out == "" and err.count("\n") == 1
+  assert message in err and str(bad) in err
 
 
 # --- A real run ------------------------------------------------------------------------

@@ -10,18 +10,22 @@ import math
 import os
 import pathlib
 import signal
+import statistics
 import subprocess
 import sys
 import threading
 import time
 
 import ml_collections
+import numpy as np
 import pytest
 from helpers import LENET_DIGITS, ROOT, hold, markdown_rows
+from sweep_fakes import make_run, reaching_at, write_run
 
 from cnnjax import cli
 from cnnjax.errors import UserError
 from cnnjax.sweep import local as sweep_runs
+from cnnjax.sweep import results as sweep_results
 from cnnjax.sweep import summary as sweep_summary
 from cnnjax.sweep.spec import Claim, Run, Sweep, Variant, command_line_text, plan_runs
 from cnnjax.workdir import run_log
@@ -112,8 +116,11 @@ def _ablation_file(tmp_path, body: str) -> str:
 
 
 @pytest.mark.parametrize("arguments, message", [
-    (["--seeds", "0"], "--seeds must be a positive integer, got '0'"),
-    (["--seeds", "two"], "--seeds must be a positive integer, got 'two'"),
+    (["--seeds", "0"], "--seeds must be a positive integer or auto, got '0'"),
+    (["--seeds", "two"], "--seeds must be a positive integer or auto, got 'two'"),
+    (["--seeds", "3", "--max-seeds", "5"], "--max-seeds goes with --seeds auto"),
+    (["--seeds", "auto", "--max-seeds", "1"],
+     "--max-seeds must be an integer of at least 2, got '1'"),
     (["--jobs", "-1"], "--jobs must be a positive integer, got '-1'"),
     (["--config.model.activation=relu"], "--config.model.activation is what the sweep varies"),
     (["--config.seed=3"], "config.seed is the sweep's"),
@@ -173,44 +180,6 @@ def test_cores_are_split_into_near_equal_groups(cpus, jobs, groups):
 
 # --- Reading runs back ---------------------------------------------------------
 
-STEPS_PER_EPOCH = 10
-
-
-def write_run(run: Run, train_errors: list[float], eval_errors: list[float], *,
-              log_every: int = 2, config: dict | None = None, results: bool = True) -> None:
-  """A run's workdir as `cnnjax train` leaves it: config.json, metrics.jsonl
-  (a train record every `log_every` steps, an eval record per epoch) and results.json."""
-  run.workdir.mkdir(parents=True, exist_ok=True)
-  (run.workdir / "config.json").write_text(json.dumps(config or run.stored_config))
-  records = []
-  for index, error in enumerate(train_errors):
-    step = (index + 1) * log_every
-    records.append({"step": step, "epoch": step / STEPS_PER_EPOCH, "train/loss": 1.0,
-                    "train/top1_error": error})
-    if step % STEPS_PER_EPOCH == 0 and step // STEPS_PER_EPOCH <= len(eval_errors):
-      records.append({"step": step, "epoch": step / STEPS_PER_EPOCH, "eval/loss": 1.0,
-                      "eval/top1_error": eval_errors[step // STEPS_PER_EPOCH - 1],
-                      "eval/top5_error": 0.0})
-  (run.workdir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
-  if not results:
-    return
-  last = records[-1]["step"]
-  final_eval = {"step": last, "epoch": last / STEPS_PER_EPOCH, "eval/loss": 1.0,
-                "eval/top1_error": eval_errors[-1], "eval/top5_error": 0.0}
-  (run.workdir / "results.json").write_text(json.dumps({
-      "status": "complete", "step": last, "total_steps": last, "steps_per_epoch": STEPS_PER_EPOCH,
-      "global_batch": 16, "epochs": last / STEPS_PER_EPOCH, "final_eval": final_eval,
-      "best_eval": {**final_eval, "eval/top1_error": min(eval_errors)},
-      "final_train": {"step": last, "epoch": last / STEPS_PER_EPOCH, "train/loss": 1.0,
-                      "train/top1_error": train_errors[-1]},
-      "train_time_s": 12.5, "images_per_sec": 100.0, "parameters": 61706}))
-
-
-def make_run(tmp_path, variant: str, seed: int) -> Run:
-  return Run(variant, seed, "ablation.py", tmp_path / variant / f"seed{seed}",
-             (("seed", str(seed)),), ml_collections.ConfigDict({"seed": seed, "name": variant}))
-
-
 def _log(run: Run, text: str) -> None:
   run.workdir.mkdir(parents=True, exist_ok=True)
   (run.workdir / "train.log").write_text(text)
@@ -236,7 +205,7 @@ def test_the_status_of_each_run_comes_from_its_files(tmp_path):
   write_run(silent, [0.9], [0.5], results=False)
   _log(silent, f"{run_log.LOG_START} ...\n{run_log.LOG_EXIT} 0 after 5 s\n")
 
-  read = lambda run, **kw: sweep_summary.read_run(run, 0.6, **kw)
+  read = lambda run, **kw: sweep_results.read_run(run, 0.6, **kw)
   assert read(finished).status == "finished"
   assert read(finished, running=True).status == "running"
   assert read(stale).status == "stale"
@@ -258,9 +227,9 @@ def test_epochs_to_target_is_the_first_training_record_at_or_below_it():
              {"step": 4, "epoch": 0.4, "train/top1_error": "nan"},
              {"step": 6, "epoch": 0.6, "train/top1_error": 0.25},
              {"step": 8, "epoch": 0.8, "train/top1_error": 0.1}]
-  assert sweep_summary.epochs_to_target(records, 0.25) == 0.6
-  assert sweep_summary.epochs_to_target(records, 0.3) == 0.6
-  assert sweep_summary.epochs_to_target(records, 0.05) is None
+  assert sweep_results.epochs_to_target(records, 0.25) == 0.6
+  assert sweep_results.epochs_to_target(records, 0.3) == 0.6
+  assert sweep_results.epochs_to_target(records, 0.05) is None
 
 
 # --- Verdicts -------------------------------------------------------------------
@@ -278,92 +247,122 @@ def _summary(tmp_path, claim: Claim, better: list, worse: list, target=0.5):
   return sweep_summary.summarize(sweep, runs, "ablation.py")
 
 
-def _reaching_at(epoch: float | None, epochs: int = 4) -> list[float]:
-  """Train errors of a seed that first reaches 0.5 at `epoch` (a multiple of
-  0.2), or never in its `epochs` (None)."""
-  if epoch is None:
-    return [0.9] * (epochs * STEPS_PER_EPOCH // 2)
-  steps = int(round(epoch * STEPS_PER_EPOCH / 2))
-  return [0.9] * (steps - 1) + [0.4] * (epochs * STEPS_PER_EPOCH // 2 - steps + 1)
-
-
 def _epochs_claim(**prediction) -> Claim:
   return Claim("faster", "paper", "epochs_to_target", "relu", "tanh", **prediction)
 
 
+FAST, SLOW = (0.4, 0.6, 0.4), (2.8, 3.2, 3.0)
+
+
 @pytest.mark.parametrize("better_epochs, worse_epochs, prediction, verdict", [
-    ((0.4, 0.6), (2.8, 3.2), dict(ratio=3.0), "reproduced"),  # 6x; low end 2.8/0.6 = 4.7x.
-    ((0.4, 0.6), (2.8, 3.2), dict(ratio=8.0), "inconclusive"),  # Range 4.7x..8.0x+ holds 8.
-    ((0.4, 0.6), (0.8, 1.2), dict(ratio=6.0), "not reproduced"),  # At most 1.2/0.4 = 3x.
-    ((0.4, 0.6), (0.6, 0.8), dict(), "inconclusive"),  # Spreads overlap.
-    ((2.8, 3.2), (0.4, 0.6), dict(), "not reproduced"),  # The opposite.
-    ((0.4, 0.6), (2.8, 3.2), dict(difference=2.0), "reproduced"),  # Low end 2.8 - 0.6 = 2.2.
+    # Ratio of geometric means 6.54x, 95% interval 3.85x to 11.12x (on log epochs).
+    (FAST, SLOW, dict(ratio=3.0), "reproduced"),
+    (FAST, SLOW, dict(ratio=6.0), "inconclusive"),
+    (FAST, SLOW, dict(ratio=20.0), "not reproduced"),
+    (FAST, (0.8, 1.2, 1.0), dict(ratio=6.0), "not reproduced"),  # 1.31x to 3.55x.
+    (FAST, (0.6, 0.8, 0.4), dict(), "inconclusive"),  # -0.28 to +0.54 epochs: holds 0.
+    (SLOW, FAST, dict(), "not reproduced"),  # -2.94 to -2.12 epochs: the opposite.
+    (FAST, SLOW, dict(difference=2.0), "reproduced"),  # +2.12 to +2.94 epochs.
     ((0.4,), (2.8, 3.2), dict(), "inconclusive"),  # One seed.
-    ((None, None), (0.4, 0.6), dict(ratio=6.0), "not reproduced"),  # At most 0.6 / 4 = 0.15x.
-    ((None, 0.4), (0.4, 0.6), dict(ratio=6.0), "inconclusive"),  # relu's spread reaches 0.
+    ((None, None, None), FAST, dict(ratio=6.0), "not reproduced"),  # At most 0.20x.
+    ((None, 0.4, 0.4), FAST, dict(ratio=6.0), "inconclusive"),  # At most 12.68x: holds 6.
+    ((0.4, 0.4, 0.4), (None, None, None), dict(ratio=6.0), "reproduced"),  # At least 10x.
+    ((None, 0.4, 0.4), (None, 0.6, 0.4), dict(ratio=2.0), "inconclusive"),  # Open both ways.
 ])
 def test_the_verdict_rule(tmp_path, better_epochs, worse_epochs, prediction, verdict):
   summary = _summary(tmp_path, _epochs_claim(**prediction),
-                     [_reaching_at(e) for e in better_epochs],
-                     [_reaching_at(e) for e in worse_epochs])
+                     [reaching_at(e) for e in better_epochs],
+                     [reaching_at(e) for e in worse_epochs])
   assert summary.claims[0].verdict == verdict, summary.claims[0].reason
 
 
 def test_a_variant_that_never_reached_the_target_bounds_the_effect_from_below(tmp_path):
-  """tanh never reaches it in 4 epochs: relu (0.4 ± 0) is at least 10x faster,
-  which settles a prediction of 6x but not one of 20x."""
-  never = _reaching_at(None)
-  for ratio, verdict in ((6.0, "reproduced"), (20.0, "inconclusive")):
-    summary = _summary(tmp_path, _epochs_claim(ratio=ratio), [_reaching_at(0.4)] * 2,
-                       [never, never])
+  """tanh never reaches it in 4 epochs: counted as 4, relu (0.4, 0.6, 0.4)
+  is at least 8.74x faster (geometric means), with an interval from 4.88x open
+  above, which settles a prediction of 4x but not one of 6x; and more seeds
+  cannot settle one of 20x while tanh misses."""
+  never = reaching_at(None)
+  for ratio, verdict in ((4.0, "reproduced"), (6.0, "inconclusive"), (20.0, "inconclusive")):
+    summary = _summary(tmp_path, _epochs_claim(ratio=ratio), [reaching_at(e) for e in FAST],
+                       [never] * 3)
     result = summary.claims[0]
     assert result.verdict == verdict, result.reason
-    assert (result.effect_low, result.effect_high) == (pytest.approx(10.0), None)
-    assert "tanh did not reach 50.00% in 4 epochs (0 of 2 seeds)" in result.measured
-    assert "relu at least 10.00x faster" in result.measured
-  assert result.reason == ("tanh did not reach the target in every seed, so the effect is only "
-                           "known to be at least 10.00x, which does not settle 20.00x")
+    assert (result.effect, result.effect_low, result.effect_high) == (
+        pytest.approx(8.7358, abs=1e-4), pytest.approx(4.8837, abs=1e-4), None)
+    assert (result.censored_better, result.censored_worse) == (0, 3)
+    assert "tanh did not reach 50.00% in 4 epochs (0 of 3 seeds)" in result.measured
+    assert "relu at least 8.74x faster" in result.effect_text
+    assert result.reason.endswith("tanh missed the target in 3 of 3 seeds: each such seed "
+                                  "counts as the epochs it ran, so the interval is open above")
+    if ratio == 6.0:
+      assert result.seeds_to_settle == 6 and "about 6 seeds per variant would likely" in (
+          result.reason)
+    if ratio == 20.0:
+      assert result.seeds_to_settle is None and "longer runs could" in result.reason
 
 
 def test_a_negative_difference_is_a_margin_no_worse_than(tmp_path):
   """Strided within 0.5 points of pooling: holds for 10.0% vs 10.2%, not for 12% vs 10%."""
   claim = Claim("no loss", "paper", "final eval/top1_error", "strided", "pooling",
                 difference=-0.005)
-  for strided, verdict in (((0.100, 0.101), "reproduced"), ((0.119, 0.121), "not reproduced")):
+  for strided, verdict in (((0.100, 0.101, 0.102), "reproduced"),
+                           ((0.119, 0.121, 0.120), "not reproduced")):
     summary = _summary(tmp_path, claim, [[0.5] * 4 + [e] for e in strided],
-                       [[0.5] * 4 + [e] for e in (0.101, 0.103)])
+                       [[0.5] * 4 + [e] for e in (0.101, 0.103, 0.102)])
     assert summary.claims[0].verdict == verdict, summary.claims[0].reason
 
 
 # --- Outputs ---------------------------------------------------------------------
 
 def test_outputs_agree_with_the_runs_and_keep_every_column(tmp_path):
+  """relu reaches 0.5 at 0.4, 0.6, 0.4 epochs; tanh at 2.8, never (4 epochs
+  run), 3.0: the ratio's interval is open above, its low end Welch's on the
+  logs with tanh's miss counted as 4 (checked against SciPy's own Welch test)."""
+  from scipy import stats
+
   claim = Claim("ReLU is faster", "AlexNet §3.1", "epochs_to_target", "relu", "tanh", ratio=2.0)
-  summary = _summary(tmp_path, claim, [_reaching_at(0.4), _reaching_at(0.6)],
-                     [_reaching_at(2.8), [0.9] * 20])
+  summary = _summary(tmp_path, claim, [reaching_at(e) for e in (0.4, 0.6, 0.4)],
+                     [reaching_at(2.8), reaching_at(None), reaching_at(3.0)])
   sweep_summary.write(summary, tmp_path)
 
   with (tmp_path / "summary.csv").open() as file:
     rows = list(csv.DictReader(file))
   assert tuple(rows[0]) == sweep_summary.CSV_FIELDS
   relu, tanh = rows
-  assert float(relu["epochs_to_target_mean"]) == pytest.approx(0.5)
-  assert float(relu["epochs_to_target_std"]) == pytest.approx(math.sqrt(0.02))
-  assert (tanh["epochs_to_target_reached"], tanh["epochs_to_target_std"]) == ("1", "")
-  assert float(tanh["final_eval_top1_error_mean"]) == pytest.approx(0.65)
-  assert (relu["finished"], relu["parameters"], relu["train_time_s_mean"]) == (
-      "2", "61706", "12.5")
+  assert float(relu["epochs_to_target_mean"]) == pytest.approx(1.4 / 3)
+  assert float(relu["epochs_to_target_std"]) == pytest.approx(0.2 / math.sqrt(3))
+  assert (tanh["epochs_to_target_reached"], tanh["epochs_to_target_std"]) == (
+      "2", str(statistics.stdev([2.8, 3.0])))
+  assert float(tanh["final_eval_top1_error_mean"]) == pytest.approx((0.4 + 0.9 + 0.4) / 3)
+  assert (relu["finished"], relu["parameters"], relu["train_time_s_mean"], relu["tuned"]) == (
+      "3", "61706", "12.5", "")
+
+  welch = stats.ttest_ind(np.log([2.8, 4.0, 3.0]), np.log([0.4, 0.6, 0.4]), equal_var=False)
+  low = math.exp(welch.confidence_interval(0.95).low)
+  with (tmp_path / "claims.csv").open() as file:
+    (row,) = csv.DictReader(file)
+  assert tuple(row) == sweep_summary.CLAIM_FIELDS
+  assert float(row["effect_low"]) == pytest.approx(low) and row["effect_high"] == ""
+  assert float(row["effect"]) == pytest.approx((2.8 * 4.0 * 3.0 / (0.4 * 0.6 * 0.4)) ** (1 / 3))
+  assert (row["level"], row["seeds_better"], row["seeds_worse"], row["censored_worse"],
+          row["verdict"]) == ("0.95", "3", "3", "1", "reproduced")
 
   markdown = (tmp_path / "summary.md").read_text()
   _, tanh = markdown_rows(markdown)
-  assert list(tanh.values())[:3] == ["tanh", "2 of 2", "65.00 ± 35.36%"]
-  assert tanh["epochs to 50.00% train error"] == "2.80 (1 of 2 reached)"
-  assert "Verdict: **reproduced**: even the low end of the measured range, 3.98x" in markdown
+  assert list(tanh.values())[:3] == ["tanh", "3 of 3", "56.67 ± 28.87%"]
+  assert tanh["epochs to 50.00% train error"] == "2.90 ± 0.14 (2 of 3 reached)"
+  assert (f"Effect: relu at least 7.05x faster (ratio of geometric means); 95% Welch's t "
+          f"interval on log values: {low:.2f}x and above; 3 and 3 seeds.") in markdown
+  assert (f"Verdict: **reproduced**: the 95% interval, {low:.2f}x and above, lies beyond the "
+          "paper's 2.00x; tanh missed the target in 1 of 3 seeds") in markdown
 
   data = json.loads((tmp_path / "sweep.json").read_text())
-  assert [run["status"] for run in data["runs"]] == ["finished"] * 4
-  assert data["claims"][0]["verdict"] == "reproduced"
-  assert data["variants"][1]["epochs_to_target_reached"] == 1
+  assert [run["status"] for run in data["runs"]] == ["finished"] * 6
+  assert data["claims"][0]["verdict"] == "reproduced" and data["level"] == 0.95
+  assert data["claims"][0]["effect_low"] == pytest.approx(low)
+  assert data["variants"][1]["epochs_to_target_reached"] == 2
+  assert data["compute"] == {"train_time_s": 75.0, "tuning_train_time_s": 0.0,
+                             "wall_time_s": None}
   assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
   assert not list(tmp_path.glob(".*.tmp"))
 

@@ -1,6 +1,7 @@
-"""A real sweep through the command line: four tiny LeNet-5 trainings (ReLU
-and tanh, two seeds, two at a time), the outputs they lead to, a rerun that
-trains nothing, and a diverging variant reported while the others stand."""
+"""A real sweep through the command line: a tuning stage of two tiny LeNet-5
+trainings (ReLU's learning rate), then four (ReLU at the chosen rate and
+tanh, two seeds, two at a time), the outputs they lead to, a rerun that trains
+nothing, and a diverging variant reported while the others stand."""
 
 import csv
 import json
@@ -21,10 +22,20 @@ def _sweep(workdir, digits_dir, *arguments, spec=ABLATION):
       capture_output=True, text=True, cwd=ROOT, timeout=600)
 
 
-def test_a_tiny_sweep_trains_summarizes_resumes_and_reports_failures(tmp_path, digits_dir):
+def test_a_tiny_sweep_tunes_trains_summarizes_resumes_and_reports_failures(tmp_path,
+                                                                          digits_dir):
   workdir = tmp_path / "sweep"
-  first = _sweep(workdir, digits_dir, "--seeds", "2")
+  first = _sweep(workdir, digits_dir, "--seeds", "2", spec=f"{ABLATION}:tuned")
   assert first.returncode == 0, first.stdout + first.stderr[-3000:]
+  assert "tuning: 0 of 2 trials done; training 2" in first.stdout
+  assert "seeds 0 to 1: 0 of 4 runs already finished; training 4" in first.stdout
+  trials = [workdir / "tuning" / "relu" / f"learning_rate={rate}" / "seed1000"
+            for rate in (0.02, 0.05)]
+  assert all(json.loads((trial / "results.json").read_text())["status"] == "complete"
+             for trial in trials)
+  choice = json.loads((workdir / "tuning.json").read_text())["choices"]["relu"]
+  rate = choice["values"]["optimizer.learning_rate"]
+  assert rate in (0.02, 0.05) and choice["at_edge"] == ["optimizer.learning_rate"]
 
   runs = {(variant, seed): workdir / variant / f"seed{seed}"
           for variant in ("relu", "tanh") for seed in (0, 1)}
@@ -33,6 +44,7 @@ def test_a_tiny_sweep_trains_summarizes_resumes_and_reports_failures(tmp_path, d
   for (variant, seed), run in runs.items():
     config = json.loads((run / "config.json").read_text())
     assert (config["seed"], config["model"]["activation"]) == (seed, variant)
+    assert config["optimizer"]["learning_rate"] == (rate if variant == "relu" else 0.02)
     assert f"finished {variant} seed {seed} in" in first.stdout
     assert "[cnnjax sweep] exit 0 after" in (run / "train.log").read_text()
 
@@ -51,27 +63,31 @@ def test_a_tiny_sweep_trains_summarizes_resumes_and_reports_failures(tmp_path, d
   assert [claim["verdict"] in ("reproduced", "not reproduced", "inconclusive")
           for claim in data["claims"]] == [True, True]
   markdown = (workdir / "summary.md").read_text()
-  assert [(row["variant"], row["seeds finished"]) for row in markdown_rows(markdown)] == [
+  variants = markdown_rows(markdown.split("## Variants")[1])
+  assert [(row["variant"], row["seeds finished"]) for row in variants] == [
       ("relu", "2 of 2"), ("tanh", "2 of 2")]
   assert markdown.count("Verdict: **") == 2
   assert (workdir / "curves.png").read_bytes()[:4] == b"\x89PNG"
 
-  # Run again: everything is finished, nothing trains.
+  # Run again: everything is finished, nothing trains, the trials neither.
+  runs.update({("trial", index): trial for index, trial in enumerate(trials)})
   metrics = {key: (run / "metrics.jsonl").read_bytes() for key, run in runs.items()}
-  again = _sweep(workdir, digits_dir, "--seeds", "2")
+  again = _sweep(workdir, digits_dir, "--seeds", "2", spec=f"{ABLATION}:tuned")
   assert again.returncode == 0, again.stderr[-3000:]
-  assert "4 of 4 runs already finished" in again.stdout and "started" not in again.stdout
+  assert "6 of 6 runs already finished: nothing to train" in again.stdout
+  assert "started" not in again.stdout
   assert {key: (run / "metrics.jsonl").read_bytes() for key, run in runs.items()} == metrics
 
   # A variant that diverges fails (exit status 3, its reason reported); the
   # finished runs of seed 0 are not touched, and the sweep exits 1.
-  failing = _sweep(workdir, digits_dir, "--seeds", "1", spec=f"{ABLATION}:diverge")
+  failing = _sweep(workdir, digits_dir, "--seeds", "1", spec=f"{ABLATION}:tuned,diverge")
   assert failing.returncode == 1, failing.stdout + failing.stderr[-3000:]
-  assert "2 of 3 runs already finished" in failing.stdout
+  assert "seeds 0 to 0: 2 of 3 runs already finished; training 1" in failing.stdout
   assert "failed diverge seed 0 after" in failing.stdout
   assert "exit 3: cnnjax: training diverged at step" in failing.stdout
   markdown = (workdir / "summary.md").read_text()
   assert "- diverge seed 0: failed (exit 3): cnnjax: training diverged at step" in markdown
-  finished = {row["variant"]: row["seeds finished"] for row in markdown_rows(markdown)}
+  variants = markdown_rows(markdown.split("## Variants")[1])
+  finished = {row["variant"]: row["seeds finished"] for row in variants}
   assert (finished["relu"], finished["diverge"]) == ("1 of 1", "0 of 1 (1 failed)")
   assert {key: (run / "metrics.jsonl").read_bytes() for key, run in runs.items()} == metrics

@@ -1,6 +1,7 @@
 """`cnnjax report`: finished runs beside the papers' and torchvision's numbers.
 
   cnnjax report DIR... [--format md|csv|json]
+  cnnjax report --claims DIR... [--format md|csv|json]   (cnnjax.report.claims)
 
 Each DIR is a workdir of `cnnjax train` (its config.json, metrics.jsonl,
 results.json, and eval/<step>.json from `cnnjax eval`) or a sweep's DIR (its
@@ -103,7 +104,7 @@ class Row:
 
 # --- Reading workdirs and sweeps ------------------------------------------------
 
-def _json_object(path: pathlib.Path, what: str) -> dict | None:
+def json_object(path: pathlib.Path, what: str) -> dict | None:
   """The JSON object in `path`, None if there is no file, a UserError if it is damaged."""
   try:
     text = path.read_text()
@@ -126,7 +127,7 @@ def _evaluations(workdir: pathlib.Path) -> list[tuple[int, dict]]:
   for path in sorted((workdir / EVAL_DIR).glob("*.json"), key=lambda p: (len(p.stem), p.stem)):
     if not path.stem.isdigit():
       continue
-    stored = _json_object(path, "remove it, or rerun `cnnjax eval` (it rewrites the file)")
+    stored = json_object(path, "remove it, or rerun `cnnjax eval` (it rewrites the file)")
     evaluations = stored.get("evaluations")
     if not isinstance(evaluations, list) or not all(
         isinstance(item, dict) and isinstance(item.get("metrics"), dict) for item in evaluations):
@@ -150,12 +151,12 @@ def _status(workdir: pathlib.Path, results: dict | None, records: list[dict]) ->
 
 def read_workdir(workdir: pathlib.Path, label: str) -> Run:
   """The run in `workdir`, or a UserError naming what is wrong with it."""
-  config = _json_object(workdir / CONFIG_FILE, "restore it (`cnnjax train` and `cnnjax eval` "
+  config = json_object(workdir / CONFIG_FILE, "restore it (`cnnjax train` and `cnnjax eval` "
                         "need it too), or leave this workdir out")
   if config is None:
     raise UserError(f"{workdir} is neither a workdir (no {CONFIG_FILE}) nor a sweep (no "
                     f"{SWEEP_FILE}); pass the --workdir of `cnnjax train` or `cnnjax sweep`")
-  results = _json_object(workdir / RESULTS_FILE, "rerun the same `cnnjax train` command, which "
+  results = json_object(workdir / RESULTS_FILE, "rerun the same `cnnjax train` command, which "
                          "rewrites a finished run's results.json, or remove the file")
   if results is not None and not isinstance(results.get("final_eval", {}) or {}, dict):
     raise UserError(f"{workdir / RESULTS_FILE} is damaged (final_eval is not an object); rerun "
@@ -167,7 +168,7 @@ def read_workdir(workdir: pathlib.Path, label: str) -> Run:
 
 def read_sweep(directory: pathlib.Path, label: str) -> list[Run]:
   """Every (variant, seed) run that the sweep in `directory` planned, in its order."""
-  sweep = _json_object(directory / SWEEP_FILE, "rerun `cnnjax sweep ... --summarize` to rebuild "
+  sweep = json_object(directory / SWEEP_FILE, "rerun `cnnjax sweep ... --summarize` to rebuild "
                        "it")
   planned = sweep.get("runs")
   if not isinstance(planned, list) or not all(
@@ -512,7 +513,11 @@ def as_json(rows: list[Row]) -> str:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
   parser.add_argument("directories", nargs="+", type=pathlib.Path, metavar="DIR",
-                      help="workdirs of `cnnjax train` runs, or sweep DIRs (each of their runs)")
+                      help="workdirs of `cnnjax train` runs, or sweep DIRs (each of their runs); "
+                           "with --claims, sweep DIRs or directories holding them")
+  parser.add_argument("--claims", action="store_true",
+                      help="one row per claim of every sweep found: the paper, the claim, the "
+                           "setting, the effect with its interval, the verdict, seeds, compute")
   parser.add_argument("--format", choices=FORMATS, default="md",
                       help="md: a markdown table with the citations as footnotes (default); "
                            "csv or json: raw numbers, one row each")
@@ -521,6 +526,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace, overrides: list[tuple[str, str]]) -> int:
   if overrides:
     raise UserError("cnnjax report takes no --config overrides")
+  if args.claims:
+    from cnnjax.report import claims
+
+    rows = claims.claim_rows(args.directories)
+    render = {"md": claims.as_markdown, "csv": claims.as_csv, "json": claims.as_json}
+    print(render[args.format](rows), end="")
+    return 0
   rows = report_rows(args.directories)
   render = {"md": as_markdown, "csv": as_csv, "json": as_json}[args.format]
   print(render(rows), end="")

@@ -1,29 +1,38 @@
 """`cnnjax sweep`: an ablation as variants x seeds of ordinary training runs,
-ending in a table, training curves and a verdict on each of the paper's claims.
+with a tuning stage where the paper tuned each variant, ending in a table,
+training curves and a verdict with a confidence interval on each claim.
 
   cnnjax sweep --config experiments/ablations/NAME.py[:ARG] --workdir DIR
-               [--seeds N] [--jobs K] [--config.KEY=VALUE ...] [--summarize]
+               [--seeds N | --seeds auto [--max-seeds N]] [--jobs K]
+               [--config.KEY=VALUE ...] [--summarize]
 
-The flags and the composition: the plan (cnnjax.sweep.spec), the launcher
-(cnnjax.sweep.local) and the summary (cnnjax.sweep.summary). Importing this
-module imports neither JAX nor TensorFlow.
+The flags and the composition: the plan (cnnjax.sweep.spec), the stages
+(cnnjax.sweep.stages), the local launcher (cnnjax.sweep.local) and the
+summary (cnnjax.sweep.summary). Importing this module imports neither JAX nor
+TensorFlow.
 """
 
 import argparse
 import pathlib
 
 from cnnjax.errors import UserError
-from cnnjax.sweep.spec import DEFAULT_SEEDS, load_sweep, plan_runs
+from cnnjax.sweep.spec import DEFAULT_SEEDS, load_sweep
+
+AUTO = "auto"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
   parser.add_argument("--config", required=True, metavar="PATH[:ARG]",
                       help="ablation file: an experiment file that also defines get_sweep(arg)")
   parser.add_argument("--workdir", required=True, type=pathlib.Path, metavar="DIR",
-                      help="where DIR/<variant>/seed<k>/ runs, summary.{csv,md}, curves.png and "
-                           "sweep.json go")
-  parser.add_argument("--seeds", default=str(DEFAULT_SEEDS), metavar="N",
-                      help=f"runs seeds 0..N-1 of every variant (default {DEFAULT_SEEDS})")
+                      help="where DIR/<variant>/seed<k>/ runs, DIR/tuning/ trials, "
+                           "summary.{md,csv}, claims.csv, curves.png and sweep.json go")
+  parser.add_argument("--seeds", default=str(DEFAULT_SEEDS), metavar="N|auto",
+                      help=f"runs seeds 0..N-1 of every variant (default {DEFAULT_SEEDS}); "
+                           "auto: in rounds (3, then doubling) until every claim is settled "
+                           "or --max-seeds is reached")
+  parser.add_argument("--max-seeds", metavar="N",
+                      help="with --seeds auto: the most seeds per variant (default 10)")
   parser.add_argument("--jobs", metavar="K",
                       help="trainings at once, each on its share of the CPU cores (default: "
                            "one per core, one on a machine with GPUs or TPUs)")
@@ -31,31 +40,58 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       help="only rebuild the summary from the runs that exist; train nothing")
 
 
-def _positive_int(text: str, flag: str) -> int:
+def _positive_int(text: str, flag: str, least: int = 1) -> int:
   try:
     value = int(text)
   except (TypeError, ValueError):
-    value = 0
-  if value < 1:
-    raise UserError(f"{flag} must be a positive integer, got {text!r}")
+    value = least - 1
+  if value < least:
+    what = "a positive integer" if least == 1 else f"an integer of at least {least}"
+    raise UserError(f"{flag} must be {what}, got {text!r}")
   return value
 
 
-def run(args: argparse.Namespace, overrides: list[tuple[str, str]]) -> int:
-  """`cnnjax sweep`: validates everything, then trains what is not finished and
-  summarizes; returns the exit status (see cnnjax.sweep.local)."""
-  from cnnjax.sweep import local, summary
+def seeds_policy(seeds: str, max_seeds: str | None):
+  """--seeds and --max-seeds as a cnnjax.sweep.stages.Seeds."""
+  from cnnjax.sweep import stages
 
-  seeds = _positive_int(args.seeds, "--seeds")
+  if seeds != AUTO:
+    if max_seeds is not None:
+      raise UserError("--max-seeds goes with --seeds auto; drop it, or pass --seeds auto")
+    try:
+      return stages.Seeds(fixed=_positive_int(seeds, "--seeds"))
+    except UserError:
+      raise UserError(f"--seeds must be a positive integer or auto, got {seeds!r}") from None
+  if max_seeds is None:
+    return stages.Seeds()
+  # A verdict needs 2 seeds of each variant.
+  return stages.Seeds(maximum=_positive_int(max_seeds, "--max-seeds", least=2))
+
+
+def run(args: argparse.Namespace, overrides: list[tuple[str, str]]) -> int:
+  """`cnnjax sweep`: validates everything, then advances the sweep through its
+  stages, training what is not finished; returns the exit status (see
+  cnnjax.sweep.local)."""
+  from cnnjax.sweep import local, stages, summary
+  from cnnjax.sweep.spec import check_runs
+  from cnnjax.workdir import ownership
+
+  seeds = seeds_policy(args.seeds, args.max_seeds)
   jobs = None if args.jobs is None else _positive_int(args.jobs, "--jobs")
   if args.workdir.exists() and not args.workdir.is_dir():
     raise UserError(f"--workdir {args.workdir} is a file, not a directory")
-  sweep = load_sweep(args.config)
-  runs = plan_runs(args.config, sweep, seeds, overrides, args.workdir)
+  setup = stages.Setup(args.config, load_sweep(args.config), seeds, overrides, args.workdir)
+  candidates = setup.check()  # Every config resolved: mistakes stop here, before DIR exists.
+  state = stages.derive(setup)
   if args.summarize:
     if not args.workdir.is_dir():
       raise UserError(f"--workdir {args.workdir} does not exist: there is no sweep to summarize")
-    summary.write(summary.summarize(sweep, runs, args.config), args.workdir)
+    state.summary.wall_time_s = stages.wall_time(args.workdir)
+    summary.write(state.summary, args.workdir)
     print(f"summary of {args.workdir} rebuilt: {args.workdir / 'summary.md'}")
     return 0
-  return local.train_all(sweep, runs, args.config, args.workdir, jobs)
+  if state.stage != stages.DONE:
+    check_runs(candidates)  # Each model built abstractly, before DIR is touched.
+  args.workdir.mkdir(parents=True, exist_ok=True)
+  with ownership.own(args.workdir, "sweep"), local.noting_signals() as signals:
+    return stages.advance(setup, local.LocalLauncher(args.workdir, jobs, signals))

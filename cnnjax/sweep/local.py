@@ -1,15 +1,16 @@
-"""Running a sweep's trainings: a lock on the sweep's DIR, `cnnjax train`
-subprocesses sharing the CPU cores, resuming, signals and exit statuses.
+"""The local launcher: a stage's runs (cnnjax.sweep.stages) trained on this
+machine as `cnnjax train` subprocesses sharing the CPU cores, with resuming,
+signals and exit statuses.
 
-- **Resumable.** A run already finished (see cnnjax.sweep.summary) is skipped;
-  any other is handed to `cnnjax train` on its workdir, which resumes from its
-  latest checkpoint, or starts.
-- **One sweep per DIR.** The sweep owns DIR as a training owns its workdir
-  (cnnjax.workdir.ownership: an flock released by the kernel when the sweep's process
-  ends, however it ends); a second sweep is refused with the owner's pid,
-  host and start. `--summarize` takes no lock:
-  it trains nothing and replaces the summary files atomically, so it can
-  show a running sweep's progress.
+- **Resumable.** The stages hand it only runs that are not finished (see
+  cnnjax.sweep.results); each is handed to `cnnjax train` on its workdir,
+  which resumes from its latest checkpoint, or starts.
+- **One sweep per DIR.** `cnnjax sweep` owns DIR while it runs, as a
+  training owns its workdir (cnnjax.workdir.ownership: an flock released by
+  the kernel when the sweep's process ends, however it ends); a second sweep
+  is refused with the owner's pid, host and start. `--summarize` takes no
+  lock: it trains nothing and replaces the summary files atomically, so it
+  can show a running sweep's progress.
 - **CPU cores.** K jobs split the cores this process may use into K groups
   (one core each, shared, when K exceeds them), and each training is pinned
   to its group with sched_setaffinity as soon as it starts, before its
@@ -33,9 +34,10 @@ subprocesses sharing the CPU cores, resuming, signals and exit statuses.
   a say (SIGKILL, the OOM killer), the kernel kills its trainings with it
   (Linux's parent-death signal), so none is left running, owning its
   workdir; the next sweep resumes each from its last checkpoint.
-- **Exit status**: 0 every run finished; 1 some run failed (each failure is
-  reported with its exit status and the last line it printed, and the others
-  still run); 75 or 130 stopped by a signal; 75 too when a training was
+- **Exit status** (of `cnnjax sweep`): 0 every run finished; 1 some run
+  failed (each failure is reported with its exit status and the last line it
+  printed, and the others still run; a tuning trial that diverged is an
+  outcome, not a failure); 75 or 130 stopped by a signal; 75 too when a training was
   preempted by someone else (nothing failed; run again); 2 usage error.
 """
 
@@ -52,10 +54,10 @@ import sys
 import time
 
 from cnnjax.errors import INTERRUPTED_STATUS, PREEMPTED_STATUS
-from cnnjax.sweep import summary as sweep_summary
-from cnnjax.sweep.spec import Run, Sweep, check_runs
+from cnnjax.sweep import results as sweep_results
+from cnnjax.sweep.spec import Run
 from cnnjax.training import stopping
-from cnnjax.workdir import ownership, run_log
+from cnnjax.workdir import run_log
 
 COMPILATION_CACHE = ".jax_cache"
 # What the default --jobs leaves each training: a small one peaks at 1.0 GB
@@ -196,8 +198,11 @@ class _Progress:
     self._bar.close()
 
 
-def _outcome_line(result: sweep_summary.RunResult, seconds: float) -> str:
-  name = f"{result.variant} seed {result.seed}"
+def _outcome_line(result: sweep_results.RunResult, seconds: float) -> str:
+  name = f"{result.variant} {result.trial + ' ' if result.trial else ''}seed {result.seed}"
+  if result.trial and result.diverged:
+    return (f"diverged {name} after {seconds:.0f} s: a tuning outcome (ranked last), not a "
+            "failure")
   if result.status == "finished":
     error = result.final_eval_top1_error
     return (f"finished {name} in {seconds:.0f} s: final eval top-1 error "
@@ -208,38 +213,29 @@ def _outcome_line(result: sweep_summary.RunResult, seconds: float) -> str:
           f"{result.reason or 'no output'}")
 
 
-def train_all(sweep: Sweep, runs: list[Run], spec: str, workdir: pathlib.Path,
-              jobs: int | None) -> int:
-  """Trains every run not finished, K at a time; returns the exit status."""
-  target = sweep.target_train_error
-  unfinished = lambda: [run for run in runs
-                        if sweep_summary.read_run(run, target).status != "finished"]
-  queue = unfinished()
-  if queue:  # Before touching DIR: nothing is created for a sweep that cannot run.
-    check_runs(queue)
-  workdir.mkdir(parents=True, exist_ok=True)
-  with ownership.own(workdir, "sweep"), noting_signals() as signals:
-    queue = unfinished()  # Again, now that no other sweep can be writing.
-    finished = {run.name for run in runs} - {run.name for run in queue}
-    jobs = jobs or default_jobs(len(queue))
-    groups = cpu_groups(usable_cpus(), jobs)
-    summarize = lambda running=frozenset(): sweep_summary.write(
-        sweep_summary.summarize(sweep, runs, spec, running), workdir)
-    summarize()
-    progress = _Progress(len(runs), len(finished))
-    if finished:
-      progress.line(f"{len(finished)} of {len(runs)} runs already finished; training "
-                    f"{len(queue)}, {jobs} at a time")
+class LocalLauncher:
+  """Trains a stage's runs on this machine, K at a time (see the module
+  docstring), and returns when they have ended: cnnjax.sweep.stages's
+  launcher for one machine. `signals` is the list noting_signals keeps."""
+
+  waits = True
+  name = "local"
+
+  def __init__(self, workdir: pathlib.Path, jobs: int | None, signals: list[int]):
+    self.workdir, self.jobs, self.signals = workdir, jobs, signals
+
+  def launch(self, runs: list[Run], refresh) -> int | None:
+    """Trains `runs`; None once every one has ended, or the exit status of
+    the signal that stopped them (the trainings saved their steps)."""
+    jobs = self.jobs or default_jobs(len(runs))
+    progress = _Progress(len(runs), 0)
+    progress.line(f"training {len(runs)} run{'s' * (len(runs) > 1)}, {jobs} at a time")
     try:
-      failed, stopped = _train(queue, groups, child_environment(workdir), signals, progress,
-                               summarize, target)
+      _train(list(runs), cpu_groups(usable_cpus(), jobs), child_environment(self.workdir),
+             self.signals, progress, refresh, None)
     finally:
       progress.close()
-    summarize()
-  print(f"summary: {workdir / 'summary.md'}")
-  if signals:
-    return _EXIT_ON_SIGNAL[signals[0]]
-  return 1 if failed else PREEMPTED_STATUS if stopped else 0
+    return _EXIT_ON_SIGNAL[self.signals[0]] if self.signals else None
 
 
 @contextlib.contextmanager
@@ -282,7 +278,7 @@ def _train(queue: list[Run], groups: list[list[int]], environment: dict[str, str
           continue
         del running[group]
         seconds = _finish(attempt)
-        result = sweep_summary.read_run(attempt.run, target)
+        result = sweep_results.read_run(attempt.run, target)
         failed += result.status not in ("finished", "stopped")
         stopped += result.status == "stopped"
         progress.line(_outcome_line(result, seconds))

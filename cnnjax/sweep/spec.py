@@ -35,21 +35,49 @@ argument when there is none). The vocabulary, imported from this module:
   worse than", e.g. strided convolutions lose at most 0.5 points to pooling is
   `Claim(..., better="strided", worse="pooling", difference=-0.005)`.
   `metric` is one of METRICS; lower is better for each.
-- `Sweep(variants, claims=(), target_train_error=None)`: the variants (at
-  least two), the claims, and the training error that `epochs_to_target`
-  counts epochs to (required when a claim uses it; e.g. 0.25 for AlexNet §3.1).
+- `Sweep(variants, claims=(), target_train_error=None, tuning=None)`: the
+  variants (at least two), the claims, the training error that
+  `epochs_to_target` counts epochs to (required when a claim or the tuning
+  uses it; e.g. 0.25 for AlexNet §3.1), and the tuning stage, if any.
+- `Tuning(metric, grid={}, variant_grids={}, trial_overrides={}, seeds=1)`:
+  a stage before the seeds, for papers that tuned each variant ("the
+  learning rates for each network were chosen independently", AlexNet
+  §3.1). Each variant trains once per point of its grid (a trial, in
+  `DIR/tuning/<variant>/<trial>/seed<k>`); the point whose trials rank first
+  on `metric` becomes that variant's setting for every seed that measures the
+  claims. `grid` maps dotted config keys to the values to try, for every
+  variant (several keys: every combination); `variant_grids` maps a variant's
+  name to a grid of its own instead (a variant with neither is not tuned). A
+  trial trains with `trial_overrides` on top (say `{"num_epochs": 5.0}`: how
+  long a trial trains), with `seeds` seeds of its own, TRIAL_SEED_BASE and
+  up: never one of the seeds that measure, so no measured seed is the trial
+  a value was chosen on. `metric` is one of TUNING_METRICS, lower is better:
+  `epochs_to_target` (fastest to the sweep's target), `final
+  train/top1_error`, or an eval error (which chooses on the eval split: do so
+  only where the paper did, or where that split is a validation split).
+
+  The tie rule: trials rank by the mean of `metric` over their seeds, lower
+  first; a trial with a seed that diverged (exit 3: a NaN or Inf) ranks
+  last; for `epochs_to_target` a trial whose seeds missed the target less
+  often ranks first, a miss counting as the epochs it ran. Equal means are
+  broken by the lower mean final training error (unless that is the metric),
+  then by the grid's order: the point listed first wins. The summary shows
+  every trial, the choice with its margin to the runner-up, and flags a
+  choice at the edge of a numeric grid (extend the grid), see
+  cnnjax.sweep.tuning.
 
 Example (AlexNet §3.1, Figure 1):
 
   def get_sweep(arg=None):
     return Sweep(
         variants=[Variant("relu", {"model.activation": "relu"}),
-                  Variant("tanh", {"model.activation": "tanh"}),
-                  Variant("sigmoid", {"model.activation": "sigmoid"})],
+                  Variant("tanh", {"model.activation": "tanh"})],
         claims=[Claim("a ReLU network reaches 25% training error six times faster "
                       "than the same network with tanh", "AlexNet §3.1, Figure 1",
                       metric="epochs_to_target", better="relu", worse="tanh", ratio=6.0)],
-        target_train_error=0.25)
+        target_train_error=0.25,
+        tuning=Tuning("epochs_to_target",
+                      grid={"optimizer.learning_rate": (1e-3, 3e-3, 1e-2, 3e-2)}))
 
 The verdict on a claim (reproduced / not reproduced / inconclusive) is
 defined in cnnjax.sweep.summary and in docs/ablations.md ("The verdict").
@@ -62,11 +90,12 @@ Importing this module imports neither JAX nor TensorFlow, so `cnnjax sweep
 import dataclasses
 import functools
 import importlib.util
+import itertools
 import json
 import pathlib
 import re
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 from cnnjax.errors import UserError
 
@@ -88,6 +117,15 @@ METRICS = {
 _RATIO_METRICS = {"epochs_to_target", "final eval/top1_error", "best eval/top1_error",
                   "final train/top1_error"}
 _VARIANT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+# What a tuning stage may rank trials by: not the gap, which is not a
+# quality to minimise.
+TUNING_METRICS = ("epochs_to_target", "final train/top1_error", "final eval/top1_error",
+                  "best eval/top1_error")
+TIE_BREAK_METRIC = "final train/top1_error"
+# A tuning trial's seeds: apart from the measured seeds 0..N-1 (see Tuning).
+TRIAL_SEED_BASE = 1000
+# A trial's directory name: the characters kept from its values' text.
+_UNSAFE = re.compile(r"[^A-Za-z0-9._=,+-]")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -138,14 +176,112 @@ class Claim:
                       f"{', '.join(sorted(_RATIO_METRICS))}")
 
 
+def _grid(grid, where: str) -> dict[str, tuple]:
+  """`grid` (dotted key: values) checked, its values as tuples."""
+  if not isinstance(grid, dict):
+    raise UserError(f"tuning: {where} must map dotted config keys to the values to try, got "
+                    f"{type(grid).__name__}")
+  checked = {}
+  for key, values in grid.items():
+    if key == "seed":
+      raise UserError("tuning: seed cannot be tuned; seeds are the sweep's (--seeds)")
+    values = tuple(values) if isinstance(values, (tuple, list)) else (values,)
+    if not values:
+      raise UserError(f"tuning: the grid of {key} ({where}) is empty; give the values to try")
+    texts = [command_line_text(value, f"tuning: {key}") for value in values]
+    repeated = sorted({text for text in texts if texts.count(text) > 1})
+    if repeated:
+      raise UserError(f"tuning: the grid of {key} ({where}) repeats {', '.join(repeated)}")
+    checked[key] = values
+  return checked
+
+
+@dataclasses.dataclass(frozen=True)
+class Tuning:
+  """A tuning stage: each variant's grid tried (a trial per point), the point
+  whose trials rank first on `metric` kept for the seeds (see the module
+  docstring for the rule)."""
+
+  metric: str
+  grid: dict = dataclasses.field(default_factory=dict)
+  variant_grids: dict = dataclasses.field(default_factory=dict)
+  trial_overrides: dict = dataclasses.field(default_factory=dict)
+  seeds: int = 1
+
+  def __post_init__(self):
+    if self.metric not in TUNING_METRICS:
+      raise UserError(f"tuning: unknown metric {self.metric!r}; choose one of: "
+                      f"{', '.join(TUNING_METRICS)}")
+    object.__setattr__(self, "grid", _grid(self.grid, "grid"))
+    if not isinstance(self.variant_grids, dict):
+      raise UserError("tuning: variant_grids must map variant names to grids")
+    object.__setattr__(self, "variant_grids", {
+        name: _grid(grid, f"variant_grids[{name!r}]")
+        for name, grid in self.variant_grids.items()})
+    if not self.grid and not any(self.variant_grids.values()):
+      raise UserError("tuning: the grid is empty; give grid={KEY: VALUES} for every variant, "
+                      "or variant_grids={VARIANT: {KEY: VALUES}}")
+    if isinstance(self.seeds, bool) or not isinstance(self.seeds, int) or self.seeds < 1:
+      raise UserError(f"tuning: seeds={self.seeds!r} must be a positive integer")
+    for key, value in self.trial_overrides.items():
+      command_line_text(value, f"tuning: trial_overrides: {key}")
+      if key == "seed":
+        raise UserError("tuning: trial_overrides sets seed; a trial's seeds are the stage's")
+      if any(key in grid for grid in (self.grid, *self.variant_grids.values())):
+        raise UserError(f"tuning: trial_overrides sets {key}, which the grid searches")
+    for name in self.variant_grids:
+      self.trials_of(name)  # Trial names that would share a directory are refused now.
+    self.trials_of(None)
+
+  @property
+  def tie_break(self) -> str | None:
+    """The metric that breaks ties of `metric` (None: the grid's order)."""
+    return None if self.metric == TIE_BREAK_METRIC else TIE_BREAK_METRIC
+
+  @property
+  def trial_seeds(self) -> list[int]:
+    return [TRIAL_SEED_BASE + index for index in range(self.seeds)]
+
+  def grid_of(self, variant: str | None) -> dict[str, tuple]:
+    """The grid `variant` is tuned on ({}: not tuned)."""
+    return self.variant_grids.get(variant, self.grid)
+
+  @property
+  def keys(self) -> set[str]:
+    return {key for grid in (self.grid, *self.variant_grids.values()) for key in grid}
+
+  def trials_of(self, variant: str | None) -> list[tuple[str, dict]]:
+    """(name, {key: value}) per point of the variant's grid, in grid order
+    (the first key varying slowest). The name is the trial's directory:
+    `learning_rate=0.001` (`key=value` pairs, comma-separated, each key by its
+    last part unless two keys share it)."""
+    grid = self.grid_of(variant)
+    if not grid:
+      return []
+    lasts = [key.rpartition(".")[2] for key in grid]
+    labels = [last if lasts.count(last) == 1 else key for key, last in zip(grid, lasts)]
+    trials, names = [], {}
+    for point in itertools.product(*grid.values()):
+      values = dict(zip(grid, point))
+      name = _UNSAFE.sub("_", ",".join(f"{label}={command_line_text(value, key)}"
+                                       for label, (key, value) in zip(labels, values.items())))
+      if name in names or len(name) > 200:
+        raise UserError(f"tuning: the trials {names.get(name, values)} and {values} would share "
+                        f"the directory {name[:200]!r}; use values whose text differs")
+      names[name] = values
+      trials.append((name, values))
+    return trials
+
+
 @dataclasses.dataclass(frozen=True)
 class Sweep:
-  """An ablation: its variants, the paper's claims about them, and the training
-  error that `epochs_to_target` counts epochs to."""
+  """An ablation: its variants, the paper's claims about them, the training
+  error that `epochs_to_target` counts epochs to, and its tuning stage."""
 
   variants: tuple[Variant, ...]
   claims: tuple[Claim, ...] = ()
   target_train_error: float | None = None
+  tuning: Tuning | None = None
 
   def __post_init__(self):
     object.__setattr__(self, "variants", tuple(self.variants))
@@ -166,6 +302,31 @@ class Sweep:
       if claim.metric == "epochs_to_target" and self.target_train_error is None:
         raise UserError(f"claim {claim.text!r} is about epochs_to_target; set the sweep's "
                         "target_train_error")
+    if self.tuning is not None:
+      self._check_tuning(names)
+
+  def _check_tuning(self, names: list[str]) -> None:
+    tuning = self.tuning
+    if not isinstance(tuning, Tuning):
+      raise UserError(f"tuning must be a cnnjax.sweep.Tuning, got {type(tuning).__name__}")
+    unknown = sorted(set(tuning.variant_grids) - set(names))
+    if unknown:
+      raise UserError(f"tuning: variant_grids names no variant {unknown[0]!r}; variants: "
+                      f"{', '.join(names)}")
+    if tuning.metric == "epochs_to_target" and self.target_train_error is None:
+      raise UserError("tuning: the metric epochs_to_target needs a target; set the sweep's "
+                      "target_train_error")
+    for variant in self.variants:
+      searched = sorted(set(variant.overrides) & set(tuning.grid_of(variant.name)))
+      if searched:
+        raise UserError(f"tuning: variant {variant.name!r} sets {searched[0]}, which its grid "
+                        "searches; drop it from the variant")
+
+  def with_choices(self, chosen: dict[str, dict] | None) -> list[Variant]:
+    """The variants with their tuned values added (`chosen`: variant -> {key: value})."""
+    chosen = chosen or {}
+    return [Variant(variant.name, {**variant.overrides, **chosen.get(variant.name, {})})
+            for variant in self.variants]
 
 
 def _is_plain(value) -> bool:
@@ -239,6 +400,7 @@ class Run:
   workdir: pathlib.Path
   arguments: tuple[tuple[str, str], ...]  # Every --config.KEY=VALUE, the seed first.
   config: "ml_collections.ConfigDict"  # Resolved and validated.
+  trial: str = ""  # The tuning trial's name; "" for a seed that measures the claims.
 
   @functools.cached_property
   def stored_config(self) -> dict:
@@ -247,7 +409,7 @@ class Run:
 
   @property
   def name(self) -> str:
-    return f"{self.variant} seed {self.seed}"
+    return f"{self.variant} {self.trial + ' ' if self.trial else ''}seed {self.seed}"
 
   @property
   def command(self) -> list[str]:
@@ -255,12 +417,19 @@ class Run:
             "--workdir", str(self.workdir), *(f"--config.{k}={v}" for k, v in self.arguments)]
 
 
-def plan_runs(spec: str, sweep: Sweep, seeds: int, overrides: list[tuple[str, str]],
-              workdir: pathlib.Path) -> list[Run]:
-  """Every (variant, seed) resolved and validated, seed by seed (all variants
-  of seed 0 first, so a partial sweep already compares every variant)."""
+Resolve = Callable[[str, list[tuple[str, str]]], "ml_collections.ConfigDict"]
+
+
+def resolve_config(spec: str, arguments: list[tuple[str, str]]) -> "ml_collections.ConfigDict":
+  """The config of `spec` with `--config.KEY=VALUE` `arguments`, validated."""
   from cnnjax import config as config_lib
 
+  return config_lib.from_command_line(spec, arguments)
+
+
+def check_overrides(sweep: Sweep, overrides: list[tuple[str, str]]) -> None:
+  """The sweep's own keys (the seed, what a variant sets, what the tuning
+  searches) cannot be set for every run from the command line."""
   for key, _ in overrides:
     if key == "seed":
       raise UserError("config.seed is the sweep's: --seeds N runs seeds 0..N-1; drop "
@@ -269,16 +438,57 @@ def plan_runs(spec: str, sweep: Sweep, seeds: int, overrides: list[tuple[str, st
       if key in variant.overrides:
         raise UserError(f"--config.{key} is what the sweep varies (variant {variant.name!r} "
                         "sets it); drop it")
+    if sweep.tuning is not None and key in sweep.tuning.keys:
+      raise UserError(f"--config.{key} is what the tuning stage searches; drop it")
+
+
+def plan_runs(spec: str, sweep: Sweep, seeds: int, overrides: list[tuple[str, str]],
+              workdir: pathlib.Path, chosen: dict[str, dict] | None = None,
+              resolve: Resolve = resolve_config) -> list[Run]:
+  """Every (variant, seed) resolved and validated, seed by seed (all variants
+  of seed 0 first, so a partial sweep already compares every variant), with
+  the tuning stage's `chosen` values (variant -> {key: value})."""
+  check_overrides(sweep, overrides)
   runs = []
   for seed in range(seeds):
-    for variant in sweep.variants:
+    for variant in sweep.with_choices(chosen):
       arguments = (("seed", str(seed)), *variant.arguments, *overrides)
       try:
-        config = config_lib.from_command_line(spec, list(arguments))
+        config = resolve(spec, list(arguments))
       except UserError as error:
         raise UserError(f"variant {variant.name!r}: {error}") from None
       runs.append(Run(variant.name, seed, spec, workdir / variant.name / f"seed{seed}",
                       arguments, config))
+  return runs
+
+
+def plan_trials(spec: str, sweep: Sweep, overrides: list[tuple[str, str]],
+                workdir: pathlib.Path, resolve: Resolve = resolve_config) -> list[Run]:
+  """Every trial of the tuning stage (none without one), seed by seed, each a
+  run in DIR/tuning/<variant>/<trial>/seed<k>: the variant's overrides, the
+  trial's values, the command line's overrides, then the trial overrides."""
+  tuning = sweep.tuning
+  if tuning is None:
+    return []
+  check_overrides(sweep, overrides)
+  path = spec.partition(":")[0]
+  trial_overrides = [(key, command_line_text(value, key))
+                     for key, value in tuning.trial_overrides.items()]
+  runs = []
+  for seed in tuning.trial_seeds:
+    for variant in sweep.variants:
+      for name, values in tuning.trials_of(variant.name):
+        arguments = (("seed", str(seed)), *variant.arguments,
+                     *((key, command_line_text(value, key)) for key, value in values.items()),
+                     *overrides, *trial_overrides)
+        try:
+          config = resolve(spec, list(arguments))
+        except UserError as error:
+          raise UserError(f"{path}: tuning: variant {variant.name!r}, trial {name}: "
+                          f"{error}") from None
+        runs.append(Run(variant.name, seed, spec,
+                        workdir / "tuning" / variant.name / name / f"seed{seed}", arguments,
+                        config, trial=name))
   return runs
 
 

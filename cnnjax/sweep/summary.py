@@ -1,96 +1,67 @@
-"""What a sweep concludes: per-run results read back from the run workdirs,
-per-variant statistics over seeds, a verdict on each claim, and the files in
-the sweep's DIR:
+"""What a sweep concludes: per-variant statistics over seeds, a verdict on
+each claim from a confidence interval, and the files in the sweep's DIR:
 
+  summary.md    the stage it is at, the tuning (trials, choices), the variants'
+                table, each claim (measured, effect with its interval,
+                verdict), the seed rounds of `--seeds auto`
   summary.csv   one row per variant, raw numbers (fractions, epochs, seconds)
-  summary.md    the same table, then each claim: what was measured, the verdict
+  claims.csv    one row per claim: effect, interval, level, seeds, verdict
+  tuning.csv    one row per tuning trial (with a tuning stage)
+  tuning.json   the tuning stage: rule, trials, choices (once complete)
   curves.png    training and eval error against epochs (cnnjax.sweep.plot)
   sweep.json    all of it, per run and per variant, with the commands
 
 Each is written beside itself and renamed over the old one, so a reader never
-sees half a file, and a partial sweep is already readable.
-
-A run counts once it is **finished**: its `results.json` says complete at its
-last step (`cnnjax train` removes the file while a run trains again), and its
-`config.json` is the config the sweep resolves for it.
-Statistics are over the finished seeds of a variant: mean ± sample standard
-deviation (n - 1), no standard deviation from one seed.
-
-**Epochs to target**: the `epoch` of the first training record whose
-`train/top1_error` is at or below the sweep's target. Training records are
-means over a log interval, so this is the end of the first interval whose mean
-error reached the target: no interpolation, a resolution of one log interval,
-and an answer late by at most one interval. A seed that never reached it is
-"not reached"; for a verdict it counts as reaching it at the end of its run,
-a lower bound.
+sees half a file, and a partial sweep is already readable. Statistics are
+over the finished seeds of a variant: mean ± sample standard deviation (n -
+1), no standard deviation from one seed. Runs are read by
+cnnjax.sweep.results (what counts as finished, epochs to target).
 
 **The verdict on a claim** (better beats worse on a metric, lower being
 better, by at least a ratio worse/better or a difference worse - better, or at
-all): each variant's spread is [mean - std, mean + std] over its finished
-seeds, open above when a seed did not reach the target. The effect's range is
-the effect between the two spreads' least and most favourable ends (for a
-difference: [worse_low - better_high, worse_high - better_low]). With P the
-predicted ratio or difference (no size given: the difference 0):
-  - inconclusive when either variant has fewer than 2 finished seeds;
-  - reproduced when the whole range is beyond P (its low end > P);
-  - not reproduced when the whole range falls short of P (its high end < P),
-    which includes the opposite of the claim;
-  - inconclusive otherwise: the seeds' spreads overlap, or allow both less and
-    more than P. So with a variant that never reached the target, the other
-    is "at least X times faster", reproduced only if that X already exceeds P.
+all): the effect and its confidence interval at the sweep's level (95%; with
+`--seeds auto`, more, see cnnjax.sweep.stages) are computed as
+cnnjax.sweep.intervals says (Welch's t interval; on log values for a ratio;
+censored seeds counted at their runs' ends, leaving that side of the
+interval open). With P the claim's ratio or difference (no size given: the
+difference 0):
+  - reproduced when the interval lies beyond P (its low end above P);
+  - not reproduced when it lies short of P (its high end below P), which
+    includes the wrong side of no effect;
+  - inconclusive otherwise: the interval contains P, or is open on the side
+    that would decide, or a variant has fewer than 2 finished seeds; with an
+    estimate of the seeds that would likely settle it.
+A claim's number is read as "at least": ReLU 10x faster reproduces "6x
+faster". If tanh never reached the target, ReLU is only known to be at least
+X times faster, and the verdict is reproduced only if X already exceeds P.
 """
 
 import dataclasses
 import datetime
 import json
-import math
 import os
 import pathlib
 import shlex
 import statistics
 
 from cnnjax import tables
+from cnnjax.sweep import intervals
+from cnnjax.sweep import tuning as tuning_lib
+from cnnjax.sweep.results import RunResult, read_run, samples
 from cnnjax.sweep.spec import METRICS, Claim, Run, Sweep
-from cnnjax.workdir.records import METRICS_FILE, finite_number, read_records
-from cnnjax.workdir.run_log import LOG_FILE, STOPPED_STATUSES, last_attempt
-
-RESULTS_FILE = "results.json"
 
 REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE = "reproduced", "not reproduced", "inconclusive"
+SETTLED = (REPRODUCED, NOT_REPRODUCED)
 # The table's columns, raw: each statistic a mean and a std over finished seeds.
 STATISTICS = ("final_eval_top1_error", "best_eval_top1_error", "final_train_top1_error",
               "train_test_gap", "epochs_to_target", "epochs", "train_time_s")
 CSV_FIELDS = ("variant", "seeds", "finished", "failed",
               *(f"{name}_{part}" for name in STATISTICS for part in ("mean", "std")),
-              "epochs_to_target_reached", "target_train_error", "parameters")
-
-
-@dataclasses.dataclass
-class RunResult:
-  """One (variant, seed) as its workdir shows it."""
-
-  variant: str
-  seed: int
-  workdir: str
-  command: list[str]
-  status: str  # finished, running, failed, stopped, stale, incomplete, missing
-  reason: str = ""
-  exit_status: int | None = None
-  final_eval_top1_error: float | None = None
-  best_eval_top1_error: float | None = None
-  final_train_top1_error: float | None = None
-  epochs_to_target: float | None = None  # None: not reached (or no target).
-  epochs: float | None = None
-  train_time_s: float | None = None
-  parameters: int | None = None
-  train_curve: list = dataclasses.field(default_factory=list)  # (step, epoch, error)
-  eval_curve: list = dataclasses.field(default_factory=list)
-
-  @property
-  def train_test_gap(self) -> float | None:
-    if self.final_eval_top1_error is None or self.final_train_top1_error is None:
-      return None
-    return self.final_eval_top1_error - self.final_train_top1_error
+              "epochs_to_target_reached", "target_train_error", "parameters", "tuned")
+CLAIM_FIELDS = ("citation", "claim", "metric", "better", "worse", "paper_ratio",
+                "paper_difference", "effect", "effect_low", "effect_high", "level", "method",
+                "seeds_better", "seeds_worse", "censored_better", "censored_worse", "verdict",
+                "reason", "seeds_to_settle")
 
 
 @dataclasses.dataclass
@@ -99,9 +70,17 @@ class ClaimResult:
   verdict: str
   reason: str
   measured: str
-  effect: float | None  # worse / better or worse - better, at the means.
-  effect_low: float | None
-  effect_high: float | None
+  effect: float | None = None  # worse / better (geometric means) or worse - better.
+  effect_low: float | None = None  # The interval; None where open (or no interval).
+  effect_high: float | None = None
+  level: float | None = None
+  method: str = ""
+  seeds_better: int = 0
+  seeds_worse: int = 0
+  censored_better: int = 0
+  censored_worse: int = 0
+  effect_text: str = ""
+  seeds_to_settle: int | None = None
 
 
 @dataclasses.dataclass
@@ -111,170 +90,26 @@ class Summary:
   seeds: int
   runs: list[RunResult]
   claims: list[ClaimResult]
+  tuning: tuning_lib.Outcome | None = None
+  level: float = intervals.LEVEL
+  stage: str = ""  # The line saying where the sweep is (cnnjax.sweep.stages).
+  seed_rounds: list = dataclasses.field(default_factory=list)  # --seeds auto: one dict a round.
+  seeds_policy: dict = dataclasses.field(default_factory=dict)
+  stopped: str = ""  # --seeds auto: why no more seeds were added.
+  datasets: list = dataclasses.field(default_factory=list)
+  wall_time_s: float | None = None  # The sweep's own invocations, where known.
 
   def of(self, variant: str, status: str | None = "finished") -> list[RunResult]:
     return [run for run in self.runs
             if run.variant == variant and (status is None or run.status == status)]
 
 
-def _read_json(path: pathlib.Path) -> dict | None:
-  try:
-    value = json.loads(path.read_text())
-  except (OSError, ValueError):
-    return None
-  return value if isinstance(value, dict) else None
-
-
-def epochs_to_target(records: list[dict], target: float) -> float | None:
-  """The epoch of the first training record with train/top1_error <= target."""
-  for record in records:
-    error = finite_number(record.get("train/top1_error"))
-    if error is not None and error <= target:
-      return float(record["epoch"])
-  return None
-
-
-def _curve(records: list[dict], key: str) -> list[tuple[int, float, float]]:
-  return [(record["step"], float(record["epoch"]), finite_number(record[key]))
-          for record in records if finite_number(record.get(key)) is not None]
-
-
-def read_run(run: Run, target: float | None, running: bool = False) -> RunResult:
-  workdir = run.workdir
-  result = RunResult(run.variant, run.seed, str(workdir), run.command, "missing")
-  exit_status, printed, signalled = last_attempt(workdir / LOG_FILE)
-  results = _read_json(workdir / RESULTS_FILE)
-  stored_config = _read_json(workdir / "config.json")
-  records = read_records(workdir / METRICS_FILE, missing_ok=True)
-  if running:
-    result.status = "running"
-  elif (results is not None and results.get("status") == "complete"
-        and results.get("step") == results.get("total_steps")):
-    if stored_config == run.stored_config:
-      result.status = "finished"
-    else:
-      result.status, result.reason = "stale", (
-          "its config.json differs from the config the sweep resolves now; the next sweep "
-          "trains it on (or refuses it, naming the keys)")
-  elif exit_status is not None and exit_status != 0:
-    # Stopped before its handlers were installed, a run dies of the signal
-    # instead; either way it resumes from its last checkpoint.
-    stopped = exit_status in STOPPED_STATUSES or signalled
-    result.status = "stopped" if stopped else "failed"
-    result.exit_status, result.reason = exit_status, printed
-  elif exit_status == 0:
-    result.status, result.exit_status = "failed", 0
-    result.reason = f"exited 0 without writing {RESULTS_FILE}"
-  elif workdir.exists():
-    result.status, result.reason = "incomplete", printed
-  if result.status != "finished":
-    return result
-  result.final_eval_top1_error = finite_number(results["final_eval"]["eval/top1_error"])
-  result.best_eval_top1_error = finite_number(results["best_eval"]["eval/top1_error"])
-  result.final_train_top1_error = finite_number(results["final_train"]["train/top1_error"])
-  result.epochs = float(results["epochs"])
-  result.train_time_s = float(results["train_time_s"])
-  result.parameters = int(results["parameters"])
-  if target is not None:
-    result.epochs_to_target = epochs_to_target(records, target)
-  result.train_curve = _curve(records, "train/top1_error")
-  result.eval_curve = _curve(records, "eval/top1_error")
-  return result
-
-
-# --- Statistics and verdicts -------------------------------------------------
-
-def _samples(runs: list[RunResult], metric: str) -> list[tuple[float, bool]]:
-  """Per finished seed: (value, censored). A censored value is a lower bound:
-  the seed never reached the target, and ran `epochs`."""
-  samples = []
-  for run in runs:
-    if metric == "epochs_to_target":
-      reached = run.epochs_to_target is not None
-      samples.append((run.epochs_to_target if reached else run.epochs, not reached))
-      continue
-    value = {"final eval/top1_error": run.final_eval_top1_error,
-             "best eval/top1_error": run.best_eval_top1_error,
-             "final train/top1_error": run.final_train_top1_error,
-             "train-test gap": run.train_test_gap}[metric]
-    if value is not None:
-      samples.append((value, False))
-  return samples
-
+# --- Verdicts ------------------------------------------------------------------
 
 def mean_std(values: list[float]) -> tuple[float | None, float | None]:
   if not values:
     return None, None
   return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else None
-
-
-def _spread(samples: list[tuple[float, bool]]) -> tuple[float, float, float]:
-  """(mean, low, high): mean ± std, open above if any sample is censored."""
-  mean, std = mean_std([value for value, _ in samples])
-  std = std or 0.0
-  high = math.inf if any(censored for _, censored in samples) else mean + std
-  return mean, mean - std, high
-
-
-def _ratio(numerator: float, denominator: float) -> float:
-  if denominator <= 0:
-    return math.inf
-  return numerator / denominator
-
-
-def judge(claim: Claim, summary: Summary) -> ClaimResult:
-  better = _samples(summary.of(claim.better), claim.metric)
-  worse = _samples(summary.of(claim.worse), claim.metric)
-  measured = describe_measurement(claim, better, worse, summary.sweep.target_train_error)
-  if len(better) < 2 or len(worse) < 2:
-    short = [f"{name} ({len(samples)})" for name, samples in
-             ((claim.better, better), (claim.worse, worse)) if len(samples) < 2]
-    return ClaimResult(claim, INCONCLUSIVE, f"fewer than 2 finished seeds of {' and '.join(short)}",
-                       measured, None, None, None)
-  mean_b, low_b, high_b = _spread(better)
-  mean_w, low_w, high_w = _spread(worse)
-  if claim.ratio is not None:  # Positive metrics: a spread's low end is at least 0.
-    threshold = claim.ratio
-    effect = _ratio(mean_w, mean_b)
-    low, high = _ratio(max(low_w, 0.0), high_b), _ratio(high_w, max(low_b, 0.0))
-  else:
-    threshold = claim.difference or 0.0
-    effect, low, high = mean_w - mean_b, low_w - high_b, high_w - low_b
-  if low > threshold:
-    verdict, reason = REPRODUCED, (
-        "the seeds' spreads do not overlap" if claim.ratio is None and not claim.difference
-        else f"even the low end of the measured range, {_effect_text(claim, low)}, is beyond "
-             f"the paper's {_effect_text(claim, threshold)}")
-  elif high < threshold:
-    verdict = NOT_REPRODUCED
-    opposite = high < (1.0 if claim.ratio is not None else 0.0)
-    reason = (f"{claim.better} is worse than {claim.worse} beyond the seeds' spread"
-              if opposite else
-              f"even the high end of the measured range, {_effect_text(claim, high)}, falls "
-              f"short of the paper's {_effect_text(claim, threshold)}")
-  else:
-    verdict = INCONCLUSIVE
-    missed_b, missed_w = (any(censored for _, censored in samples) for samples in (better, worse))
-    paper = _effect_text(claim, threshold)
-    if missed_b and missed_w:
-      reason = "both variants missed the target in some seeds"
-    elif missed_w:
-      reason = (f"{claim.worse} did not reach the target in every seed, so the effect is only "
-                f"known to be at least {_effect_text(claim, low)}, which does not settle {paper}")
-    elif missed_b:
-      reason = (f"{claim.better} did not reach the target in every seed, so the effect is only "
-                f"known to be at most {_effect_text(claim, high)}, which does not settle {paper}")
-    elif claim.ratio is None and not claim.difference:
-      reason = "the seeds' spreads overlap"
-    else:
-      reason = (f"the measured range, {_effect_text(claim, low)} to "
-                f"{_effect_text(claim, high)}, contains the paper's {paper}")
-  return ClaimResult(claim, verdict, reason, measured, _finite(effect), _finite(low),
-                     _finite(high))
-
-
-def _finite(value: float) -> float | None:
-  return value if math.isfinite(value) else None
 
 
 def _percent(value: float) -> str:
@@ -289,18 +124,139 @@ def _effect_text(claim: Claim, value: float) -> str:
   return f"{100 * value:+.2f} points"
 
 
-def _value_text(metric: str, samples: list[tuple[float, bool]], target: float | None) -> str:
+def _threshold(claim: Claim) -> float:
+  return claim.ratio if claim.ratio is not None else claim.difference or 0.0
+
+
+def _threshold_text(claim: Claim) -> str:
+  if claim.ratio is None and claim.difference is None:
+    return "zero (the paper gives no size)"
+  return f"the paper's {_effect_text(claim, _threshold(claim))}"
+
+
+def _interval_text(claim: Claim, interval: intervals.Interval) -> str:
+  low, high = interval.low, interval.high
+  if low is None and high is None:
+    return "open both ways"
+  if high is None:
+    return f"{_effect_text(claim, low)} and above"
+  if low is None:
+    return f"up to {_effect_text(claim, high)}"
+  return f"{_effect_text(claim, low)} to {_effect_text(claim, high)}"
+
+
+def _missed(name: str, count: int, seeds: int) -> str:
+  return f"{name} missed the target in {count} of {seeds} seeds"
+
+
+def _censoring_text(claim: Claim, result: ClaimResult) -> str:
+  """Which seeds were censored and what that does to the interval, or ""."""
+  parts = [_missed(name, count, seeds) for name, count, seeds in (
+      (claim.better, result.censored_better, result.seeds_better),
+      (claim.worse, result.censored_worse, result.seeds_worse)) if count]
+  if not parts:
+    return ""
+  side = ("both ways" if result.censored_better and result.censored_worse else
+          "above" if result.censored_worse else "below")
+  return (f"{' and '.join(parts)}: each such seed counts as the epochs it ran, so the interval "
+          f"is open {side}")
+
+
+_WHY_NO_ESTIMATE = {
+    intervals.BOTH_CENSORED: "no number of seeds settles it while both variants miss the "
+                             "target; longer runs would",
+    intervals.CENSORED_SIDE: "more seeds would not settle it while seeds miss the target on the "
+                             "side that decides; longer runs could",
+    intervals.NO_SPREAD: "the seeds show no spread to estimate more from",
+    intervals.AT_THRESHOLD: "the measured effect equals the paper's value",
+    intervals.TOO_MANY: f"more than {intervals.MAX_SEEDS_ESTIMATE} seeds per variant would be "
+                        "needed",
+}
+
+
+def _settling_text(count: int | None, why: str) -> str:
+  if count is None:
+    return _WHY_NO_ESTIMATE[why]
+  return (f"about {count} seeds per variant would likely settle it ({100 * intervals.POWER:g}% "
+          "power at the measured effect and spread)")
+
+
+def judge(claim: Claim, summary: Summary) -> ClaimResult:
+  """The verdict on `claim` from the finished seeds in `summary` (see the module docstring)."""
+  better = samples(summary.of(claim.better), claim.metric)
+  worse = samples(summary.of(claim.worse), claim.metric)
+  result = ClaimResult(claim, INCONCLUSIVE, "",
+                       describe_measurement(claim, better, worse, summary.sweep.target_train_error),
+                       level=summary.level, seeds_better=len(better), seeds_worse=len(worse),
+                       censored_better=sum(c for _, c in better),
+                       censored_worse=sum(c for _, c in worse))
+  if len(better) < 2 or len(worse) < 2:
+    short = [f"{name} ({len(values)})" for name, values in
+             ((claim.better, better), (claim.worse, worse)) if len(values) < 2]
+    result.reason = f"fewer than 2 finished seeds of {' and '.join(short)}"
+    return result
+  ratio = claim.ratio is not None
+  problem = intervals.unusable(better, worse, ratio)
+  if problem:
+    result.reason = problem
+    return result
+  interval = intervals.effect_interval(better, worse, ratio, summary.level)
+  both_censored = result.censored_better and result.censored_worse
+  result.effect = None if both_censored else interval.estimate  # Unknown both ways, then.
+  result.effect_low, result.effect_high = interval.low, interval.high
+  result.method = interval.method
+  result.effect_text = _effect_line(claim, result, interval)
+  threshold, shown = _threshold(claim), _interval_text(claim, interval)
+  named = f"the {100 * summary.level:g}% interval, {shown},"
+  if interval.low is not None and interval.low > threshold:
+    result.verdict, result.reason = REPRODUCED, f"{named} lies beyond {_threshold_text(claim)}"
+  elif interval.high is not None and interval.high < threshold:
+    result.verdict = NOT_REPRODUCED
+    no_effect = 1.0 if ratio else 0.0
+    result.reason = (f"{named} lies on the wrong side of no effect: {claim.better} is worse "
+                     f"than {claim.worse}" if threshold >= no_effect > interval.high else
+                     f"{named} lies short of {_threshold_text(claim)}")
+  else:
+    open_side = interval.low is None or interval.high is None
+    result.reason = (f"{named} does not settle {_threshold_text(claim)}" if open_side else
+                     f"{named} contains {_threshold_text(claim)}")
+    count, why = intervals.seeds_to_settle(better, worse, ratio, threshold, summary.level)
+    result.seeds_to_settle = count
+    result.reason += f"; {_settling_text(count, why)}"
+  censoring = _censoring_text(claim, result)
+  if censoring:
+    result.reason += f"; {censoring}"
+  return result
+
+
+def _effect_line(claim: Claim, result: ClaimResult, interval: intervals.Interval) -> str:
+  """E.g. "relu 4.77x faster (ratio of geometric means); 95% Welch's t
+  interval on log values: 3.10x to 7.21x; 3 and 3 seeds"."""
+  if result.censored_better and result.censored_worse:
+    words = "unknown: both variants missed the target in some seeds"
+  else:
+    qualifier = ("at least " if result.censored_worse else
+                 "at most " if result.censored_better else "")
+    words = _effect_words(claim, interval.estimate, qualifier)
+    if claim.ratio is not None:
+      words += " (ratio of geometric means)"
+  return (f"{words}; {100 * interval.level:g}% {interval.method}: "
+          f"{_interval_text(claim, interval)}; {result.seeds_better} and {result.seeds_worse} "
+          "seeds")
+
+
+def _value_text(metric: str, values: list[tuple[float, bool]], target: float | None) -> str:
   if metric != "epochs_to_target":
-    mean, std = mean_std([value for value, _ in samples])
+    mean, std = mean_std([value for value, _ in values])
     if mean is None:
       return "no finished seed"
     spread = f" ± {_percent(std)}%" if std is not None else "% (1 seed)"
     return _percent(mean) + spread
-  reached = [value for value, censored in samples if not censored]
-  bound = max((value for value, censored in samples if censored), default=None)
-  count = f"{len(reached)} of {len(samples)} seeds"
+  reached = [value for value, censored in values if not censored]
+  bound = max((value for value, censored in values if censored), default=None)
+  count = f"{len(reached)} of {len(values)} seeds"
   if not reached:
-    return (f"did not reach {_percent(target)}% in {bound:.3g} epochs ({count})" if samples
+    return (f"did not reach {_percent(target)}% in {bound:.3g} epochs ({count})" if values
             else "no finished seed")
   mean, std = mean_std(reached)
   text = f"{mean:.2f}" + (f" ± {std:.2f}" if std is not None else "") + f" epochs ({count}"
@@ -318,50 +274,50 @@ def _effect_words(claim: Claim, value: float, qualifier: str = "") -> str:
 
 
 def describe_measurement(claim: Claim, better: list, worse: list, target: float | None) -> str:
-  """The comparison in words, e.g. "epochs to 25.00% training error: relu 3.10
-  ± 0.40 epochs (3 of 3 seeds), tanh 14.80 ± 2.00 epochs (3 of 3 seeds): relu
-  4.77x faster; the paper: relu 6.00x faster"."""
+  """The two variants in words, e.g. "epochs to 25.00% training error: relu
+  3.10 ± 0.40 epochs (3 of 3 seeds), tanh 14.80 ± 2.00 epochs (3 of 3 seeds);
+  the paper: relu 6.00x faster"."""
   what = METRICS[claim.metric]
   if claim.metric == "epochs_to_target":
     what = f"epochs to {_percent(target)}% training error"
-  text = (f"{what}: {claim.better} {_value_text(claim.metric, better, target)}, "
-          f"{claim.worse} {_value_text(claim.metric, worse, target)}")
-  if better and worse:
-    mean_b, mean_w = _spread(better)[0], _spread(worse)[0]
-    effect = _ratio(mean_w, mean_b) if claim.ratio is not None else mean_w - mean_b
-    censored_b, censored_w = (any(c for _, c in samples) for samples in (better, worse))
-    # A censored mean is a lower bound on that variant's mean.
-    if censored_b and censored_w:
-      text += ": both missed the target in some seeds, so the effect is unknown"
-    else:
-      qualifier = "at least " if censored_w else "at most " if censored_b else ""
-      text += ": " + _effect_words(claim, effect, qualifier)
   paper = ("lower, no size given" if claim.ratio is None and claim.difference is None
-           else _effect_words(claim, claim.ratio if claim.ratio is not None else claim.difference))
-  return f"{text}; the paper: {paper}"
+           else _effect_words(claim, _threshold(claim)))
+  return (f"{what}: {claim.better} {_value_text(claim.metric, better, target)}, "
+          f"{claim.worse} {_value_text(claim.metric, worse, target)}; the paper: {paper}")
 
 
 def summarize(sweep: Sweep, runs: list[Run], spec: str, running: frozenset = frozenset(),
-              seeds: int | None = None) -> Summary:
-  """Reads every run's workdir; `running` names the runs this sweep is training now."""
+              seeds: int | None = None, **context) -> Summary:
+  """Reads every run's workdir (`running` names the runs being trained now)
+  and judges the claims; `context` sets Summary's other fields (the tuning
+  outcome, the level, the stage, the seed rounds...)."""
   results = [read_run(run, sweep.target_train_error, running=run.name in running)
              for run in runs]
-  summary = Summary(spec, sweep, seeds or 1 + max(run.seed for run in runs), results, [])
+  datasets = sorted({name for run in runs
+                     if (name := run.stored_config.get("dataset", {}).get("name"))})
+  summary = Summary(spec, sweep, seeds or 1 + max((run.seed for run in runs), default=0), results,
+                    [], datasets=datasets, **context)
   summary.claims = [judge(claim, summary) for claim in sweep.claims]
   return summary
 
 
 # --- Outputs -----------------------------------------------------------------
 
+def _tuned_text(values: dict) -> str:
+  return ", ".join(f"{key}={value!r}" for key, value in values.items())
+
+
 def variant_rows(summary: Summary) -> list[dict]:
   """One row per variant with CSV_FIELDS, raw numbers, None where unknown."""
+  chosen = summary.tuning.chosen if summary.tuning else {}
   rows = []
   for variant in summary.sweep.variants:
     finished = summary.of(variant.name)
     row = {"variant": variant.name, "seeds": summary.seeds, "finished": len(finished),
            "failed": len(summary.of(variant.name, "failed")),
            "target_train_error": summary.sweep.target_train_error,
-           "parameters": finished[0].parameters if finished else None}
+           "parameters": finished[0].parameters if finished else None,
+           "tuned": _tuned_text(chosen[variant.name]) if variant.name in chosen else None}
     for name in STATISTICS:
       values = [getattr(run, name) for run in finished if getattr(run, name) is not None]
       row[f"{name}_mean"], row[f"{name}_std"] = mean_std(values)
@@ -370,6 +326,20 @@ def variant_rows(summary: Summary) -> list[dict]:
         if summary.sweep.target_train_error is not None else None)
     rows.append(row)
   return rows
+
+
+def claim_rows(summary: Summary) -> list[dict]:
+  """One row per claim with CLAIM_FIELDS, raw numbers, None where unknown."""
+  return [{"citation": result.claim.citation, "claim": result.claim.text,
+           "metric": result.claim.metric, "better": result.claim.better,
+           "worse": result.claim.worse, "paper_ratio": result.claim.ratio,
+           "paper_difference": result.claim.difference, "effect": result.effect,
+           "effect_low": result.effect_low, "effect_high": result.effect_high,
+           "level": result.level, "method": result.method, "seeds_better": result.seeds_better,
+           "seeds_worse": result.seeds_worse, "censored_better": result.censored_better,
+           "censored_worse": result.censored_worse, "verdict": result.verdict,
+           "reason": result.reason, "seeds_to_settle": result.seeds_to_settle}
+          for result in summary.claims]
 
 
 def _cell(mean: float | None, std: float | None, percent: bool) -> str:
@@ -402,16 +372,12 @@ def _markdown_cells(row: dict, target: float | None) -> dict:
   cells["epochs"] = _cell(row["epochs_mean"], None, False)
   cells["train time (s)"] = _cell(row["train_time_s_mean"], row["train_time_s_std"], False)
   cells["parameters"] = "—" if row["parameters"] is None else f"{row['parameters']:,}"
+  cells["tuned"] = row["tuned"] or ""
   return cells
 
 
-def _markdown(summary: Summary, rows: list[dict]) -> str:
+def _variants_markdown(summary: Summary, rows: list[dict]) -> list[str]:
   target = summary.sweep.target_train_error
-  lines = [f"# Sweep: `{summary.spec}`", "",
-           f"Seeds 0 to {summary.seeds - 1} of each variant. Errors are top-1, mean ± sample "
-           "standard deviation over the finished seeds; training errors are means over each "
-           "log interval, with dropout and augmentation on. Epochs to the target are over the "
-           "seeds that reached it. Train time is the runs' own `train_time_s`.", ""]
   columns = [tables.Column("variant"), tables.Column("seeds finished")]
   columns += [tables.Column(heading, align=tables.RIGHT) for heading in (
       "final eval error", "best eval error", "final train error", "train-test gap")]
@@ -419,39 +385,119 @@ def _markdown(summary: Summary, rows: list[dict]) -> str:
     columns.append(tables.Column(_target_heading(target), align=tables.RIGHT))
   columns += [tables.Column(heading, align=tables.RIGHT)
               for heading in ("epochs", "train time (s)", "parameters")]
-  lines.append(tables.markdown([_markdown_cells(row, target) for row in rows], columns)
-               .rstrip("\n"))
-  if summary.claims:
-    lines += ["", "## Claims", ""]
+  if summary.tuning:
+    columns.append(tables.Column("tuned"))
+  return [tables.markdown([_markdown_cells(row, target) for row in rows], columns).rstrip("\n")]
+
+
+def _tuning_markdown(summary: Summary) -> list[str]:
+  stage, target = summary.tuning, summary.sweep.target_train_error
+  tuning = stage.tuning
+  lines = ["## Tuning", "", tuning_lib.describe(tuning, target), ""]
+  cells = []
+  for row in tuning_lib.rows(stage):
+    missed = row["target_missed"]
+    value = tuning_lib.value_text(tuning.metric, row["metric_mean"])
+    cells.append({"variant": row["variant"], "trial": row["trial"], "status": row["status"],
+                  "seeds": f"{row['finished']} of {row['seeds']}",
+                  METRICS[tuning.metric]: (
+                      f"not reached in {value}" if missed and missed == row["finished"] else
+                      f"{value} ({missed} of {row['finished']} missed, as their epochs run)"
+                      if missed else value),
+                  **({METRICS[tuning.tie_break]: tuning_lib.value_text(
+                      tuning.tie_break, row["tie_break_mean"])} if tuning.tie_break else {}),
+                  "rank": "" if row["rank"] is None else str(row["rank"]),
+                  "chosen": "✓" if row["chosen"] else ""})
+  columns = [tables.Column("variant"), tables.Column("trial"), tables.Column("status"),
+             tables.Column("seeds"),
+             tables.Column(METRICS[tuning.metric], align=tables.RIGHT)]
+  if tuning.tie_break:
+    columns.append(tables.Column(METRICS[tuning.tie_break], align=tables.RIGHT))
+  columns += [tables.Column("rank", align=tables.RIGHT), tables.Column("chosen")]
+  lines.append(tables.markdown(cells, columns).rstrip("\n"))
+  if stage.choices:
+    lines.append("")
+  for variant, choice in stage.choices.items():
+    lines.append(f"- **{variant}**: {_tuned_text(choice.values)} "
+                 f"({tuning_lib.value_text(tuning.metric, choice.trial.mean(tuning.metric))}; "
+                 f"{choice.margin_text})" + "".join(f". **{note}**" for note in choice.notes) + ".")
+  return lines
+
+
+def _claims_markdown(summary: Summary) -> list[str]:
+  lines = ["## Claims", ""]
   for result in summary.claims:
     lines += [f"- **{result.claim.citation}**: {result.claim.text}.",
-              f"  - Measured: {result.measured}.",
-              f"  - Verdict: **{result.verdict}**: {result.reason}."]
+              f"  - Measured: {result.measured}."]
+    if result.effect_text:
+      lines.append(f"  - Effect: {result.effect_text}.")
+    lines.append(f"  - Verdict: **{result.verdict}**: {result.reason}.")
+  return lines
+
+
+def _seeds_markdown(summary: Summary) -> list[str]:
+  lines = ["## Seeds", ""]
+  for number, entry in enumerate(summary.seed_rounds, 1):
+    lines.append(f"- Round {number}: seeds 0 to {entry['seeds'] - 1}: {entry['outcome']}.")
+  if summary.stopped:
+    lines.append(f"- **Stopped**: {summary.stopped}.")
+  return lines
+
+
+def _markdown(summary: Summary, rows: list[dict]) -> str:
+  lines = [f"# Sweep: `{summary.spec}`", ""]
+  if summary.stage:
+    lines += [summary.stage, ""]
+  lines += [f"Seeds 0 to {summary.seeds - 1} of each variant. Errors are top-1, mean ± sample "
+            "standard deviation over the finished seeds; training errors are means over each "
+            "log interval, with dropout and augmentation on. Epochs to the target are over the "
+            "seeds that reached it. Train time is the runs' own `train_time_s`.", ""]
+  if summary.tuning:
+    lines += _tuning_markdown(summary) + [""]
+  lines += ["## Variants", ""] + _variants_markdown(summary, rows)
+  if summary.claims:
+    lines += [""] + _claims_markdown(summary)
+  if summary.seed_rounds:
+    lines += [""] + _seeds_markdown(summary)
   unfinished = [run for run in summary.runs if run.status != "finished"]
   if unfinished:
     lines += ["", "## Runs not finished", ""]
     lines += [f"- {run.variant} seed {run.seed}: {run.status}"
               + (f" (exit {run.exit_status})" if run.exit_status is not None else "")
               + (f": {run.reason}" if run.reason else "") for run in unfinished]
-  lines += ["", "The verdict rule: see docs/ablations.md (\"The verdict\") or "
-                "cnnjax/sweep/summary.py.", ""]
+  lines += ["", "The rules: docs/ablations.md; in the code, verdicts in cnnjax/sweep/summary.py, "
+            "intervals and the seeds estimate in cnnjax/sweep/intervals.py, the tuning stage in "
+            "cnnjax/sweep/spec.py, the stages and `--seeds auto` in cnnjax/sweep/stages.py.", ""]
   return "\n".join(lines)
 
 
 def as_json(summary: Summary, rows: list[dict]) -> dict:
+  target = summary.sweep.target_train_error
   return {
       "config": summary.spec,
       "updated": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+      "stage": summary.stage,
       "seeds": summary.seeds,
-      "target_train_error": summary.sweep.target_train_error,
+      "seeds_policy": summary.seeds_policy,
+      "seed_rounds": summary.seed_rounds,
+      "stopped": summary.stopped,
+      "target_train_error": target,
+      "datasets": summary.datasets,
+      "level": summary.level,
+      "interval_method": intervals.METHOD,
+      "compute": {
+          "train_time_s": sum(run.train_time_s or 0.0 for run in summary.runs),
+          "tuning_train_time_s": summary.tuning.train_time_s if summary.tuning else 0.0,
+          "wall_time_s": summary.wall_time_s},
+      "tuning": tuning_lib.as_json(summary.tuning, target) if summary.tuning else None,
       "variants": [{"name": variant.name, "overrides": variant.overrides, **row}
                    for variant, row in zip(summary.sweep.variants, rows)],
       "claims": [{**dataclasses.asdict(result.claim),
-                  **{key: getattr(result, key) for key in
-                     ("verdict", "reason", "measured", "effect", "effect_low", "effect_high")}}
+                  **{key: value for key, value in dataclasses.asdict(result).items()
+                     if key != "claim"}}
                  for result in summary.claims],
       "runs": [{**{key: value for key, value in dataclasses.asdict(run).items()
-                   if key not in ("train_curve", "eval_curve")},
+                   if key not in ("train_curve", "eval_curve", "trial")},
                 "train_test_gap": run.train_test_gap,
                 "command_line": shlex.join(run.command)} for run in summary.runs],
   }
@@ -469,9 +515,14 @@ def write(summary: Summary, workdir: pathlib.Path) -> None:
 
   workdir.mkdir(parents=True, exist_ok=True)
   rows = variant_rows(summary)
+  data = as_json(summary, rows)
   texts = {"summary.csv": tables.as_csv(rows, CSV_FIELDS),
+           "claims.csv": tables.as_csv(claim_rows(summary), CLAIM_FIELDS),
            "summary.md": _markdown(summary, rows),
-           "sweep.json": json.dumps(as_json(summary, rows), indent=2) + "\n"}
+           "sweep.json": json.dumps(data, indent=2) + "\n"}
+  if summary.tuning:
+    texts["tuning.csv"] = tables.as_csv(tuning_lib.rows(summary.tuning), tuning_lib.CSV_FIELDS)
+    texts["tuning.json"] = json.dumps(data["tuning"], indent=2) + "\n"
   for name, text in texts.items():
     _replace(workdir / name, lambda path, text=text: path.write_text(text))
   _replace(workdir / "curves.png", lambda path: sweep_plot.plot_curves(summary, path))

@@ -1,7 +1,7 @@
 """What the ablations in this directory share; not an ablation itself.
 
 - `words(arg, name, allowed)`: an ablation's ARG, comma-separated words
-  (`relu_vs_tanh.py:shapes,lr_search`), each one the file knows.
+  (`lrn.py:alexnet,shapes`), each one the file knows.
 - `on_shapes(...)`: the CPU-scale setting, on the embedded `shapes` dataset
   (cnnjax/data/shapes.py), which every ablation's `shapes` argument uses.
 - `smoke(config)`: the same recipe for a few steps on a sliver of the data,

@@ -12,6 +12,9 @@ achieve the same effect" (§5 of the CVPR 2015 version).
 GoogLeNet on ImageNet with ablation_common.googlenet_imagenet (its departures
 are written there); the heads are dropped at test time either way.
 
+One shared setting, untuned: §5's control experiments train the network
+with and without the heads, nothing else changed, and so do the arms here.
+
 `shapes`: ablation_common.googlenet_shapes: shapes/hard resized to 80x80
 (the smallest size at which the heads' 5x5/3 pooling fits), the first
 5,000 training images, 2,000 test images, 2.5 epochs (390 steps of 32: a

@@ -15,6 +15,10 @@ epochs to a training error, not to a validation accuracy, so the yardstick is
 40% training top-1 error on ImageNet (a level the plain net
 passes late in its run; the paper's A ends at 29.6% validation top-1).
 
+One shared setting, untuned, by the claim's own terms: BN-Baseline is
+Inception with BatchNorm added and "the same" learning rate; raising the rate
+for BatchNorm is the paper's BN-x5 and BN-x30, another claim.
+
 `shapes`: ablation_common.vgg_a_shapes (half width, FC of 256, a one-epoch
 warmup), the first 10,000 training images of shapes/hard at 32x32, 2,000
 test images, 3.5 epochs, target 50% training error; 2 variants

@@ -13,6 +13,9 @@ reports the epochs to the target training error for the second sentence.
 AlexNet on ImageNet with ablation_common.alexnet_imagenet (its departures are
 written there).
 
+One shared setting, untuned: §4.2 compares the network trained with and
+without dropout under the recipe of §5, and so do the arms here.
+
 `shapes`: ablation_common.alexnet_shapes on a small training set, so that
 overfitting can show within minutes: shapes/hard resized to 67x67, FC6 and
 FC7 of 512 units, the first 5,000 training images for 6 epochs,

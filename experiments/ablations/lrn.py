@@ -20,6 +20,11 @@ The claims:
 - VGG Table 3 (`:vgg`): A-LRN (29.7% top-1) is no better than A (29.6%)
   "without any normalisation layers"; the recipe is ablation_common.vgg_imagenet.
 
+One shared setting, untuned: neither paper tuned the arms apart. AlexNet
+§3.3 reports cuda-convnet's two layer files as they were trained, with the
+same learning parameters, and VGG §3.1 trains every configuration with one
+recipe; the arms here differ in the normalisation alone.
+
 `shapes` (alone: the CIFAR-10 pair): shapes/hard (cnnjax/data/shapes.py), all
 50,000 training images, 24x24 random crops with flips as on CIFAR-10, ten-view
 test on 2,000 test images, the 13pct schedule (÷10 twice) shortened to

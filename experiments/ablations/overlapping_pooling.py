@@ -12,6 +12,9 @@ difficult to overfit". AlexNet on ImageNet with ablation_common.alexnet_imagenet
 (its departures are written there); `model.overlapping_pooling=False` pools
 2x2 with stride 2 at the same three places.
 
+One shared setting, untuned: §3.4 changes the pooling alone in the recipe
+of §5, and so do the arms here.
+
 `shapes`: ablation_common.alexnet_shapes: shapes/hard resized to 67x67, FC6
 and FC7 of 512 units, the first 10,000 training images, 2,000 test images,
 3 epochs (the ÷10 steps at a third and two thirds); 2 variants x 3

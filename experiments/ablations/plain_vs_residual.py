@@ -18,6 +18,11 @@ The recipe (§4.2): SGD with momentum 0.9, batch 128, weight decay 1e-4, lr
 per-pixel mean subtracted (here the dataset mean image is the per-channel
 mean: cnnjax has no per-pixel mean yet).
 
+One shared setting, untuned: §4.2 trains the plain and the residual nets
+of every depth with this one recipe (only ResNet-110 warms up at 0.01, a
+depth this ablation does not use), so the variants differ in depth and
+shortcuts alone.
+
 `shapes`: shapes/hard (cnnjax/data/shapes.py) at 16x16 (the 32x32 images
 resized), the stages at half the paper's width (8, 16, 32 maps), all 50,000
 training images, 2,000 test images, 2 epochs with the rate divided by 10 at
