@@ -6,6 +6,7 @@ cnnjax.sweep.command).
   cnnjax eval   --workdir DIR [--step N | --best] [--config.KEY=VALUE ...]
   cnnjax config --config PATH[:ARG] [--config.KEY=VALUE ...]
   cnnjax models [NAME ...]
+  cnnjax data   NAME [--config.dataset.KEY=VALUE ...] [--format text|json]
   cnnjax sweep  --config PATH[:ARG] --workdir DIR [--seeds N] [--jobs K] [--summarize]
   cnnjax summary MODEL [--image-size N] [--format table|json|csv] | --all
   cnnjax plot   WORKDIR... --out DIR [--x step|epoch]
@@ -43,6 +44,7 @@ from cnnjax.analysis import commands as analysis
 from cnnjax.analysis import visual_commands as visual
 from cnnjax.bench import command as bench
 from cnnjax.bench import input_pipeline as bench_input
+from cnnjax.data import command as data_command
 from cnnjax.errors import USAGE_ERROR_STATUS, StopRun, UserError
 from cnnjax.pretrained import import_weights
 from cnnjax.report import compare as report
@@ -131,6 +133,10 @@ COMMANDS = {
     "models": Command("list the registered models: input, parameters, options",
                       "cnnjax models [NAME ...] [--format table|json]",
                       _models_arguments, "cnnjax.commands:list_models"),
+    "data": Command("what cnnjax will train on: classes, splits, image shape, mean and std, "
+                    "where it is prepared (a table dataset, any TFDS dataset, folder:PATH)",
+                    "cnnjax data NAME [--config.dataset.KEY=VALUE ...] [--format text|json]",
+                    data_command.add_arguments, "cnnjax.data.command:run"),
     "sweep": Command("an ablation: variants x seeds of training runs, a table, curves, verdicts",
                      "cnnjax sweep --config PATH[:ARG] --workdir DIR [--seeds N] [--jobs K] "
                      "[--config.KEY=VALUE ...] [--summarize]",
