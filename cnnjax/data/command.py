@@ -16,8 +16,10 @@ this module imports neither JAX nor TensorFlow.
 """
 
 import argparse
+import contextlib
 import json
 import pathlib
+import sys
 
 from cnnjax.errors import UserError
 
@@ -45,11 +47,12 @@ def run(args, overrides) -> int:
   config.dataset.name = datasets.canonical_name(args.name)
   config_lib.validate_dataset(config.dataset)
   datasets.describe(config.dataset, splits=False)  # Its mistakes, before any preparing.
-  description = describe(config.dataset)
-  if args.format == "json":
+  if args.format == "json":  # Status lines (preparing, computing) to stderr: stdout is JSON.
+    with contextlib.redirect_stdout(sys.stderr):
+      description = describe(config.dataset)
     print(json.dumps(description, indent=2))
   else:
-    print(as_text(description), end="")
+    print(as_text(describe(config.dataset)), end="")
   return 0
 
 
@@ -60,6 +63,11 @@ def describe(dataset) -> dict:
   from cnnjax.data.source import Source
 
   source = Source(open_builder(dataset), dataset)
+  if not source.builder.is_prepared():  # A table dataset TFDS has not prepared.
+    root = source.builder.data_dir_root
+    raise UserError(f"dataset {dataset.name!r} is not prepared in {root} "
+                    "(config.dataset.data_dir); "
+                    + source.spec.how_to_get.format(name=dataset.name, dir=root))
   info = source.builder.info
   spec = source.spec
   height, width, _ = info.features[source.features.image].shape

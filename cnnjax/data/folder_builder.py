@@ -68,8 +68,9 @@ class Checked:
 class FolderConfig(tfds.core.BuilderConfig):
   """A folder's listing and what checking it found, for writing it."""
 
-  listing: folders.Listing | None = None
-  checked: Checked | None = None
+  # Out of the repr, which TFDS logs: a large folder's listing is megabytes.
+  listing: folders.Listing | None = dataclasses.field(default=None, repr=False)
+  checked: Checked | None = dataclasses.field(default=None, repr=False)
 
 
 class CnnjaxImageFolder(tfds.core.GeneratorBasedBuilder):
@@ -189,8 +190,8 @@ def _measure_file(path: str):
     (height, width), sums, squares = _measure(tf.constant(encoded))
   except OSError as error:
     return error.strerror
-  except tf.errors.OpError as error:
-    return error.message.split("}} ")[-1].split(" [Op:")[0].strip()  # Without TF's op names.
+  except tf.errors.OpError as error:  # TF's reason, without its op and graph names.
+    return error.message.strip().splitlines()[0].split("}} ")[-1].split(" [Op:")[0].strip()
   return int(height), int(width), sums.numpy(), squares.numpy()
 
 

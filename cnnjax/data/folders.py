@@ -42,7 +42,8 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".jpe", ".png", ".gif", ".bmp", ".webp", ".
 UNDECODABLE_EXTENSIONS = {".tif": "TIFF", ".tiff": "TIFF", ".ppm": "PPM", ".pgm": "PGM",
                           ".pbm": "PBM", ".pnm": "PNM", ".heic": "HEIC", ".heif": "HEIF",
                           ".avif": "AVIF", ".jp2": "JPEG 2000", ".ico": "ICO", ".psd": "PSD"}
-LAYOUT = "PATH must hold train/CLASS/IMAGE... and val/ (or validation/ or test/) with the same classes"
+LAYOUT = ("PATH must hold train/CLASS/IMAGE... and val/ (or validation/ or test/) with the same "
+          "classes")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,7 +58,8 @@ class Folder:
   def spec(self) -> DatasetSpec:
     braces = self.path.replace("{", "{{").replace("}", "}}")  # how_to_get is a format string.
     return DatasetSpec(num_classes=len(self.classes), image_size=None, channels=3, mean=None,
-                       std=None, how_to_get=f"cnnjax prepares it again from {braces} when next used")
+                       std=None,
+                       how_to_get=f"cnnjax prepares it again from {braces} when next used")
 
   @property
   def name(self) -> str:
@@ -109,15 +111,21 @@ def is_image(name: str) -> bool:
   return _visible(name) and (extension in IMAGE_EXTENSIONS or extension in UNDECODABLE_EXTENSIONS)
 
 
-def _walk(path: str):
-  """(directory, visible file names) under `path`, in sorted order, following links."""
-  for directory, subfolders, names in os.walk(path, followlinks=True):
-    subfolders[:] = sorted(filter(_visible, subfolders))
-    yield directory, sorted(names)
+def _files(directory: str, prefix: str = ""):
+  """(path relative to `directory`, os.DirEntry) of every visible file under
+  it, at any depth, in sorted order, following symbolic links."""
+  with os.scandir(directory) as scanned:
+    entries = sorted((entry for entry in scanned if _visible(entry.name)),
+                     key=lambda entry: entry.name)
+  for entry in entries:
+    if entry.is_dir(follow_symlinks=True):
+      yield from _files(entry.path, f"{prefix}{entry.name}/")
+    else:
+      yield f"{prefix}{entry.name}", entry
 
 
 def _has_image(path: str) -> bool:
-  return any(is_image(name) for _, names in _walk(path) for name in names)
+  return any(is_image(entry.name) for _, entry in _files(path))
 
 
 def scan(path: str) -> Folder:
@@ -162,17 +170,14 @@ def listing(folder: Folder) -> Listing:
     split_path = os.path.join(folder.path, split)
     found = []
     for label, name in enumerate(folder.classes):
-      class_path = os.path.join(split_path, name)
-      if not os.path.isdir(class_path):
-        continue
-      for directory, names in _walk(class_path):
-        for file_name in names:
-          if not is_image(file_name):
-            ignored += _visible(file_name)
-            continue
-          stat = os.stat(os.path.join(directory, file_name))
-          relative = os.path.relpath(os.path.join(directory, file_name), split_path)
-          found.append(ImageFile(relative, label, stat.st_size, stat.st_mtime_ns))
+      if not os.path.isdir(os.path.join(split_path, name)):
+        continue  # A held-out folder may lack a class.
+      for relative, entry in _files(os.path.join(split_path, name), f"{name}/"):
+        if not is_image(entry.name):
+          ignored += 1
+          continue
+        stat = entry.stat()
+        found.append(ImageFile(relative, label, stat.st_size, stat.st_mtime_ns))
     with os.scandir(split_path) as entries:  # Files beside the class folders.
       ignored += sum(1 for entry in entries if _visible(entry.name) and entry.is_file())
     files[split] = tuple(found)

@@ -14,6 +14,11 @@ process reads only its own devices' shards. A run can thus resume on another
 number of devices (elastic resume) exactly where it stopped. The shuffle
 buffer is per shard.
 
+Every dataset is read as a TFDS builder (cnnjax.data.source): a table
+dataset, any other TFDS dataset by name, and a folder of images, which
+cnnjax.data.folder_builder prepares as one; so the guarantees here hold for
+each of them.
+
 Training is exactly resumable: epoch e of shard k is that shard shuffled with
 a seed derived from (seed, e, k), cut to a whole number of steps, and every
 example's augmentation is seeded by its position in the epoch. Starting at

@@ -66,7 +66,8 @@ COLOUR_ORDERS = (("brightness", "saturation", "hue", "contrast"),
 def decode(example: Example, channels: int) -> Example:
   """Images arrive undecoded (TFDS SkipDecoding) so skipped examples cost no
   decode; here they become float32 in [0, 1]."""
-  return {**example, "image": tf.cast(decode_pixels(example["image"], channels), tf.float32) / 255.0}
+  image = decode_pixels(example["image"], channels)
+  return {**example, "image": tf.cast(image, tf.float32) / 255.0}
 
 
 def decode_pixels(encoded: tf.Tensor, channels: int) -> tf.Tensor:

@@ -24,6 +24,7 @@ import dataclasses
 import difflib
 import pathlib
 
+import numpy as np
 import tensorflow_datasets as tfds
 from google.protobuf import json_format
 
@@ -69,7 +70,7 @@ def how_to_get(builder: tfds.core.DatasetBuilder) -> str:
 def unknown_name(name: str, root: str) -> str:
   from cnnjax.data.datasets import DATASETS
 
-  known = list(DATASETS) + list(tfds.list_builders())
+  known = list(dict.fromkeys([*DATASETS, *tfds.list_builders()]))
   close = difflib.get_close_matches(name.partition("/")[0], known, n=3)
   guess = f"; did you mean {' or '.join(map(repr, close))}?" if close else ""
   return (f"unknown dataset {name!r} (config.dataset.name): not in cnnjax's table "
@@ -109,9 +110,9 @@ def spec(name: str, builder: tfds.core.DatasetBuilder) -> DatasetSpec:
   info = builder.info
   keys = features(name, info)
   image = info.features[keys.image]
-  if image.np_dtype.itemsize != 1:
-    raise UserError(f"dataset {name!r} has images of {image.np_dtype} ({keys.image}); cnnjax "
-                    "reads 8-bit images")
+  if np.dtype(image.np_dtype) != np.uint8:
+    raise UserError(f"dataset {name!r} has images of {np.dtype(image.np_dtype)} ({keys.image}); "
+                    "cnnjax reads 8-bit images")
   height, width, channels = image.shape
   square = height is not None and height == width
   return DatasetSpec(num_classes=info.features[keys.label].num_classes,
