@@ -7,7 +7,10 @@ devices; and experiments/finetune_folder.py fine-tunes on one."""
 
 import io
 import json
+import os
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -108,6 +111,11 @@ def test_an_undecodable_image_is_named_in_one_line_and_skipping_it_says_so(photo
   assert error.count("\n") == 1 and f"cannot decode {broken}: " in error
   assert "Invalid JPEG data" in error and "config.dataset.skip_undecodable=True" in error
   assert not _copies(tmp_path / "tfds")  # Named before anything was written.
+  workdir = tmp_path / "run"
+  assert cli.main(["train", "--config", LENET_SHAPES, "--workdir", str(workdir),
+                   f"--config.dataset.name=folder:{folder}", "--config.dataset.eval_split=val",
+                   f"--config.dataset.data_dir={tmp_path / 'tfds'}"]) == 2
+  assert capsys.readouterr().err == error and not workdir.exists()
 
   assert cli.main([*data, "--config.dataset.skip_undecodable=True", "--format", "json"]) == 0
   out, err = capsys.readouterr()
@@ -189,6 +197,40 @@ def test_a_recipe_that_needs_a_fixed_size_is_refused_on_images_of_varying_size(p
   assert not (tmp_path / "run").exists()
 
 
+RESIZING = ("resize", "random_area_crop_flip", "resize_center_crop", "center_crop",
+            "resize_shorter(40, 48) | random_crop | flip | pca_lighting | photometric",
+            "resize_shorter(36) | ten_crop", "dense(32, 40)")
+FIXED_SIZE = ("pad", "pad_crop_flip", "random_crop_flip", "ten_crop")
+
+
+def test_every_recipe_works_on_images_of_varying_size_or_is_refused_in_one_line(photos, tmp_path):
+  """Resizing recipes give the model's input from any image; a recipe that
+  crops or pads images as they are needs them of one size, and says so."""
+  from cnnjax.data import InputPipeline
+  from cnnjax.errors import UserError
+
+  for recipe in RESIZING + FIXED_SIZE:
+    views = {"ten_crop": (10,), "dense": (2,)}  # Evaluation only: several views of an image.
+    view = next((view for word, view in views.items() if word in recipe), ())
+    # Each normalisation once: they follow the recipe, whatever it is.
+    normalizations = (("standardize", "subtract_mean", "subtract_pixel_mean")
+                      if recipe == "resize_center_crop" else ("standardize",))
+    for normalization in normalizations:
+      dataset = _dataset(photos, tmp_path, train_preprocess="resize" if view else recipe,
+                         eval_preprocess=recipe, normalization=normalization, num_shards=4)
+      make = lambda: InputPipeline(open_builder(dataset), dataset, seed=0, process_index=0,
+                                   process_count=1, local_devices=1, input_size=32)
+      if recipe in FIXED_SIZE:
+        with pytest.raises(UserError, match="vary in size; resize them first"):
+          make()
+        break
+      pipeline = make()
+      assert next(pipeline.train_batches(8))["image"].shape == (1, 8, 32, 32, 3)
+      batch = next(pipeline.eval_batches(8))
+      assert batch["image"].shape == (1, 8, *view, 32, 32, 3), recipe
+      assert np.isfinite(batch["image"]).all()
+
+
 def test_the_data_order_of_a_folder_does_not_depend_on_devices_or_processes(photos, tmp_path):
   config = config_lib.base_config()
   config.dataset = _dataset(photos, tmp_path / "tfds", train_preprocess="random_area_crop_flip",
@@ -199,6 +241,21 @@ def test_the_data_order_of_a_folder_does_not_depend_on_devices_or_processes(phot
     for a, b in zip(one, other):
       np.testing.assert_array_equal(a["id"], b["id"])
       np.testing.assert_array_equal(a["image"], b["image"])
+
+
+def test_processes_starting_at_once_prepare_a_folder_once(photos, tmp_path):
+  """A sweep's first runs open the same new folder together."""
+  processes = [subprocess.Popen(
+      [sys.executable, "-m", "cnnjax", "data", f"folder:{photos}",
+       f"--config.dataset.data_dir={tmp_path}", "--format", "json"], cwd=ROOT,
+      env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+      text=True) for _ in range(2)]
+  outputs = [process.communicate(timeout=300) for process in processes]
+  assert [process.returncode for process in processes] == [0, 0], outputs
+  lines = [line for _, err in outputs for line in err.splitlines()]
+  assert sum(line.startswith("preparing folder:") for line in lines) == 1, lines
+  assert json.loads(outputs[0][0]) == json.loads(outputs[1][0])
+  assert len(_copies(tmp_path)) == 1
 
 
 def test_the_folder_statistics_are_exact_and_as_a_pass_over_the_split_computes_them(photos,

@@ -68,15 +68,17 @@ class Source:
 
   def open(self, split: str, part, with_ids: bool = False, whole: bool = True) -> tf.data.Dataset:
     """`part` of `split` as examples {"image": encoded, "label"[, "tfds_id"]},
-    read from the dataset's image and label features, the others never
-    decoded. `whole`: it will be read to the end, so TFDS may keep a small
+    read from the dataset's image and label features; no image is decoded
+    here (the recipe decodes the one it reads), and the other features are
+    dropped. `whole`: it will be read to the end, so TFDS may keep a small
     split in memory."""
     keys = self.features
+    features = self.builder.info.features
     try:
       ds = self.builder.as_dataset(
           split=part, shuffle_files=False,
-          decoders=tfds.decode.PartialDecoding({keys.image: True, keys.label: True},
-                                               decoders={keys.image: tfds.decode.SkipDecoding()}),
+          decoders={key: tfds.decode.SkipDecoding() for key, feature in features.items()
+                    if isinstance(feature, tfds.features.Image)},
           read_config=tfds.ReadConfig(add_tfds_id=with_ids, try_autocache=whole))
     except AssertionError:  # TFDS's way of saying the data is not prepared.
       data_dir = self.builder.data_dir_root
@@ -89,7 +91,7 @@ class Source:
       key = "eval_split" if split == self.dataset.eval_split else "train_split"
       raise UserError(f"dataset {self.dataset.name!r} has no split {split!r} "
                       f"(config.dataset.{key}): {error}") from None
-    if (keys.image, keys.label) == ("image", "label"):
+    if set(features) == {keys.image, keys.label} == {"image", "label"}:
       return ds
     rename = lambda example: {"image": example[keys.image], "label": example[keys.label],
                               **({"tfds_id": example["tfds_id"]} if with_ids else {})}
