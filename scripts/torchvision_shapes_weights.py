@@ -34,7 +34,6 @@ from cnnjax.data import shapes
 from cnnjax.data.datasets import DATASETS
 
 
-
 def scenes(split: str, per_class: int, size: int, clean: bool) -> tuple[torch.Tensor, torch.Tensor]:
   """NCHW float images, normalised, and their labels."""
   sizes = shapes.ImageSizes(shorter=(size, size), max_ratio=1.0)
