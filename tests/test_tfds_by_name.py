@@ -98,14 +98,14 @@ def _cnnjax_data(name, data_dir):
 
 
 def test_cnnjax_data_reads_the_info_and_computes_the_statistics_once_for_all(by_name_dir):
-  """Two processes starting at once (a sweep's runs): one computes the
-  statistics, the other waits and reads them; both print the same."""
-  processes = [_cnnjax_data("blobs", by_name_dir) for _ in range(2)]
+  """Three processes starting at once (a sweep's runs): one computes the
+  statistics, the others wait and read them; all print the same."""
+  processes = [_cnnjax_data("blobs", by_name_dir) for _ in range(3)]
   outputs = [process.communicate(timeout=300) for process in processes]
-  assert [process.returncode for process in processes] == [0, 0], outputs
+  assert [process.returncode for process in processes] == [0, 0, 0], outputs
   assert sum("computing the pixel mean" in err for _, err in outputs) == 1
   shown = [json.loads(out) for out, _ in outputs]
-  assert shown[0] == shown[1]
+  assert shown[0] == shown[1] == shown[2]
   assert shown[0]["kind"] == "tfds" and shown[0]["class_names"] == ["dark", "light"]
   assert shown[0]["splits"] == {"train": 64, "test": 16}
   assert shown[0]["image_shape"] == [16, 16, 3] and shown[0]["native_image_size"] == 16
