@@ -25,13 +25,16 @@ DATA_DIR/cnnjax_image_folder/<name>-<path hash>-<fingerprint>/1.0.0/. The
 fingerprint (cnnjax.data.folders.Listing) hashes every image's path, size
 and modification time, so a folder with images added, removed, replaced or
 rewritten is prepared again on its next use, and the copy of its earlier
-contents removed. Checking costs one directory listing per folder and one
-`stat` per image on every start: 0.66-0.70 s of CPU for 105,000 images in
-100 classes (1.0-1.2 s wall on the 2 shared cores at load 9, metadata in the
-page cache; about 9 s of CPU for ImageNet's 1.33 million, more on a network
-file system). An image whose bytes change while its size and modification
-time stay (a copy that restores old timestamps) goes unnoticed. Several processes starting at once prepare the
-folder once (cnnjax.data.once).
+contents removed (a run still reading that copy may then stop, naming the
+missing file and keeping its checkpoints; run again, it resumes on the new
+contents). Checking costs one
+directory listing per folder and one `stat` per image on every start:
+0.66-0.70 s of CPU for 105,000 images in 100 classes (1.0-1.2 s wall on the
+2 shared cores at load 9, metadata in the page cache); by proportion about
+9 s of CPU for ImageNet's 1.33 million, more on a network file system. An
+image whose bytes change while its size and modification time stay (a copy
+that restores old timestamps) goes unnoticed. Several processes starting at
+once prepare the folder once (cnnjax.data.once).
 """
 
 import concurrent.futures
