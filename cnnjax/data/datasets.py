@@ -36,7 +36,7 @@ class DatasetSpec:
 
 
 TFDS_BUILD = ("run `tfds build {name} --data_dir {dir}` (it downloads; or build it on a machine "
-               "with internet and copy its {name}/ directory into {dir})")
+              "with internet and copy its {name}/ directory into {dir})")
 
 DATASETS: dict[str, DatasetSpec] = {
     # Embedded: built offline from the digits bundled with scikit-learn

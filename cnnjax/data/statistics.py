@@ -58,23 +58,26 @@ class Statistics:
 
 
 class Sums:
-  """Running sums of pixels and of their squares, per channel (uint8 values)."""
+  """Running sums of pixels and of their squares, per channel (uint8 values),
+  in Python's integers: exact, so the result does not depend on the order
+  the images come in (tf.data's parallel map does not keep it)."""
 
   def __init__(self, channels: int):
-    self.sums = np.zeros(channels, np.float64)
-    self.squares = np.zeros(channels, np.float64)
+    self.sums = [0] * channels
+    self.squares = [0] * channels
     self.pixels = 0
     self.images = 0
 
   def add(self, height: int, width: int, sums: np.ndarray, squares: np.ndarray) -> None:
-    self.sums += sums
-    self.squares += squares
+    self.sums = [total + int(value) for total, value in zip(self.sums, sums)]
+    self.squares = [total + int(value) for total, value in zip(self.squares, squares)]
     self.pixels += int(height) * int(width)
     self.images += 1
 
   def statistics(self, exact: bool) -> Statistics:
-    mean = self.sums / self.pixels
-    std = np.sqrt(np.maximum(self.squares / self.pixels - mean**2, 0.0))
+    mean = np.array([total / self.pixels for total in self.sums])
+    second = np.array([total / self.pixels for total in self.squares])
+    std = np.sqrt(np.maximum(second - mean**2, 0.0))
     # Pixels in [0, 1]: the sums are of uint8 values.
     return Statistics(tuple(round(float(m) / 255, 6) for m in mean),
                       tuple(round(float(s) / 255, 6) for s in std), self.images, exact)
