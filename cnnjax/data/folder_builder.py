@@ -125,9 +125,10 @@ def prepared(folder: folders.Folder, data_dir: str, skip_undecodable: bool) -> p
                           f"waiting for another process preparing {folder.name} in {root}"):
         if not _is_complete(version_dir):
           _prepare(listing, root, name, skip_undecodable)
-    except OSError as error:
-      raise UserError(f"cannot prepare {folder.name} in {root} ({error.strerror}); set "
-                      "config.dataset.data_dir to a directory cnnjax can write to") from None
+    except OSError as error:  # The data dir read-only or full, or a file gone meanwhile.
+      where = f": {error.filename}" if error.filename else ""
+      raise UserError(f"cannot prepare {folder.name} in {root} ({error.strerror}{where}); "
+                      "config.dataset.data_dir sets where it goes") from None
   _report_skipped(folder, version_dir, skip_undecodable)
   return version_dir
 
