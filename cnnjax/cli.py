@@ -6,6 +6,7 @@ cnnjax.sweep.command).
   cnnjax eval   --workdir DIR [--step N | --best] [--config.KEY=VALUE ...]
   cnnjax config --config PATH[:ARG] [--config.KEY=VALUE ...]
   cnnjax models [NAME ...]
+  cnnjax data   NAME [--config.dataset.KEY=VALUE ...] [--format text|json]
   cnnjax sweep  --config PATH[:ARG] --workdir DIR [--seeds N|auto] [--max-seeds N] [--jobs K]
                 [--summarize]
   cnnjax summary MODEL [--image-size N] [--format table|json|csv] | --all
@@ -50,6 +51,7 @@ from cnnjax.analysis import commands as analysis
 from cnnjax.analysis import visual_commands as visual
 from cnnjax.bench import command as bench
 from cnnjax.bench import input_pipeline as bench_input
+from cnnjax.data import command as data_command
 from cnnjax.errors import USAGE_ERROR_STATUS, StopRun, UserError
 from cnnjax.pretrained import import_weights
 from cnnjax.report import compare as report
@@ -67,6 +69,8 @@ OVERRIDES_HELP = {
     "eval": "Only how and on what the checkpoint is evaluated can be overridden, with "
             "--config.KEY=VALUE for KEY in " + ", ".join(sorted(EVAL_OVERRIDES)) + "; the "
             "network and its weights are the workdir's.",
+    "dataset": "The dataset's keys can be overridden with --config.dataset.KEY=VALUE, e.g. "
+               "--config.dataset.data_dir=DIR --config.dataset.skip_undecodable=true.",
     "model": "The model's options can be overridden with --config.model.KEY=VALUE, e.g. "
              "--config.model.activation=relu; `cnnjax models NAME` lists them with their "
              "values.",
@@ -154,6 +158,10 @@ COMMANDS = {
     "models": Command("list the registered models: input, parameters, options",
                       "cnnjax models [NAME ...] [--format table|json]",
                       _models_arguments, "cnnjax.commands:list_models", "none"),
+    "data": Command("what cnnjax will train on: classes, splits, image shape, mean and std, "
+                    "where it is prepared (a table dataset, any TFDS dataset, folder:PATH)",
+                    "cnnjax data NAME [--config.dataset.KEY=VALUE ...] [--format text|json]",
+                    data_command.add_arguments, "cnnjax.data.command:run", "dataset"),
     "sweep": Command("an ablation: variants (tuned where the paper tuned) x seeds of training "
                      "runs, a table, curves, verdicts with confidence intervals",
                      "cnnjax sweep --config PATH[:ARG] --workdir DIR [--seeds N|auto] "

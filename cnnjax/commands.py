@@ -94,7 +94,9 @@ def evaluate(args, overrides) -> int:
     evaluation = {"split": config.dataset.eval_split, "preprocess": config.dataset.eval_preprocess,
                   "extra_evals": [list(pair) for pair in config.extra_evals],
                   "checkpoint": "best" if args.best else "step" if args.step else "latest",
-                  "half_precision": config.half_precision, "metrics": metrics}
+                  "half_precision": config.half_precision, "metrics": metrics,
+                  "dataset": config.dataset.name,
+                  "class_names": list(plan.pipeline.class_names)}  # Label i is class_names[i].
     try:
       path = results.record_evaluation(args.workdir, step, evaluation)
       print(f"written to {path}")

@@ -51,6 +51,15 @@ def base_config() -> ml_collections.ConfigDict:
       # divide it (cnnjax.data.pipeline).
       num_shards=8,
       shuffle_buffer=10_000,  # Per shard of the train split.
+      # The normalisation's mean and standard deviation per channel (pixels in
+      # [0, 1]); () → the dataset's own: its published ones, or computed from
+      # the train split (cnnjax.data.statistics). Fine-tuning sets the
+      # pretrained network's (experiments/finetune_folder.py).
+      mean=(),
+      std=(),
+      # A folder (name "folder:PATH"): leave out the images that do not decode,
+      # saying how many, instead of stopping at the first (cnnjax.data.folders).
+      skip_undecodable=False,
   ))
   config.batch_size = 128  # Global: across all devices and processes.
   config.eval_batch_size = 0  # 0 → batch_size.
@@ -211,13 +220,27 @@ def check_model(config: ml_collections.ConfigDict) -> None:
   import jax.numpy as jnp
 
   from cnnjax import models
-  from cnnjax.data import dataset_spec
+  from cnnjax.data import describe
 
-  spec = dataset_spec(config.dataset.name)
-  size = config.dataset.image_size or spec.image_size
-  model = models.from_config(config)
+  spec = describe(config.dataset)
+  size = input_size(config, spec)
+  model = models.from_config(config, num_classes=spec.num_classes)
   jax.eval_shape(functools.partial(model.init, train=False), jax.random.key(0),
                  jnp.zeros((1, size, size, spec.channels)))
+
+
+def input_size(config: ml_collections.ConfigDict, spec) -> int:
+  """The side of the model's square input: config.dataset.image_size if set;
+  else the dataset's own (`spec`: its table entry, or a TFDS dataset whose
+  images are all of one square size); else, for images of varying size, the
+  size the train recipe's own arguments end at ("inception_crop(160) |
+  flip": 160); else the model's native input (224 for the ImageNet networks)."""
+  from cnnjax import models
+  from cnnjax.data import recipes
+
+  recipe = recipes.fixed_output_side(config.dataset.train_preprocess)
+  return (config.dataset.image_size or spec.image_size or recipe
+          or models.NATIVE_INPUT_SIZE[config.model.name])
 
 
 def parse_value(text: str):
@@ -287,6 +310,9 @@ def with_overrides(config: ml_collections.ConfigDict,
   for key, text in overrides.items():
     if key not in model_overrides:
       override(config, key, text)
+  from cnnjax.data import datasets  # Free of TensorFlow.
+
+  config.dataset.name = datasets.canonical_name(config.dataset.name)
   validate(config)
   _add_model_options(config)
   for key, text in model_overrides.items():
@@ -324,7 +350,6 @@ def validate(config: ml_collections.ConfigDict) -> None:
   """Values that no run can use; checks needing the devices or data live with them."""
   checks = [
       ("model.name", config.model.name, bool(config.model.name), "a registered model name"),
-      ("dataset.name", config.dataset.name, bool(config.dataset.name), "a dataset name"),
       ("batch_size", config.batch_size, config.batch_size > 0, "positive"),
       ("eval_batch_size", config.eval_batch_size, config.eval_batch_size >= 0, "0 or positive"),
       ("num_epochs", config.num_epochs,
@@ -337,12 +362,6 @@ def validate(config: ml_collections.ConfigDict) -> None:
       ("checkpoint_every_steps", config.checkpoint_every_steps,
        config.checkpoint_every_steps == -1 or config.checkpoint_every_steps > 0, "-1 or positive"),
       ("keep_checkpoints", config.keep_checkpoints, config.keep_checkpoints > 0, "positive"),
-      ("dataset.image_size", config.dataset.image_size, config.dataset.image_size >= 0,
-       "0 (the dataset's own) or positive"),
-      ("dataset.num_shards", config.dataset.num_shards, config.dataset.num_shards > 0,
-       "positive"),
-      ("dataset.shuffle_buffer", config.dataset.shuffle_buffer,
-       config.dataset.shuffle_buffer > 0, "positive (1: no shuffling)"),
       ("optimizer.learning_rate", config.optimizer.learning_rate,
        config.optimizer.learning_rate >= 0, "0 or positive"),
       ("optimizer.weight_decay", config.optimizer.weight_decay,
@@ -397,12 +416,41 @@ def validate(config: ml_collections.ConfigDict) -> None:
       ("nonfinite.max_consecutive_skips", config.nonfinite.max_consecutive_skips,
        config.nonfinite.max_consecutive_skips >= 0, "0 or positive"),
   ]
+  _refuse_impossible(checks)
+  validate_dataset(config.dataset, config.extra_evals)
+
+
+def validate_dataset(dataset: ml_collections.ConfigDict, extra_evals=()) -> None:
+  """config.dataset's values that no run can use (`validate`'s, and `cnnjax data`'s)."""
+  _refuse_impossible([
+      ("dataset.name", dataset.name, bool(dataset.name), "a dataset name"),
+      ("dataset.image_size", dataset.image_size, dataset.image_size >= 0,
+       "0 (the dataset's own) or positive"),
+      ("dataset.num_shards", dataset.num_shards, dataset.num_shards > 0, "positive"),
+      ("dataset.shuffle_buffer", dataset.shuffle_buffer, dataset.shuffle_buffer > 0,
+       "positive (1: no shuffling)"),
+      ("dataset.mean", dataset.mean, _are_statistics(dataset.mean, 0),
+       "() (the dataset's own) or a value in [0, 1] per channel"),
+      ("dataset.std", dataset.std,
+       _are_statistics(dataset.std, 1e-12) and len(dataset.std) == len(dataset.mean),
+       "() or a positive value per channel, as many as dataset.mean"),
+  ])
+  from cnnjax.data import recipes  # Free of TensorFlow.
+
+  recipes.check(dataset, extra_evals)
+
+
+def _refuse_impossible(checks) -> None:
   for key, value, ok, expected in checks:
     if not ok:
       raise UserError(f"config.{key}={value!r} is impossible; it must be {expected}")
-  from cnnjax.data import recipes  # Free of TensorFlow.
 
-  recipes.check(config.dataset, config.extra_evals)
+
+def _are_statistics(values, least: float) -> bool:
+  """Whether `values` is () or 1 or 3 numbers in [least, 1]."""
+  return len(values) in (0, 1, 3) and all(
+      isinstance(value, (int, float)) and not isinstance(value, bool) and least <= value <= 1
+      for value in values)
 
 
 def _are_layer_decays(pairs) -> bool:

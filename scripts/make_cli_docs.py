@@ -19,7 +19,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 PAGE = ROOT / "docs" / "cli.md"
 REGENERATE = "python scripts/make_cli_docs.py"
 TAKES = {"any": "any config key", "eval": "the evaluation keys",
-         "model": "the model's options", "none": "none"}
+         "dataset": "the dataset's keys", "model": "the model's options", "none": "none"}
 
 
 def _cell(text: str) -> str:

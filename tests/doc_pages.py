@@ -6,7 +6,8 @@ import pathlib
 import re
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-FENCE = re.compile(r"^\s*(```|~~~)")
+FENCE = re.compile(r"^\s*(```|~~~)\s*(\w*)")
+OUTPUT = "text"  # A block fenced as ```text shows what a command printed: no commands in it.
 CI_RUN = "<!-- ci: run -->"
 
 
@@ -20,21 +21,23 @@ def name(page: pathlib.Path) -> str:
 
 @dataclasses.dataclass(frozen=True)
 class Block:
-  """A fenced code block: its lines (with their numbers in the page) and
-  whether the line before its fence marks it to be run by CI."""
+  """A fenced code block: its lines (with their numbers in the page),
+  whether the line before its fence marks it to be run by CI, and whether it
+  is output (fenced as ```text) rather than commands."""
   page: pathlib.Path
   lines: tuple[tuple[int, str], ...]
   run_by_ci: bool
+  output: bool = False
 
 
 def code_blocks(page: pathlib.Path) -> list[Block]:
-  blocks, current, marked, previous = [], None, False, ""
+  blocks, current, marked, output, previous = [], None, False, False, ""
   for number, line in enumerate(page.read_text().splitlines(), 1):
-    if FENCE.match(line):
+    if fence := FENCE.match(line):
       if current is None:
-        current, marked = [], previous.strip() == CI_RUN
+        current, marked, output = [], previous.strip() == CI_RUN, fence.group(2) == OUTPUT
       else:
-        blocks.append(Block(page, tuple(current), marked))
+        blocks.append(Block(page, tuple(current), marked, output))
         current = None
     elif current is not None:
       current.append((number, line))

@@ -33,6 +33,27 @@ def tiny_config(data_dir: str, **overrides):
   return config
 
 
+def global_batches(config, process_count, local_devices, steps, start_step=0, batch_size=32,
+                   input_size=0):
+  """The first `steps` global batches (images, labels, ids) as `process_count`
+  processes of `local_devices` devices each together feed them."""
+  import numpy as np
+
+  from cnnjax.data import InputPipeline, open_builder
+
+  streams = [InputPipeline(open_builder(config.dataset), config.dataset, seed=config.seed,
+                           process_index=index, process_count=process_count,
+                           local_devices=local_devices, input_size=input_size
+                           ).train_batches(batch_size, start_step)
+             for index in range(process_count)]
+  batches = []
+  for _ in range(steps):
+    parts = [next(stream) for stream in streams]  # Each [local_devices, per_device, ...].
+    batches.append({key: np.concatenate([part[key].reshape((-1,) + part[key].shape[2:])
+                                         for part in parts]) for key in ("image", "label", "id")})
+  return batches
+
+
 def _default_sigint() -> None:
   signal.signal(signal.SIGINT, signal.SIG_DFL)
 

@@ -276,6 +276,7 @@ def test_help_says_which_overrides_the_command_takes(name, capsys):
   takes = cli.COMMANDS[name].overrides
   assert ("Any config key can be overridden" in text) == (takes == "any")
   assert ("--config.model.KEY=VALUE" in text) == (takes == "model") or takes == "none"
+  assert ("--config.dataset.KEY=VALUE" in text) == (takes == "dataset") or takes == "none"
   if takes == "none":
     assert "--config." not in text
 

@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
-from helpers import ROOT, tiny_config
+from helpers import ROOT, global_batches, tiny_config
 
 from cnnjax.data import InputPipeline, open_builder
 from cnnjax.errors import UserError
@@ -42,32 +42,18 @@ def test_train_batches_are_shaped_per_device_normalised_and_seeded(digits_dir):
   assert not np.array_equal(first["label"], other_seed["label"])
 
 
-def _global_batches(config, process_count, local_devices, steps, start_step=0):
-  """The first `steps` global batches (images, labels) as the processes together feed them."""
-  streams = [InputPipeline(open_builder(config.dataset), config.dataset, seed=config.seed,
-                           process_index=index, process_count=process_count,
-                           local_devices=local_devices).train_batches(32, start_step)
-             for index in range(process_count)]
-  batches = []
-  for _ in range(steps):
-    parts = [next(stream) for stream in streams]  # Each [local_devices, per_device, ...].
-    batches.append({key: np.concatenate([part[key].reshape((-1,) + part[key].shape[2:])
-                                         for part in parts]) for key in ("image", "label", "id")})
-  return batches
-
-
 def test_global_batches_do_not_depend_on_devices_or_processes(digits_dir):
   """1, 4 or 8 devices, in one, two or four processes: the same global
   batches, so a run's result does not depend on the hardware, and it can
   resume on other hardware (here 2 devices) exactly where it stopped."""
   config = tiny_config(digits_dir, batch_size=32, dataset__train_preprocess="pad_crop_flip")
-  one = _global_batches(config, 1, 1, steps=3)
+  one = global_batches(config, 1, 1, steps=3)
   for process_count, local_devices in ((1, 4), (2, 1), (4, 2)):
-    other = _global_batches(config, process_count, local_devices, steps=3)
+    other = global_batches(config, process_count, local_devices, steps=3)
     for a, b in zip(one, other):
       np.testing.assert_array_equal(a["id"], b["id"])
       np.testing.assert_array_equal(a["image"], b["image"])  # Augmentation included.
-  resumed = _global_batches(config, 1, 2, steps=1, start_step=2)
+  resumed = global_batches(config, 1, 2, steps=1, start_step=2)
   np.testing.assert_array_equal(resumed[0]["image"], one[2]["image"])
 
 

@@ -1,6 +1,7 @@
 """Every `cnnjax` command in README.md and docs/ is checked without running it.
 
-Each logical line of a fenced code block (`$ ` prompts dropped, `\\`
+Each logical line of a fenced code block other than printed output (a
+block fenced as ```text) (`$ ` prompts dropped, `\\`
 continuations joined, `#` comments removed) is split into simple commands
 (at `&&`, `||`, `;`, `|`, `&`, dropping redirections); a simple command
 whose program is `cnnjax` (after environment assignments, or after a
@@ -24,7 +25,9 @@ written in capitals (DIR, FILE, NAME, MODEL, RECIPE, A,B,...) and must still
 parse where they stand, as the strings and paths they are (so a number is
 written as a number: `--steps 5`, not `--steps N`). A `--config` path with a
 placeholder (experiments/ablations/NAME.py) must match at least one file,
-and its get_config is not run. Shell variables ($i, ${VAR}) stand for a
+and its get_config is not run; nor is it for an ARG with a placeholder or
+naming a workdir under runs/ (fine-tuning's source, made by an earlier
+command). Shell variables ($i, ${VAR}) stand for a
 number. docs/cli.md is generated from the parser itself
 (tests/test_docs_cli.py) and is not read here. Nothing is run, and parsing
 imports no JAX; the model options come from the registry (cnnjax.models).
@@ -49,6 +52,7 @@ SHELL_VARIABLE = re.compile(r"\$\{?\w+\}?")
 SEPARATORS = {"&&", "||", ";", "|", "&", ";;"}
 REDIRECTIONS = {">", ">>", "<", ">&", "&>"}
 ASSIGNMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*=")
+WORKDIRS = "runs/"  # The docs' workdirs: an ARG there is made by an earlier command.
 SCRIPT = re.compile(r"^(scripts|experiments|\.ci)/\S+$")
 
 
@@ -85,6 +89,8 @@ def _commands():
     if doc_pages.name(page) == "docs/cli.md":
       continue
     for block in doc_pages.code_blocks(page):
+      if block.output:
+        continue
       for number, line in doc_pages.shell_lines(block):
         try:
           commands = _simple_commands(line)
@@ -103,13 +109,16 @@ def _commands():
 
 
 def _check_experiment(spec: str, overrides: list[tuple[str, str]]):
-  """The config of `spec` with `overrides`, or None where the path is a placeholder."""
-  path = spec.partition(":")[0]
+  """The config of `spec` with `overrides`, or None where the path is a
+  placeholder or the ARG names a workdir an earlier command makes."""
+  path, _, arg = spec.partition(":")
   if PLACEHOLDER.search(path):
     pattern = PLACEHOLDER.sub("*", path)
     assert list(doc_pages.ROOT.glob(pattern)), f"--config {spec}: no file matches {pattern}"
     return None
   assert (doc_pages.ROOT / path).is_file(), f"--config {spec}: {path} does not exist"
+  if PLACEHOLDER.search(arg) or arg.startswith(WORKDIRS):
+    return None
   return config_lib.from_command_line(str(doc_pages.ROOT / spec), overrides)
 
 
@@ -146,6 +155,11 @@ def _check(argv: list[str]) -> None:
     config_file.check_eval_overrides(overrides)
     config = config_lib.base_config()
     for key, text in overrides:
+      config_lib.override(config, key, text)
+  elif takes == "dataset":
+    config = config_lib.base_config()
+    for key, text in overrides:
+      assert key.startswith("dataset.") and key != "dataset.name", f"{key} is not a dataset key"
       config_lib.override(config, key, text)
   elif takes == "model":
     for key, _ in overrides:

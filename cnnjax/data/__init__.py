@@ -1,8 +1,9 @@
 """Input pipelines: TFDS datasets through tf.data. The only package that imports
 TensorFlow, which feeds the host and must never take an accelerator.
 
-Importing the package does not import TensorFlow: `dataset_spec` (what cnnjax
-knows of a dataset) is free of it, so configs are checked at once;
+Importing the package does not import TensorFlow: `describe` (what cnnjax
+knows of a dataset: its table, a TFDS dataset's DatasetInfo, a folder's
+class folders) is free of it, so configs are checked at once;
 `InputPipeline` and `open_builder` import it when first used.
 """
 
@@ -14,7 +15,7 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
-from cnnjax.data.datasets import DATASETS, DatasetSpec, dataset_spec  # noqa: E402
+from cnnjax.data.datasets import DATASETS, DatasetSpec, dataset_spec, describe  # noqa: E402
 
 _PIPELINE_NAMES = ("InputPipeline", "open_builder")
 

@@ -1,28 +1,42 @@
 """What cnnjax knows about each dataset before opening it.
 
+Three kinds of `config.dataset.name`:
+- a name of the table below: the datasets whose published statistics and
+  native sizes cnnjax records (and the embedded ones it builds itself);
+- any other TFDS image-classification dataset, prepared by TFDS
+  (cnnjax.data.tfds_info reads what it needs from its DatasetInfo);
+- `folder:PATH`, a folder of images in class sub-folders (cnnjax.data.folders).
+
 Kept free of TensorFlow so a config can be checked (dataset name, classes,
 image size) before any input pipeline or device work starts.
 """
 
 import dataclasses
+import os
 
 from cnnjax.errors import UserError
+
+FOLDER_PREFIX = "folder:"
 
 
 @dataclasses.dataclass(frozen=True)
 class DatasetSpec:
-  """A TFDS dataset as cnnjax trains on it."""
+  """A dataset as cnnjax trains on it."""
 
   num_classes: int
-  image_size: int  # Side of the model input the dataset is usually trained at.
+  # Side of the model input the dataset is usually trained at; None where its
+  # images vary in size or are not square (cnnjax.config.input_size decides).
+  image_size: int | None
   channels: int
-  mean: tuple[float, ...]  # Per channel, of pixels scaled to [0, 1].
-  std: tuple[float, ...]
+  # Per channel, of pixels scaled to [0, 1]; None: computed from the train
+  # split on first use (cnnjax.data.statistics).
+  mean: tuple[float, ...] | None
+  std: tuple[float, ...] | None
   how_to_get: str  # What a user does when TFDS has no prepared copy; {name}, {dir} filled in.
 
 
-_TFDS_BUILD = ("run `tfds build {name} --data_dir {dir}` (it downloads; or build it on a machine "
-               "with internet and copy its {name}/ directory into {dir})")
+TFDS_BUILD = ("run `tfds build {name} --data_dir {dir}` (it downloads; or build it on a machine "
+              "with internet and copy its {name}/ directory into {dir})")
 
 DATASETS: dict[str, DatasetSpec] = {
     # Embedded: built offline from the digits bundled with scikit-learn
@@ -40,12 +54,12 @@ DATASETS: dict[str, DatasetSpec] = {
     # run unchanged. Train-split pixel statistics, measured (cnnjax/data/shapes.py).
     "shapes/jpeg": DatasetSpec(10, 224, 3, (0.4324, 0.4355, 0.4342), (0.2572, 0.2584, 0.2538),
                                "it is built offline on first use"),
-    "mnist": DatasetSpec(10, 28, 1, (0.1307,), (0.3081,), _TFDS_BUILD),
-    "fashion_mnist": DatasetSpec(10, 28, 1, (0.2860,), (0.3530,), _TFDS_BUILD),
+    "mnist": DatasetSpec(10, 28, 1, (0.1307,), (0.3081,), TFDS_BUILD),
+    "fashion_mnist": DatasetSpec(10, 28, 1, (0.2860,), (0.3530,), TFDS_BUILD),
     "cifar10": DatasetSpec(10, 32, 3, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616),
-                           _TFDS_BUILD),
+                           TFDS_BUILD),
     "cifar100": DatasetSpec(100, 32, 3, (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762),
-                            _TFDS_BUILD),
+                            TFDS_BUILD),
     "imagenet2012": DatasetSpec(
         1000, 224, 3, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225),
         "ImageNet needs a manual download: put ILSVRC2012_img_train.tar and "
@@ -55,7 +69,66 @@ DATASETS: dict[str, DatasetSpec] = {
 
 
 def dataset_spec(name: str) -> DatasetSpec:
+  """The table's entry for `name`."""
   if name not in DATASETS:
     raise UserError(f"unknown dataset {name!r} (config.dataset.name); supported: "
                     f"{', '.join(sorted(DATASETS))}")
   return DATASETS[name]
+
+
+def describe(dataset, splits: bool = True) -> DatasetSpec:
+  """What cnnjax trains with on `dataset` (config.dataset: its name and
+  data_dir), any kind; a UserError naming what is wrong with it, and with
+  `splits`, naming a train or eval split it lacks. A folder is checked (its
+  class folders, without decoding), a TFDS dataset looked up (without
+  TensorFlow); neither is prepared here. (A table dataset's splits are
+  checked when it is opened.)"""
+  if dataset.name in DATASETS:
+    return DATASETS[dataset.name]
+  if is_folder(dataset.name):
+    from cnnjax.data import folders
+
+    folder = folders.scan(folder_path(dataset.name))
+    if splits:
+      check_splits(dataset, folder.splits)
+    return folder.spec
+  from cnnjax.data import tfds_info
+
+  builder = tfds_info.open_builder(dataset.name, dataset.data_dir)
+  if splits:
+    check_splits(dataset, list(builder.info.splits))
+  return tfds_info.spec(dataset.name, builder)
+
+
+def check_splits(dataset, available) -> None:
+  """A UserError naming config.dataset.train_split or eval_split if a split
+  it reads ("train", "train[:90%]", "train+validation") is not `available`
+  (none: TFDS does not say, as under tfds.testing.mock_data)."""
+  if not available:
+    return
+  for key in ("train_split", "eval_split"):
+    for part in dataset[key].split("+"):
+      split = part.partition("[")[0].strip()
+      if split not in available:
+        raise UserError(f"dataset {dataset.name!r} has no split {split!r} "
+                        f"(config.dataset.{key}={dataset[key]!r}); it has "
+                        f"{', '.join(available)}: set config.dataset.{key} to one of them")
+
+
+def is_folder(name: str) -> bool:
+  return name.startswith(FOLDER_PREFIX)
+
+
+def folder_path(name: str) -> str:
+  """PATH of `folder:PATH`, "~" expanded; a UserError if it is empty."""
+  path = name[len(FOLDER_PREFIX):].strip()
+  if not path:
+    raise UserError(f"config.dataset.name={name!r} names no folder; write folder:PATH, PATH "
+                    "holding train/CLASS/* and val/ (or validation/ or test/)")
+  return os.path.expanduser(path)
+
+
+def canonical_name(name: str) -> str:
+  """`name`, with a folder's PATH made absolute: config.json then finds the
+  folder from any working directory (`cnnjax eval`, a sweep's runs)."""
+  return FOLDER_PREFIX + os.path.abspath(folder_path(name)) if is_folder(name) else name

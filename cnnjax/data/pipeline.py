@@ -14,6 +14,11 @@ process reads only its own devices' shards. A run can thus resume on another
 number of devices (elastic resume) exactly where it stopped. The shuffle
 buffer is per shard.
 
+Every dataset is read as a TFDS builder (cnnjax.data.source): a table
+dataset, any other TFDS dataset by name, and a folder of images, which
+cnnjax.data.folder_builder prepares as one; so the guarantees here hold for
+each of them.
+
 Training is exactly resumable: epoch e of shard k is that shard shuffled with
 a seed derived from (seed, e, k), cut to a whole number of steps, and every
 example's augmentation is seeded by its position in the epoch. Starting at
@@ -36,8 +41,18 @@ import tensorflow_datasets as tfds
 from google.protobuf import json_format
 
 from cnnjax import locks
-from cnnjax.data import digits, pixel_mean, preprocess, recipes, shapes
-from cnnjax.data.datasets import DatasetSpec, dataset_spec
+from cnnjax.data import (
+  digits,
+  folder_builder,
+  folders,
+  pixel_mean,
+  preprocess,
+  recipes,
+  shapes,
+  tfds_info,
+)
+from cnnjax.data.datasets import DATASETS, DatasetSpec, dataset_spec, folder_path, is_folder
+from cnnjax.data.source import Source
 from cnnjax.errors import UserError, choose
 
 tf.config.set_visible_devices([], "GPU")
@@ -63,7 +78,14 @@ EMBEDDED_BUILDERS: dict[str, type[tfds.core.GeneratorBasedBuilder]] = {
 
 
 def open_builder(dataset: ml_collections.ConfigDict) -> tfds.core.DatasetBuilder:
-  """The TFDS builder for `dataset.name`; an embedded one is built on first use."""
+  """The TFDS builder for `dataset.name`: an embedded one is built on first
+  use, a folder prepared (again, if it changed); any other TFDS dataset must
+  be prepared already (cnnjax.data.tfds_info)."""
+  if is_folder(dataset.name):
+    return folder_builder.open_folder(folders.scan(folder_path(dataset.name)), dataset.data_dir,
+                                      dataset.skip_undecodable)
+  if dataset.name not in DATASETS:
+    return tfds_info.open_builder(dataset.name, dataset.data_dir)
   spec = dataset_spec(dataset.name)
   data_dir = dataset.data_dir or None
   try:
@@ -117,22 +139,25 @@ class InputPipeline:
   local_devices: int
   # ((NAME, RECIPE), ...): evaluations beside dataset.eval_preprocess's (config.extra_evals).
   extra_evals: tuple = ()
+  # The model's input side (cnnjax.config.input_size); 0: dataset.image_size
+  # or the dataset's own.
+  input_size: int = 0
 
   def __post_init__(self):
     """Parses and checks the recipes and the normalisation, and computes the
-    mean image if the normalisation needs it: a mistake is a UserError now,
-    before anything is compiled."""
+    statistics it needs (a mean image, or a dataset's mean and standard
+    deviation) unless cached: a mistake is a UserError now, before anything
+    is compiled, and tf.data functions traced later find them computed."""
     choose(preprocess.NORMALIZATIONS, "dataset.normalization", self.dataset.normalization)
     for key in self._texts:
       self._check_recipe(key)
-    if self.dataset.normalization == "subtract_pixel_mean":
-      self._normalize  # noqa: B018 (computed now, once)
+    self._normalize  # noqa: B018 (computed now, once)
 
   def _check_recipe(self, key: str) -> None:
     """A crop larger than the dataset's images (when TFDS knows their size),
     or a recipe that does not end at the model's input size, would fail
     inside tf.data, possibly only at the first evaluation."""
-    height, width = self.builder.info.features["image"].shape[:2]
+    height, width = self.builder.info.features[self.source.features.image].shape[:2]
     recipes.check_fits(self._ops[key], height, width, self.spec.channels, self.image_size, key,
                        self._texts[key], self.dataset.name)
 
@@ -165,15 +190,34 @@ class InputPipeline:
           self._open(split, split), preprocess.recipe(ops, self.spec.channels),
           self.dataset.name, split, recipes.canonical(ops), self.image_size, self.spec.channels,
           self.builder.data_dir)
-    return functools.partial(normalization, spec=self.spec, pixel_mean=mean)
+      return functools.partial(normalization, spec=self.spec, pixel_mean=mean)
+    mean, std = self.mean_and_std
+    return functools.partial(normalization, spec=dataclasses.replace(self.spec, mean=mean, std=std),
+                             pixel_mean=None)
+
+  @functools.cached_property
+  def source(self) -> Source:
+    return Source(self.builder, self.dataset)
 
   @property
   def spec(self) -> DatasetSpec:
-    return dataset_spec(self.dataset.name)
+    return self.source.spec
+
+  @property
+  def class_names(self) -> tuple[str, ...]:
+    return self.source.class_names
+
+  @property
+  def mean_and_std(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    return self.source.mean_and_std
 
   @property
   def image_size(self) -> int:
-    return self.dataset.image_size or self.spec.image_size
+    size = self.input_size or self.dataset.image_size or self.spec.image_size
+    if not size:
+      raise UserError(f"the images of {self.dataset.name!r} vary in size: set "
+                      "config.dataset.image_size, the side of the model's input")
+    return size
 
   @property
   def device_count(self) -> int:
@@ -199,22 +243,7 @@ class InputPipeline:
                  for part in tfds.even_splits(split, n=self.dataset.num_shards))
 
   def _open(self, split: str, part, with_ids: bool = False, whole: bool = True) -> tf.data.Dataset:
-    try:
-      return self.builder.as_dataset(
-          split=part, shuffle_files=False,
-          decoders={"image": tfds.decode.SkipDecoding()},
-          read_config=tfds.ReadConfig(add_tfds_id=with_ids, try_autocache=whole))
-    except AssertionError:  # TFDS's way of saying the data is not prepared.
-      data_dir = self.builder.data_dir_root
-      how_to_get = self.spec.how_to_get.format(name=self.dataset.name, dir=data_dir)
-      raise UserError(f"dataset {self.dataset.name!r} is not prepared in {data_dir} "
-                      f"(config.dataset.data_dir); {how_to_get}") from None
-    except ValueError as error:
-      if "split" not in str(error).lower():
-        raise
-      key = "eval_split" if split == self.dataset.eval_split else "train_split"
-      raise UserError(f"dataset {self.dataset.name!r} has no split {split!r} "
-                      f"(config.dataset.{key}): {error}") from None
+    return self.source.open(split, part, with_ids, whole)
 
   def check_sharding(self, global_batch: int) -> None:
     """A UserError unless the devices and the batch split the shards evenly."""

@@ -64,16 +64,21 @@ COLOUR_ORDERS = (("brightness", "saturation", "hue", "contrast"),
 
 def decode(example: Example, channels: int) -> Example:
   """Images arrive undecoded (TFDS SkipDecoding) so skipped examples cost no
-  decode. JPEG is decoded with libjpeg's accurate integer DCT, as PIL (and so
-  torchvision) decodes it: pixel for pixel the same, where TensorFlow's
-  default, the fast DCT, differs by about a grey level on average and up to
-  18 (scripts/compare_resize_with_pil.py)."""
-  encoded = example["image"]
-  image = tf.cond(
+  decode; here they become float32 in [0, 1]."""
+  image = decode_pixels(example["image"], channels)
+  return {**example, "image": tf.cast(image, tf.float32) / 255.0}
+
+
+def decode_pixels(encoded: tf.Tensor, channels: int) -> tf.Tensor:
+  """An encoded image (JPEG, PNG, GIF's first frame, BMP, WebP, JPEG XL) as
+  uint8 [H, W, channels]. JPEG is decoded with libjpeg's accurate integer
+  DCT, as PIL (and so torchvision) decodes it: pixel for pixel the same,
+  where TensorFlow's default, the fast DCT, differs by about a grey level on
+  average and up to 18 (scripts/compare_resize_with_pil.py)."""
+  return tf.cond(
       tf.io.is_jpeg(encoded),
       lambda: tf.io.decode_jpeg(encoded, channels=channels, dct_method="INTEGER_ACCURATE"),
       lambda: tf.io.decode_image(encoded, channels=channels, expand_animations=False))
-  return {**example, "image": tf.cast(image, tf.float32) / 255.0}
 
 
 def resize(image: tf.Tensor, size: int) -> tf.Tensor:

@@ -218,7 +218,8 @@ def check_fits(ops: tuple[Op, ...], height: int | None, width: int | None, chann
   """Follows the image size through `ops`, from `height` x `width` (None:
   unknown, the images vary), and returns the output's; a UserError for a
   colour op on grey images, a crop larger than the image, a pad smaller than
-  it, or an output that is not `size` x `size` (the model's input)."""
+  it, a crop or pad of images of varying size (they need a fixed size: a
+  resize first), or an output that is not `size` x `size` (the model's input)."""
   where = f"{setting(key)}={text!r}"
   for op in ops:
     if op.name in COLOUR and channels != 3:
@@ -226,6 +227,11 @@ def check_fits(ops: tuple[Op, ...], height: int | None, width: int | None, chann
                       f"have {channels} channel{'s' if channels > 1 else ''}")
   shape = Geometry(height, width, None if None in (height, width) else min(height, width))
   for op in ops:
+    if op.name in ("random_crop", "ten_crop", "pad") and shape.shorter is None:
+      raise UserError(f"{where} {'pads' if op.name == 'pad' else 'crops'} images to a fixed size, "
+                      f"and those of {dataset!r} vary in size; resize them first (e.g. "
+                      f"'resize_shorter(S) | {op}' or 'resize | ...'), or use a resizing recipe "
+                      "(random_area_crop_flip, resize_center_crop, resize)")
     if op.name in ("random_crop", "ten_crop"):
       crop = op.args[0]
       if shape.shorter is not None and crop > shape.shorter:
@@ -259,12 +265,43 @@ def check_fits(ops: tuple[Op, ...], height: int | None, width: int | None, chann
   return shape
 
 
+def fixed_output_side(text: str) -> int | None:
+  """The side of the square recipe `text` ends at when its own arguments fix
+  it ("inception_crop(160) | flip": 160), else None (an op at the input
+  size's default, or an output of varying size). Parsed at two input sizes:
+  a side that does not follow them is the recipe's own."""
+  sides = {_output_side(parse(text, size, "train_preprocess")) for size in (1, 2)}
+  return sides.pop() if len(sides) == 1 else None
+
+
+# Ops whose output is a square of the side of their first argument.
+SQUARE_OUTPUT = frozenset({"resize", "center_crop", "random_crop", "pad", "inception_crop",
+                           "ten_crop", "dense"})
+
+
+def _output_side(ops: tuple[Op, ...]) -> int | None:
+  side = None
+  for op in ops:
+    if op.name == "resize_shorter":
+      side = None
+    elif op.name in SQUARE_OUTPUT:
+      side = int(op.args[0])
+  return side
+
+
 def check(dataset, extra_evals=()) -> None:
   """Parses `dataset.train_preprocess`, `eval_preprocess` and the extra
-  evaluations' recipes (config validation, before TensorFlow or JAX is imported)."""
-  from cnnjax.data.datasets import dataset_spec
+  evaluations' recipes (config validation, before TensorFlow or JAX is
+  imported), and checks the dataset's name: a table name, any other name
+  (TFDS looks it up when the data is opened), or folder:PATH with a PATH."""
+  from cnnjax.data.datasets import DATASETS, folder_path, is_folder
 
-  size = dataset.image_size or dataset_spec(dataset.name).image_size
+  if is_folder(dataset.name):
+    folder_path(dataset.name)
+  # The size only fills in ops' default arguments: whether a recipe parses
+  # does not depend on it (the data checks the sizes, cnnjax.data.pipeline).
+  size = dataset.image_size or (DATASETS[dataset.name].image_size
+                                if dataset.name in DATASETS else 1)
   for key in ("train_preprocess", "eval_preprocess"):
     parse(dataset[key], size, key)
   for name, recipe in extra_evals:

@@ -104,6 +104,7 @@ Calibration: the first `hard` occluded half the images and gave 24.6% and
 """
 
 import dataclasses
+import pathlib
 from typing import Iterator
 
 import numpy as np
@@ -236,4 +237,25 @@ class Shapes(tfds.core.GeneratorBasedBuilder):
         images = [tf.io.encode_jpeg(image, quality=95).numpy() for image in images]
       for image, label in zip(images, labels):
         yield index, {"image": image, "label": int(label)}
+        index += 1
+
+
+def write_folder(path: str, per_class: dict[str, int], nuisances: Nuisances = HARD) -> None:
+  """`shapes` written out as a folder of images in class sub-folders, the
+  layout of `folder:PATH` (cnnjax.data.folders): PATH/SPLIT/CLASS/INDEX.jpg
+  or .png for each split of `per_class` ("train", "val", "validation" or
+  "test": that many images per class). The scenes of `nuisances` at
+  shapes/jpeg's varying sizes, alternately JPEG (quality 95) and PNG:
+  ImageNet's photographs' offline stand-in, as a user's folder holds them.
+  A held-out folder draws from `validation`'s seed ("val") or `test`'s."""
+  for split, count in per_class.items():
+    seed_split = {"val": "validation"}.get(split, split)
+    index = 0
+    for images, labels in generate(nuisances, seed_split, count, sizes=JPEG_SIZES):
+      for image, label in zip(images, labels):
+        directory = pathlib.Path(path, split, shapes_render.CLASSES[label])
+        directory.mkdir(parents=True, exist_ok=True)
+        encoded = (tf.io.encode_jpeg(image, quality=95) if index % 2 == 0
+                   else tf.io.encode_png(image))
+        (directory / f"{index}.{'jpg' if index % 2 == 0 else 'png'}").write_bytes(encoded.numpy())
         index += 1

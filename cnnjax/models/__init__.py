@@ -136,10 +136,10 @@ def from_config(config, axis_name: str | None = None, num_classes: int | None = 
   (or `num_classes`: `cnnjax bench` has no dataset), computing in bfloat16
   under `config.half_precision`. `axis_name` (the device axis) is given to
   models that take it when `config.sync_batch_norm`."""
-  from cnnjax.data import dataset_spec
+  from cnnjax.data import describe
 
   if num_classes is None:
-    num_classes = dataset_spec(config.dataset.name).num_classes
+    num_classes = describe(config.dataset).num_classes
   options = {key: value for key, value in config.model.items() if key != "name"}
   model = create_model(config.model.name, num_classes=num_classes,
                        dtype=jnp.bfloat16 if config.half_precision else jnp.float32, **options)

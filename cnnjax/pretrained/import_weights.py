@@ -126,12 +126,12 @@ def imported_state(config: ml_collections.ConfigDict, tensors, source: str):
   import numpy as np
 
   from cnnjax import models
-  from cnnjax.data import dataset_spec
+  from cnnjax.data import describe
   from cnnjax.training import optim, steps
 
-  spec = dataset_spec(config.dataset.name)
-  size = config.dataset.image_size or spec.image_size
-  model = models.from_config(config, steps.AXIS)
+  spec = describe(config.dataset)
+  size = config_lib.input_size(config, spec)
+  model = models.from_config(config, steps.AXIS, num_classes=spec.num_classes)
   # The optimizer state's arrays do not depend on the schedule's lengths
   # (steps per epoch come from the data, which need not be here); the
   # trainer rebuilds the schedule from the data when it resumes.

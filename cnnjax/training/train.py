@@ -23,8 +23,9 @@ import numpy as np
 import optax
 from flax import linen as nn
 
+from cnnjax import config as config_lib
 from cnnjax import models
-from cnnjax.data import InputPipeline, open_builder
+from cnnjax.data import InputPipeline, describe, open_builder
 from cnnjax.errors import UserError
 from cnnjax.training import finetune, guards, optim, parallel, steps, stopping
 from cnnjax.workdir import config_file as workdir_lib
@@ -61,7 +62,8 @@ def plan(config: ml_collections.ConfigDict, devices: parallel.Devices = None) ->
 
   `devices` (default: all of every process) are the devices to train on.
   """
-  model = models.from_config(config, steps.AXIS)
+  spec = describe(config.dataset)
+  model = models.from_config(config, steps.AXIS, num_classes=spec.num_classes)
   train_batch = parallel.split_batch(config.batch_size, devices=devices)
   eval_batch = parallel.split_batch(config.eval_batch_size or config.batch_size,
                                     "eval_batch_size" if config.eval_batch_size else "batch_size",
@@ -70,7 +72,8 @@ def plan(config: ml_collections.ConfigDict, devices: parallel.Devices = None) ->
       open_builder(config.dataset), config.dataset, seed=config.seed,
       process_index=jax.process_index(), process_count=jax.process_count(),
       local_devices=len(parallel.local_devices(devices)),
-      extra_evals=tuple(tuple(pair) for pair in config.extra_evals))
+      extra_evals=tuple(tuple(pair) for pair in config.extra_evals),
+      input_size=config_lib.input_size(config, spec))
   pipeline.check_sharding(config.batch_size)
   size = pipeline.image_size
   # Traces the model abstractly: too small an input or a bad switch fails here.

@@ -31,13 +31,17 @@ OVERRIDE_FLAG = "--allow_config_change"
 RESUMABLE_KEYS = frozenset({
     "num_train_steps", "num_epochs", "log_every_steps", "eval_every_steps",
     "checkpoint_every_steps", "keep_checkpoints", "dataset.data_dir",
+    # A folder's undecodable images are never read; the option only lets a run
+    # go on without them (cnnjax.data.folder_builder).
+    "dataset.skip_undecodable",
     "eval_batch_size",  # How the eval split is cut into batches, not what is computed.
     "extra_evals",  # What else is evaluated; training is the same.
 })
 # What `cnnjax eval` may change: how and on what a checkpoint is evaluated,
 # never the network, its input or its weights.
 EVAL_OVERRIDES = frozenset({"dataset.eval_split", "dataset.eval_preprocess", "dataset.data_dir",
-                            "eval_batch_size", "half_precision", "extra_evals"})
+                            "dataset.skip_undecodable", "eval_batch_size", "half_precision",
+                            "extra_evals"})
 # An experiment file given to `cnnjax eval` may also differ in how long and
 # how it trained, which evaluation ignores.
 EVAL_KEYS = RESUMABLE_KEYS | EVAL_OVERRIDES
