@@ -234,7 +234,7 @@ def test_a_skipped_update_leaves_the_state_as_it_was_but_the_step(digits_dir):
                                            (1.0, True)])
 def test_finiteness_is_of_the_elements_even_where_the_norm_overflows(value, finite):
   tree = {"a": np.ones((3, 2), np.float32), "b": np.array([0.5, value], np.float32)}
-  norm = jax.jit(optax.global_norm)(tree)
+  norm = jax.jit(optax.tree.norm)(tree)
   assert bool(jax.jit(steps._all_finite)(tree, norm)) is finite
   assert np.isfinite(norm) == (value == 1.0)  # 1e30 squared overflows: the leaves decide.
 
