@@ -85,6 +85,7 @@ def evaluate(args, overrides) -> int:
   config_lib.check_model(config)
   _say(f"preparing {config.dataset.name}:{config.dataset.eval_split}")
   from cnnjax.training import train as train_lib
+  from cnnjax.workdir import provenance
 
   plan = train_lib.plan(config)
   step, metrics = train_lib.evaluate_checkpoint(plan, args.workdir, args.step, args.best)
@@ -93,7 +94,8 @@ def evaluate(args, overrides) -> int:
     evaluation = {"split": config.dataset.eval_split, "preprocess": config.dataset.eval_preprocess,
                   "extra_evals": [list(pair) for pair in config.extra_evals],
                   "checkpoint": "best" if args.best else "step" if args.step else "latest",
-                  "half_precision": config.half_precision, "metrics": metrics}
+                  "half_precision": config.half_precision, "metrics": metrics,
+                  "provenance": provenance.collect(plan.devices)}
     try:
       path = results.record_evaluation(args.workdir, step, evaluation)
       print(f"written to {path}")
