@@ -86,6 +86,7 @@ def evaluate(args, overrides) -> int:
   config_lib.check_model(config)
   _say(f"preparing {config.dataset.name}:{config.dataset.eval_split}")
   from cnnjax.training import train as train_lib
+  from cnnjax.workdir import provenance
 
   plan = train_lib.plan(config)
   step, metrics = train_lib.evaluate_checkpoint(plan, args.workdir, args.step, args.best)
@@ -96,7 +97,8 @@ def evaluate(args, overrides) -> int:
                   "checkpoint": "best" if args.best else "step" if args.step else "latest",
                   "half_precision": config.half_precision, "metrics": metrics,
                   "dataset": config.dataset.name,
-                  "class_names": list(plan.pipeline.class_names)}  # Label i is class_names[i].
+                  "class_names": list(plan.pipeline.class_names),  # Label i is class_names[i].
+                  "provenance": provenance.collect(plan.devices)}
     try:
       path = results.record_evaluation(args.workdir, step, evaluation)
       print(f"written to {path}")

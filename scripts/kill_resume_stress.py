@@ -8,9 +8,9 @@ until it finishes; repeats until --kills interruptions were made. Each
 interruption is one of:
   - SIGKILL from outside at a random moment of training (checkpoints are
     saved every 3 steps, so many land mid-save),
-  - SIGKILL from inside at a random exact point of orbax's save path
-    (tests/fault_driver.py: array writes, metadata, commit file, renames,
-    retention deletions),
+  - SIGKILL from inside at a named stage of a save (tests/fault_driver.py:
+    save called, amid the array writes, written but not in place, in place,
+    about to remove a step that retention outdated),
   - SIGTERM from outside (must exit 75 after saving the current step).
 After every kill it checks that no complete-looking step lacks its commit
 file; after every finished run, that parameters, optimizer state and
@@ -34,19 +34,9 @@ import time
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 EXPERIMENT = str(ROOT / "experiments" / "lenet5_digits.py")
-ORBAX = "orbax.checkpoint._src"
-# Exact kill points inside a save: (function, highest call number worth trying).
-INJECTED = [
-    (f"kill@{ORBAX}.serialization.type_handlers:NumpyHandler._open_and_write", 120),
-    (f"kill@{ORBAX}.handlers.base_pytree_checkpoint_handler:"
-     f"BasePyTreeCheckpointHandler._write_metadata_file", 4),
-    (f"kill@{ORBAX}.serialization.ocdbt_utils:merge_ocdbt_per_process_files", 4),
-    (f"kill@{ORBAX}.path.async_path:write_text", 12),
-    (f"kill@{ORBAX}.path.async_path:rename", 8),
-    (f"kill+@{ORBAX}.path.async_path:rename", 8),
-    (f"kill+@{ORBAX}.path.deleter:StandardCheckpointDeleter.delete", 2),
-    ("kill+@cnnjax.workdir.checkpoint:Checkpointer.save", 4),
-]
+# Kills at a named stage of a save (tests/fault_driver.py), the N-th time this
+# process reaches it: (stage, highest N worth trying; saves every 3 steps).
+INJECTED = [("save", 4), ("writing", 4), ("finalized", 4), ("committed", 4), ("deleting", 2)]
 
 
 def main() -> int:
@@ -116,8 +106,8 @@ def _interrupted_run(workdir, overrides, rng) -> tuple[int, str]:
   """One run, interrupted one of three ways; returns its exit status and the way."""
   roll = rng.random()
   if roll < 0.2:
-    target, highest = rng.choice(INJECTED)
-    process = _launch(workdir, overrides, f"{target}#{rng.randint(1, highest)}")
+    stage, highest = rng.choice(INJECTED)
+    process = _launch(workdir, overrides, f"kill@{stage}#{rng.randint(1, highest)}")
     status = process.wait(timeout=600)
     return status, "injected SIGKILL" if status == -signal.SIGKILL else "finished"
   process = _launch(workdir, overrides)

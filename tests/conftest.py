@@ -21,6 +21,11 @@ if "--xla_backend_optimization_level" not in os.environ["XLA_FLAGS"]:
   if importlib.metadata.version("jaxlib").startswith("0.10."):
     os.environ["XLA_FLAGS"] += " --xla_cpu_use_fusion_emitters=false"
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# As pyproject.toml's filterwarnings in this process, with its exception: a
+# deprecated call in a `cnnjax` process that a test starts ends it with the
+# warning's traceback.
+os.environ.setdefault("PYTHONWARNINGS", "error::DeprecationWarning,ignore:jax.sharding.PmapSharding"
+                      " is deprecated:DeprecationWarning:jax.experimental.multihost_utils")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 # Tests compile the same small steps many times, in this process, in pytest-
 # xdist's workers and in the `cnnjax` processes they start: all of them share

@@ -19,6 +19,8 @@ import pytest
 from helpers import LENET_DIGITS, ROOT, tiny_config
 
 from cnnjax import cli
+from cnnjax.errors import UserError
+from cnnjax.training import cluster as cluster_lib
 from cnnjax.training import parallel, train
 from cnnjax.workdir.checkpoint import Checkpointer
 
@@ -171,17 +173,52 @@ def test_process_variables_are_read_and_checked(monkeypatch, tmp_path, capsys):
   assert "CNNJAX_NUM_PROCESSES='two' is not an integer" in capsys.readouterr().err
 
 
-def test_slurm_jobs_are_detected_and_plain_runs_are_not(monkeypatch):
-  """JAX's own detection decides; a job of one task stays single-process."""
-  for variable in ("SLURM_JOB_ID", "SLURM_STEP_NODELIST", "SLURM_NTASKS", "SLURM_PROCID",
-                   "SLURM_LOCALID", "OMPI_MCA_orte_hnp_uri"):
-    monkeypatch.delenv(variable, raising=False)
-  assert parallel._detected_process_count() == 0
-  slurm = dict(SLURM_JOB_ID="7", SLURM_STEP_NODELIST="node[1-2]", SLURM_NTASKS="4",
-               SLURM_PROCID="1", SLURM_LOCALID="1")
-  for variable, value in slurm.items():
+SLURM_TASK = dict(SLURM_JOB_ID="7", SLURM_STEP_NODELIST="node[1-2]", SLURM_NTASKS="4",
+                  SLURM_PROCID="1", SLURM_LOCALID="1")
+
+
+@pytest.mark.parametrize("environ, expected", [
+    ({}, None),
+    (dict(SLURM_TASK), cluster_lib.Launch("SLURM", "SLURM_NTASKS", 4)),
+    # A batch script's own shell: a job, but no step of tasks to join.
+    ({"SLURM_JOB_ID": "7", "SLURM_NTASKS": "4"}, None),
+    (dict(SLURM_TASK, SLURM_NTASKS="1"), cluster_lib.Launch("SLURM", "SLURM_NTASKS", 1)),
+    # mpirun inside a SLURM allocation: Open MPI's processes, as JAX tries it first.
+    (dict(SLURM_TASK, OMPI_COMM_WORLD_SIZE="2"),
+     cluster_lib.Launch("Open MPI", "OMPI_COMM_WORLD_SIZE", 2)),
+    ({"TPU_WORKER_HOSTNAMES": "t-0,t-1,t-2,t-3"},
+     cluster_lib.Launch("Cloud TPU (GKE)", "TPU_WORKER_HOSTNAMES", 4)),
+])
+def test_launchers_are_read_from_their_documented_variables(environ, expected):
+  assert cluster_lib.launched_processes(environ) == expected
+
+
+def test_a_launcher_count_that_is_not_a_number_is_a_user_error():
+  with pytest.raises(UserError, match="SLURM_NTASKS='four' .* is not an integer"):
+    cluster_lib.launched_processes(dict(SLURM_TASK, SLURM_NTASKS="four"))
+
+
+def test_a_job_of_one_process_joins_nothing(monkeypatch):
+  """Each task of a SLURM job array is a run of its own: no coordination service."""
+  for variable, value in dict(SLURM_TASK, SLURM_NTASKS="1").items():
     monkeypatch.setenv(variable, value)
-  assert parallel._detected_process_count() == 4
+  parallel.initialize(None)
+  assert not parallel.is_distributed()
+
+
+def test_a_launch_jax_cannot_join_is_one_line(tmp_path):
+  """Several processes by the launcher's word, no coordinator JAX can find (a TPU
+  slice's hosts named on a machine without TPUs): one line, exit 2, no workdir."""
+  env = {**os.environ, "PYTHONPATH": str(ROOT), "JAX_PLATFORMS": "cpu",
+         "TPU_WORKER_HOSTNAMES": "t-0,t-1"}
+  done = subprocess.run([sys.executable, "-m", "cnnjax", "train", "--config", LENET_DIGITS,
+                         "--workdir", str(tmp_path / "w")], env=env, cwd=ROOT,
+                        capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
+  assert done.returncode == 2, done.stderr
+  assert done.stderr.startswith("cnnjax: error: TPU_WORKER_HOSTNAMES says this is one of 2 "
+                                "processes of a Cloud TPU (GKE) job"), done.stderr
+  assert len(done.stderr.splitlines()) == 1, done.stderr
+  assert not (tmp_path / "w").exists()
 
 
 def test_preempted_together_owned_together_and_killed_together(digits_dir, tmp_path):

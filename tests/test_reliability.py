@@ -1,13 +1,15 @@
 """Killed, preempted, failing and diverging runs: nothing lost, nothing silently wrong.
 
 The kill tests run the real CLI in subprocesses (tests/fault_driver.py injects
-SIGKILL, SIGTERM or a full disk at exact points of the save path) and compare
+SIGKILL, SIGTERM, Ctrl-C or a full disk at named stages of a save, and says
+where it did; each test checks that) and compare
 the resumed workdir with an uninterrupted run: parameters, optimizer state
 and BatchNorm statistics bitwise, metrics.jsonl and the examples of every step.
 """
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -25,7 +27,6 @@ from cnnjax.training.stopping import DIVERGED_STATUS, INTERRUPTED_STATUS, PREEMP
 from cnnjax.workdir import metrics as metrics_lib
 from cnnjax.workdir.checkpoint import Checkpointer
 
-ORBAX_PATH = "orbax.checkpoint._src.path"
 OVERRIDES = {"batch_size": 16, "num_train_steps": 8, "log_every_steps": 2, "eval_every_steps": 4,
              "checkpoint_every_steps": 2, "keep_checkpoints": 2, "log_example_ids": True,
              "dataset.num_shards": 4}  # Fewer shards, a quicker start (as tiny_config).
@@ -98,55 +99,68 @@ def straight(digits_dir, tmp_path_factory):
   return workdir, plan
 
 
+def assert_fault(result, action: str, stage: str, step: int, on_disk: list[str]) -> None:
+  """The driver acted at `stage` of `step`, with `on_disk` in checkpoints/ (see
+  tests/fault_driver.py): the fault landed at the moment the test means."""
+  line = f"fault: {action} at {stage} of step {step}; on disk: {on_disk}"
+  assert line in result.stdout.splitlines(), result.stdout[-2000:]
+
+
 def test_killed_at_every_stage_of_a_save_resumes_exactly(digits_dir, tmp_path, straight):
   reference, plan = straight
   workdir = tmp_path / "run"
   # Each run resumes where the previous one was killed.
-  # 1. SIGKILL with step 2 written and committed but not yet renamed into place.
-  result = run_cli(workdir, digits_dir, f"kill@{ORBAX_PATH}.async_path:rename#2")
+  # 1. SIGKILL with step 2 written in its temporary directory, not yet renamed into place.
+  result = run_cli(workdir, digits_dir, "kill@finalized:2")
   assert result.returncode == -signal.SIGKILL
+  assert_fault(result, "kill", "finalized", 2, ["2.orbax-checkpoint-tmp"])
   assert steps_on_disk(workdir) == ["2.orbax-checkpoint-tmp"]
   # 2. Restarts from scratch, removing that; SIGKILL amid the array writes of step 4.
-  result = run_cli(workdir, digits_dir,
-                   "kill@orbax.checkpoint._src.serialization.type_handlers:"
-                   "NumpyHandler._open_and_write#45")
+  result = run_cli(workdir, digits_dir, "kill@writing:4")
   assert result.returncode == -signal.SIGKILL
+  assert_fault(result, "kill", "writing", 4, ["2", "4.orbax-checkpoint-tmp"])
   assert "removed incomplete checkpoint" in result.stdout and "2.orbax-checkpoint-tmp" in result.stdout
   assert "resuming" not in result.stdout
   assert steps_on_disk(workdir) == ["2", "4.orbax-checkpoint-tmp"]
-  # 3. Resumes at 2; SIGKILL just after step 4 is renamed into place (its third
-  #    rename: step 4 has eval metrics, an item of their own, then the step itself).
-  result = run_cli(workdir, digits_dir, f"kill+@{ORBAX_PATH}.async_path:rename#3")
+  # 3. Resumes at 2; SIGKILL once step 4 is in place, before anything else is saved.
+  result = run_cli(workdir, digits_dir, "kill@committed:4")
   assert result.returncode == -signal.SIGKILL
+  assert_fault(result, "kill", "committed", 4, ["2", "4"])
   assert "removed incomplete checkpoint" in result.stdout and "4.orbax-checkpoint-tmp" in result.stdout
   assert "resuming from the checkpoint at step 2 of 8" in result.stdout
   assert steps_on_disk(workdir) == ["2", "4"]
   # 4. Resumes at 4; SIGTERM during step 5: saves step 5, exits "preempted".
   result = run_cli(workdir, digits_dir, "term@cnnjax.workdir.metrics:ExampleIdLog.write#1")
   assert result.returncode == PREEMPTED_STATUS, result.stderr[-2000:]
+  assert "fault: term at call 1 of cnnjax.workdir.metrics:ExampleIdLog.write" in result.stdout
   assert "preempted: saved the checkpoint of step 5 of 8" in result.stderr
   assert Checkpointer(workdir / "checkpoints", keep=2).latest_step() == 5
   # 4b. Resumes at 5; Ctrl-C during step 6 asks for a save; a second Ctrl-C amid
   #     its array writes aborts at once: exit 130, step 6 never a checkpoint
   #     (at most its temporary directory, which the next run removes).
-  result = run_cli(workdir, digits_dir, "int@cnnjax.workdir.metrics:ExampleIdLog.write#1,"
-                   "int@orbax.checkpoint._src.serialization.type_handlers:"
-                   "NumpyHandler._open_and_write#10")
+  result = run_cli(workdir, digits_dir,
+                   "int@cnnjax.workdir.metrics:ExampleIdLog.write#1,int@writing:6")
   assert result.returncode == INTERRUPTED_STATUS, result.stderr[-2000:]
+  assert "fault: int at writing of step 6; on disk: " in result.stdout
   assert "interrupted again: stopped at once without saving" in result.stderr
   assert Checkpointer(workdir / "checkpoints", keep=2, read_only=True).latest_step() == 5
   assert set(steps_on_disk(workdir)) - {"6.orbax-checkpoint-tmp", "deleted"} == {"4", "5"}
   half_written = "6.orbax-checkpoint-tmp" in steps_on_disk(workdir)
-  # 5. Resumes at 5; SIGKILL as orbax, after a save, moves the first step it no
-  #    longer keeps out of sight for deletion (which one depends on the eval metrics).
-  result = run_cli(workdir, digits_dir,
-                   f"kill+@{ORBAX_PATH}.deleter:StandardCheckpointDeleter.delete#1")
+  # 5. Resumes at 5; SIGKILL as cnnjax, after the last save, is about to remove the
+  #    first step orbax moved out of sight for deletion (which one depends on the
+  #    eval metrics), before the results are written.
+  result = run_cli(workdir, digits_dir, "kill@deleting#1")
   assert result.returncode == -signal.SIGKILL
+  fault = re.search(r"^fault: kill at deleting of step (\d+); on disk: (.*)$", result.stdout,
+                    re.MULTILINE)
+  assert fault, result.stdout[-2000:]
+  moved = fault[1]
+  assert {"6", "8", "deleted"} <= set(steps_on_disk(workdir)) and moved not in steps_on_disk(workdir)
   assert "resuming from the checkpoint at step 5 of 8" in result.stdout
   assert ("removed incomplete checkpoint" in result.stdout) == half_written
-  [moved] = [path.name for path in (workdir / "checkpoints" / "deleted").iterdir()]
-  assert moved not in steps_on_disk(workdir)
-  # 6. Removes the half-deleted step, resumes and finishes.
+  assert moved in os.listdir(workdir / "checkpoints" / "deleted")
+  assert not (workdir / "results.json").exists()
+  # 6. Removes the half-deleted steps, resumes and finishes.
   result = run_cli(workdir, digits_dir)
   assert result.returncode == 0, result.stderr[-2000:]
   assert f"deleted/{moved} (its deletion was interrupted)" in result.stdout
@@ -154,9 +168,10 @@ def test_killed_at_every_stage_of_a_save_resumes_exactly(digits_dir, tmp_path, s
 
 
 def test_a_failed_background_save_stops_the_run_within_one_interval(digits_dir, tmp_path):
-  # The final rename of step 2 fails (a full disk) after save() has returned.
-  result = run_cli(tmp_path, digits_dir, f"fail@{ORBAX_PATH}.async_path:rename#2")
+  # Step 2's files are written when the disk fills, after save() has returned.
+  result = run_cli(tmp_path, digits_dir, "fail@finalized:2")
   assert result.returncode == 1
+  assert_fault(result, "fail", "finalized", 2, ["2.orbax-checkpoint-tmp"])
   last_line = result.stderr.strip().splitlines()[-1]
   assert last_line.startswith("cnnjax: saving a checkpoint failed"), last_line
   assert "No space left on device" in last_line
@@ -234,7 +249,7 @@ def test_a_skipped_update_leaves_the_state_as_it_was_but_the_step(digits_dir):
                                            (1.0, True)])
 def test_finiteness_is_of_the_elements_even_where_the_norm_overflows(value, finite):
   tree = {"a": np.ones((3, 2), np.float32), "b": np.array([0.5, value], np.float32)}
-  norm = jax.jit(optax.global_norm)(tree)
+  norm = jax.jit(optax.tree.norm)(tree)
   assert bool(jax.jit(steps._all_finite)(tree, norm)) is finite
   assert np.isfinite(norm) == (value == 1.0)  # 1e30 squared overflows: the leaves decide.
 

@@ -10,7 +10,10 @@ evaluation mode found in its metrics (`eval`, `eval_10crop`, `eval_ema`, ...)
 and per evaluation `cnnjax eval` recorded: our top-1/top-5 error at the end of
 the run (or its latest, while it is unfinished) and the best top-1 error it
 logged, the published numbers that match (cnnjax.report.papers), the differences
-(ours minus published, in points), epochs and training time. A run with no
+(ours minus published, in points), epochs and training time; in CSV and JSON
+also what produced the numbers (cnnjax.workdir.provenance.COLUMNS: versions,
+devices, XLA_FLAGS, kernels, host, and the environment changes of a run
+resumed elsewhere). A run with no
 published counterpart (the embedded datasets, a smoke run) still has its row,
 with the published columns empty; an unfinished run is shown with its status.
 The experiment column is the workdir as given (DIR/<variant>/seed<k> for a
@@ -52,6 +55,7 @@ from cnnjax.data import recipes
 from cnnjax.data.datasets import dataset_spec
 from cnnjax.errors import UserError
 from cnnjax.report import papers
+from cnnjax.workdir import provenance
 from cnnjax.workdir.records import METRICS_FILE, finite_number, read_records
 from cnnjax.workdir.run_log import LOG_FILE, STOPPED_STATUSES, last_attempt
 
@@ -72,6 +76,10 @@ class Run:
   results: dict | None = None
   records: list = dataclasses.field(default_factory=list)
   evaluations: list = dataclasses.field(default_factory=list)  # (step, evaluation dict)
+  # What trained it (results.json's, or the latest start's while unfinished); see
+  # cnnjax.workdir.provenance.
+  provenance: dict = dataclasses.field(default_factory=dict)
+  environment_changes: list = dataclasses.field(default_factory=list)
 
 
 @dataclasses.dataclass
@@ -96,6 +104,8 @@ class Row:
   paper: papers.Published | None = None
   torchvision: papers.Published | None = None
   unmatched: list = dataclasses.field(default_factory=list)  # See near_misses.
+  provenance: dict = dataclasses.field(default_factory=dict)  # What produced the numbers.
+  environment_changes: list = dataclasses.field(default_factory=list)
 
   def difference(self, published: papers.Published | None, which: str) -> float | None:
     ours, theirs = getattr(self, which), published and getattr(published, which)
@@ -162,8 +172,12 @@ def read_workdir(workdir: pathlib.Path, label: str) -> Run:
     raise UserError(f"{workdir / RESULTS_FILE} is damaged (final_eval is not an object); rerun "
                     "the same `cnnjax train` command, which rewrites it")
   records = read_records(workdir / METRICS_FILE, missing_ok=True)
+  segments = provenance.segments(workdir)
+  trained_in = (results or {}).get("provenance") or (segments[-1]["environment"] if segments
+                                                     else {})
   return Run(label, _status(workdir, results, records), config, results, records,
-             _evaluations(workdir))
+             _evaluations(workdir), trained_in if isinstance(trained_in, dict) else {},
+             provenance.changes_during_run(workdir))
 
 
 def read_sweep(directory: pathlib.Path, label: str) -> list[Run]:
@@ -367,7 +381,8 @@ def rows_of(run: Run) -> list[Row]:
                      train_time_s=train_time, top1_error=_percent(last[f"{mode}/top1_error"]),
                      top5_error=_percent(last.get(f"{mode}/top5_error")),
                      best_top1_error=_percent(best[f"{mode}/top1_error"]),
-                     best_step=best.get("step")))
+                     best_step=best.get("step"), provenance=run.provenance,
+                     environment_changes=run.environment_changes))
   for step, evaluation in run.evaluations:
     metrics = evaluation["metrics"]
     # The recipes as evaluated: `cnnjax eval` may have been told other ones.
@@ -380,10 +395,12 @@ def rows_of(run: Run) -> list[Row]:
                                   run.label, evaluated),
                        f"cnnjax eval ({checkpoint} checkpoint)", step=step,
                        top1_error=_percent(metrics.get(f"{mode}/top1_error")),
-                       top5_error=_percent(metrics.get(f"{mode}/top5_error"))))
+                       top5_error=_percent(metrics.get(f"{mode}/top5_error")),
+                       provenance=evaluation.get("provenance") or {}))
   if not rows:
     rows.append(_row(run, shown(run.config, "", split, run.label), "no evaluation yet",
-                     epochs=epochs, train_time_s=train_time))
+                     epochs=epochs, train_time_s=train_time, provenance=run.provenance,
+                     environment_changes=run.environment_changes))
   return rows
 
 
@@ -472,7 +489,8 @@ CSV_COLUMNS = (
     "epochs", "train_time_s", "top1_error", "top5_error", "best_top1_error", "best_step",
     "paper_top1_error", "paper_top5_error", "paper_diff_top1", "paper_diff_top5",
     "paper_citation", "paper_note", "torchvision_top1_error", "torchvision_top5_error",
-    "torchvision_diff_top1", "torchvision_diff_top5", "torchvision_citation", "unmatched")
+    "torchvision_diff_top1", "torchvision_diff_top5", "torchvision_citation", "unmatched",
+    *provenance.COLUMNS, "environment_changes")
 
 
 def _rounded(value: float | None) -> float | None:
@@ -498,6 +516,9 @@ def as_dict(row: Row) -> dict:
         f"{name}_citation": published and published.citation})
   values["paper_note"] = row.paper and row.paper.note
   values["unmatched"] = "; ".join(row.unmatched)
+  recorded = provenance.flatten(row.provenance) if isinstance(row.provenance, dict) else {}
+  values.update({column: recorded.get(column) for column in provenance.COLUMNS})
+  values["environment_changes"] = "; ".join(row.environment_changes)
   return values
 
 

@@ -1,8 +1,10 @@
 """Which processes make up a run, as the command line or the environment
-says: the three multi-process flags and their CNNJAX_* variables.
+says: the three multi-process flags and their CNNJAX_* variables, or the
+variables a launcher (SLURM's srun, Open MPI's mpirun, GKE's TPU jobs) sets in
+each process it starts.
 
-JAX-free, so the CLI checks them before importing JAX; cnnjax.training.parallel joins
-the processes (and detects SLURM, Open MPI and Cloud TPU jobs itself).
+JAX-free, so the CLI checks them before importing JAX; cnnjax.training.parallel
+joins the processes with `jax.distributed.initialize()`.
 """
 
 import dataclasses
@@ -13,6 +15,18 @@ from cnnjax.errors import UserError
 # Where the commands read the three multi-process flags when they are not given.
 ENVIRONMENT = {"coordinator_address": "CNNJAX_COORDINATOR_ADDRESS",
                "num_processes": "CNNJAX_NUM_PROCESSES", "process_id": "CNNJAX_PROCESS_ID"}
+
+
+# What each launcher documents in the environment of every process it starts,
+# in the order jax.distributed.initialize() tries them (Open MPI first).
+# Open MPI: mpirun(1), "Environment variables". SLURM: srun(1), "Output
+# environment variables": the five that every task of a job step has, so a
+# batch script's or salloc's own shell (no step yet) is no job of several
+# processes. GKE: the hosts of a multi-host TPU slice, one per process.
+OPEN_MPI_SIZE = "OMPI_COMM_WORLD_SIZE"
+SLURM_STEP = ("SLURM_JOB_ID", "SLURM_STEP_NODELIST", "SLURM_NTASKS", "SLURM_PROCID",
+              "SLURM_LOCALID")
+TPU_HOSTS = "TPU_WORKER_HOSTNAMES"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,3 +73,37 @@ def explicit_cluster(coordinator_address: str | None = None, num_processes: int 
     raise UserError(f"--process_id={cluster.process_id} must be in 0..{cluster.num_processes - 1} "
                     f"(--num_processes={cluster.num_processes})")
   return cluster
+
+
+@dataclasses.dataclass(frozen=True)
+class Launch:
+  """A job that a launcher started, as its documented variables describe it."""
+
+  launcher: str  # "Open MPI", "SLURM" or "Cloud TPU (GKE)", for messages.
+  variable: str  # The variable that gave the number, for messages.
+  num_processes: int
+
+
+def launched_processes(environ=os.environ) -> Launch | None:
+  """The job this process belongs to, by its launcher's own variables; None outside one.
+
+  Asked before joining, because joining starts JAX's coordination service:
+  a job of one process (each task of a SLURM job array, a plain run) must not
+  start one, or two such jobs on a node could claim the same port.
+  jax.distributed.initialize() then finds the coordinator itself.
+  """
+  if OPEN_MPI_SIZE in environ:
+    return Launch("Open MPI", OPEN_MPI_SIZE, _count(environ, OPEN_MPI_SIZE))
+  if all(variable in environ for variable in SLURM_STEP):
+    return Launch("SLURM", "SLURM_NTASKS", _count(environ, "SLURM_NTASKS"))
+  if environ.get(TPU_HOSTS):
+    return Launch("Cloud TPU (GKE)", TPU_HOSTS, len(environ[TPU_HOSTS].split(",")))
+  return None
+
+
+def _count(environ, variable: str) -> int:
+  try:
+    return int(environ[variable])
+  except ValueError:
+    raise UserError(f"{variable}={environ[variable]!r} (set by the job's launcher) is not an "
+                    "integer") from None

@@ -12,6 +12,7 @@ each process feeds its local devices and `pmap`'s collectives span the devices
 of all processes, so the train step is the same code on one process or many.
 """
 
+import collections
 import contextlib
 import dataclasses
 import os
@@ -21,10 +22,10 @@ from typing import Callable, Iterator, Sequence
 
 import jax
 import numpy as np
-from flax import jax_utils
 from jax.experimental import multihost_utils
 
 from cnnjax.errors import UserError
+from cnnjax.training import cluster as cluster_lib
 from cnnjax.training.cluster import Cluster
 from cnnjax.training.steps import AXIS
 from cnnjax.workdir import ownership
@@ -35,42 +36,39 @@ from cnnjax.workdir import ownership
 HEARTBEAT_TIMEOUT_SECONDS = 30
 # How long a finished process waits at exit for the others to finish too.
 SHUTDOWN_TIMEOUT_SECONDS = 60
-# Launchers whose jobs JAX's cluster detection understands. (Its Kubernetes
-# detection is left out: it needs the `kubernetes` package and a Job spec.)
-AUTO_DETECTED = ("ompi", "slurm", "gcetpu", "gketpu")
 Devices = Sequence[jax.Device] | None  # None: every device of every process.
-
-
-def _detected_process_count() -> int:
-  """How many processes JAX's cluster detection sees in this job; 0 outside a cluster.
-
-  Uses JAX's own detectors (private, as JAX exposes them only through
-  `jax.distributed.initialize()`), so cnnjax and JAX agree on what a job is.
-  """
-  from jax._src import clusters
-
-  for cluster in clusters.ClusterEnv._cluster_types:
-    if cluster.name in AUTO_DETECTED and cluster.is_env_present():
-      return cluster.get_process_count()
-  return 0
 
 
 def initialize(cluster: Cluster | None) -> None:
   """Joins the other processes of a multi-process run, if this is one.
 
-  Explicitly with `cluster`; automatically when JAX's cluster detection
-  finds a SLURM job, Open MPI job or Cloud TPU pod slice of several
-  processes. Otherwise (one process) nothing happens. Must run before
-  anything asks JAX about devices.
+  Explicitly with `cluster`; otherwise when the job's launcher says it
+  started several processes (`cluster.launched_processes`: a SLURM job step,
+  an Open MPI job, a multi-host TPU slice on GKE), with the coordinator
+  address, process count and id that jax.distributed.initialize() detects.
+  A run of one process joins nothing. Must run before anything asks JAX
+  about devices.
   """
-  if (cluster.num_processes if cluster else _detected_process_count()) < 2:
+  launch = None if cluster else cluster_lib.launched_processes()
+  processes = cluster.num_processes if cluster else launch.num_processes if launch else 1
+  if processes < 2:
     return
+  try:
+    jax.distributed.initialize(**(dataclasses.asdict(cluster) if cluster else {}),
+                               heartbeat_timeout_seconds=HEARTBEAT_TIMEOUT_SECONDS,
+                               shutdown_timeout_seconds=SHUTDOWN_TIMEOUT_SECONDS)
+  except ValueError as error:  # Raised before connecting: nothing to undo.
+    if cluster:
+      raise
+    raise UserError(
+        f"{launch.variable} says this is one of {launch.num_processes} processes of a "
+        f"{launch.launcher} job, but jax.distributed.initialize() could not find their "
+        f"coordinator ({error}); pass --coordinator_address, --num_processes and "
+        "--process_id (or CNNJAX_COORDINATOR_ADDRESS, ...)") from None
   # CPU devices of different processes talk through gloo (tests, CPU clusters);
-  # GPUs and TPUs use their own collectives and ignore this.
+  # GPUs and TPUs use their own collectives and ignore this. Read when the
+  # first device is asked for, which comes later.
   jax.config.update("jax_cpu_collectives_implementation", "gloo")
-  jax.distributed.initialize(**(dataclasses.asdict(cluster) if cluster else {}),
-                             heartbeat_timeout_seconds=HEARTBEAT_TIMEOUT_SECONDS,
-                             shutdown_timeout_seconds=SHUTDOWN_TIMEOUT_SECONDS)
 
 
 def is_distributed() -> bool:
@@ -181,6 +179,21 @@ def map_eval_step(step: Callable, devices: Devices = None) -> Callable:
 
 def to_devices(batches: Iterator[dict[str, np.ndarray]], devices: Devices = None,
                size: int = 2) -> Iterator:
-  """Puts host batches shaped [local devices, ...] on this process's `devices`, `size` ahead."""
-  return jax_utils.prefetch_to_device(batches, size, local_devices(devices))
+  """Puts host batches shaped [local devices, ...] on this process's `devices`, `size` ahead.
+
+  Each array is split along its first axis over a one-axis mesh of the local
+  devices, the layout of pmap's mapped inputs (pmap is built on shard_map
+  since JAX 0.8), so the steps take them as they are. Copies are
+  asynchronous: while the step uses one batch, the next `size - 1` are on
+  their way.
+  """
+  mesh = jax.sharding.Mesh(np.array(local_devices(devices)), (AXIS,))
+  sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(AXIS))
+  queue = collections.deque()
+  for batch in batches:
+    queue.append(jax.device_put(batch, sharding))
+    if len(queue) >= size:
+      yield queue.popleft()
+  while queue:
+    yield queue.popleft()
 

@@ -129,7 +129,7 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], rng: jax.Array, *
   params = optax.apply_updates(state.params, updates)
 
   top1, top5 = top_k_errors(logits, batch["label"])
-  grad_norm, param_norm = optax.global_norm(grads), optax.global_norm(params)
+  grad_norm, param_norm = optax.tree.norm(grads), optax.tree.norm(params)
   metrics = {
       "loss": loss,
       "top1_error": top1.mean(),

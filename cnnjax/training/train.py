@@ -30,7 +30,7 @@ from cnnjax.errors import UserError
 from cnnjax.training import finetune, guards, optim, parallel, steps, stopping
 from cnnjax.workdir import config_file as workdir_lib
 from cnnjax.workdir import metrics as metrics_lib
-from cnnjax.workdir import results
+from cnnjax.workdir import provenance, results
 from cnnjax.workdir.checkpoint import Checkpointer, CheckpointFailed
 
 
@@ -312,6 +312,8 @@ def _train(plan: Plan, workdir: pathlib.Path, checkpointer: Checkpointer,
         example_ids.write(step, ids)
       if step == start_step + 1:  # Compilation is not throughput: start the clock after it.
         jax.block_until_ready(state)
+        if is_writer:  # Once the step has run: its kernels are known.
+          _record_start(plan, workdir, start_step, progress)
         throughput.restart()
         progress.start_clock(step)
       else:
@@ -363,6 +365,16 @@ def _train(plan: Plan, workdir: pathlib.Path, checkpointer: Checkpointer,
   return eval_metrics
 
 
+def _record_start(plan: Plan, workdir: pathlib.Path, start_step: int,
+                  progress: metrics_lib.Progress) -> None:
+  """Records the environment this segment of the run trains in (cnnjax.workdir.provenance);
+  a resumed run in another one says what changed, and goes on."""
+  changed = provenance.record_start(workdir, start_step, provenance.collect(plan.devices))
+  if changed and start_step:
+    progress.write(f"cnnjax: note: resumed at step {start_step} in another environment: "
+                   f"{'; '.join(changed)}", file=sys.stderr)
+
+
 def _observe_plateau(plan: Plan, state, eval_metrics: dict[str, float]):
   """`state` (replicated) after a plateau schedule following the evaluations
   has seen this one (see optim.plateau_scaling); unchanged otherwise."""
@@ -389,6 +401,10 @@ def _results(plan: Plan, workdir: pathlib.Path, train_time_s: float, params) -> 
       images_per_sec=float(np.median(throughputs)) if throughputs else 0.0,
       parameters=int(sum(np.size(leaf) for leaf in jax.tree.leaves(params))))
   if parallel.is_primary():
+    recorded = provenance.segments(workdir)
+    run_results["provenance"] = (recorded[-1]["environment"] if recorded
+                                 else provenance.collect(plan.devices))
+    run_results["environment_changes"] = provenance.changes_during_run(workdir)
     results.write(workdir, run_results)
   return run_results
 

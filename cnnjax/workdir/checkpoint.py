@@ -12,6 +12,8 @@ process leaves in either state is removed, with a log line, when the next one
 opens the directory. A background save that fails raises
 `CheckpointFailed` from the next `save` or `wait`, never silently.
 Restoring reads arrays into a template of the state; nothing is unpickled.
+The moments of a save are announced to `STAGE_OBSERVERS` (below), so a test can
+stop a process at the moment it means.
 
 With several processes, every process saves, waits and restores at the same
 steps (orbax keeps them in step with barriers over `jax.distributed`). The
@@ -33,6 +35,7 @@ import contextlib
 import os
 import pathlib
 import shutil
+from typing import Callable
 
 import jax
 import numpy as np
@@ -44,6 +47,26 @@ from cnnjax.errors import StopRun, UserError
 BEST_METRIC = "eval/top1_error"
 TEMPORARY_SUFFIX = ".orbax-checkpoint-tmp"  # What orbax appends to a step being written.
 DELETED = "deleted"  # Where orbax moves the steps it no longer keeps, for us to remove.
+
+# The moments of a checkpoint's life, in order, at which each function in
+# STAGE_OBSERVERS is called with (stage, step, checkpoint directory). The crash-
+# safety tests stop a process at one of them (tests/fault_driver.py), so each
+# kill lands at the moment it means whatever orbax's internals do, and says so.
+#   "save"       main thread, save(step) called: nothing of `step` is written yet
+#                and every earlier step is in place.
+#   "finalized"  orbax's writer thread (its AsyncOptions.post_finalization_callback):
+#                every file of `step` written in its temporary directory, which
+#                orbax then renames into place.
+#   "committed"  main thread, at the next save() or wait(): `step` is in place and
+#                the steps it outdated are moved to deleted/.
+#   "deleting"   main thread: about to remove `step`, which orbax moved to deleted/.
+STAGES = ("save", "finalized", "committed", "deleting")
+STAGE_OBSERVERS: list[Callable[[str, int, pathlib.Path], None]] = []
+
+
+def _reached(stage: str, step: int, directory: pathlib.Path) -> None:
+  for observer in STAGE_OBSERVERS:
+    observer(stage, step, directory)
 
 
 class CheckpointFailed(StopRun):
@@ -70,6 +93,8 @@ def _remove_deleted(directory: pathlib.Path, announce: bool = False) -> None:
   if jax.process_index() != 0 or not (directory / DELETED).is_dir():
     return
   for path in sorted((directory / DELETED).iterdir()):
+    if path.name.isdigit():
+      _reached("deleting", int(path.name), directory)
     shutil.rmtree(path, ignore_errors=True)
     if announce:
       print(f"removed {path} (its deletion was interrupted)", flush=True)
@@ -94,6 +119,8 @@ class Checkpointer:
     ])
     options = ocp.CheckpointManagerOptions(
         preservation_policy=policy, enable_async_checkpointing=True,
+        async_options=None if read_only else ocp.AsyncOptions(
+            post_finalization_callback=lambda: _reached("finalized", self._saving, directory)),
         # Only with a best_fn does orbax write the metrics beside each step;
         # without them a resumed run's BestN would no longer know the best.
         best_fn=lambda metrics: metrics[BEST_METRIC], best_mode="min",
@@ -103,6 +130,7 @@ class Checkpointer:
     self._directory, self._read_only = directory, read_only
     self._manager = ocp.CheckpointManager(directory.absolute(), options=options)
     self._saving = None  # The step of the last save started.
+    self._committed = None  # The last step known to be in place.
 
   def latest_step(self) -> int | None:
     return self._manager.latest_step()
@@ -125,11 +153,12 @@ class Checkpointer:
     CheckpointFailed if the previous background save failed.
     """
     metrics = metrics if metrics and BEST_METRIC in metrics else None
-    _remove_deleted(self._directory)
+    self.wait()  # As orbax's save would first; here the previous step is then known in place.
+    _reached("save", step, self._directory)
+    self._saving = step  # Before orbax's writer thread may need it.
     with self._failures():
       self._manager.save(step, args=ocp.args.StandardSave(state), metrics=metrics, force=True,
                          custom_metadata=extra)
-    self._saving = step
 
   def restore(self, step: int, template):
     """The state saved at `step`, with the structure and dtypes of `template`.
@@ -178,9 +207,15 @@ class Checkpointer:
     return self._manager.reached_preemption(step)
 
   def wait(self) -> None:
-    """Blocks until background saves are on disk; raises CheckpointFailed if one failed."""
+    """Blocks until background saves are on disk, then removes the steps they
+    outdated; raises CheckpointFailed if one failed."""
     with self._failures():
       self._manager.wait_until_finished()
+    if self._saving != self._committed:
+      self._committed = self._saving
+      _reached("committed", self._saving, self._directory)
+    if not self._read_only:
+      _remove_deleted(self._directory)
 
   def close(self) -> None:
     """Waits for pending saves (raising CheckpointFailed if one failed) and closes."""

@@ -158,9 +158,10 @@ class Progress:
       postfix["eta"] = tqdm.tqdm.format_interval(seconds_per_step * (self._total - step))
     self._bar.set_postfix(postfix, refresh=False)
 
-  def write(self, text: str) -> None:
+  def write(self, text: str, file=None) -> None:
+    """Prints `text` above the bar (on `file`, default stdout)."""
     if self._enabled:  # tqdm.write prints even when the bar is disabled.
-      self._bar.write(text)
+      self._bar.write(text, file=file)
 
   def close(self) -> None:
     self._bar.close()

@@ -18,6 +18,9 @@ reparsing `metrics.jsonl`:
   images_per_sec   training throughput in steady state: compilation, evaluation and
                    saving excluded
   parameters       trainable parameters of the model
+  provenance       what produced it: versions, devices, flags, host (cnnjax.workdir.provenance)
+  environment_changes  what changed between the run's segments when it was resumed
+                   elsewhere: ["at step N: KEY OLD -> NEW", ...]
 
 JAX-free: it only reads and writes JSON.
 """
