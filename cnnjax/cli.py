@@ -294,11 +294,12 @@ def run(argv: list[str]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-  # From the start, so that a SIGTERM while starting is a preemption (exit 75)
-  # like any other, not a death by signal. Ctrl-C interrupts at once until
+  # From the start, so that a SIGTERM (or a scheduler's warning signal) while
+  # starting is a preemption (exit 75) like any other, not a death by signal. Ctrl-C interrupts at once until
   # training begins (cnnjax.training.guards then saves a step instead); a process
   # started with SIGINT ignored (a script's background job) keeps ignoring it.
-  previous = {signal.SIGTERM: signal.signal(signal.SIGTERM, stopping.request_stop)}
+  previous = {signum: signal.signal(signum, stopping.request_stop)
+              for signum in (signal.SIGTERM, stopping.WARNING_SIGNAL)}
   if signal.getsignal(signal.SIGINT) != signal.SIG_IGN:
     previous[signal.SIGINT] = signal.signal(signal.SIGINT, stopping.interrupt_while_starting)
   # TFDS's and orbax's absl notes (a read-only directory, a dataset folder

@@ -62,3 +62,20 @@ def digits_dir(tmp_path_factory):
   dataset.name, dataset.data_dir = "digits", str(data_dir)
   open_builder(dataset)
   return str(data_dir)
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster():
+  """A one-node SLURM cluster of this machine's CPUs for the session (tests/slurm.py),
+  stopped at its end; skipped, saying why, where SLURM is not installed or this is
+  not root."""
+  import slurm
+
+  reason = slurm.missing()
+  if reason:
+    pytest.skip(reason)
+  cluster = slurm.Cluster().start()
+  try:
+    yield cluster
+  finally:
+    cluster.stop()

@@ -1,12 +1,15 @@
-"""Watching a run for the reasons to stop it early: preemption (SIGTERM),
-Ctrl-C (SIGINT) and NaN/Inf.
+"""Watching a run for the reasons to stop it early: preemption (SIGTERM, or
+the scheduler's warning ahead of a time limit, SIGUSR1), Ctrl-C (SIGINT) and
+NaN/Inf.
 
 With one process, the signal handlers set a flag that the loop reads after
 each step. With several (jax.distributed), JAX's coordination service catches
 SIGTERM on any of them and all agree on the step to stop at
 (`Checkpointer.reached_preemption`), so every process saves the same step;
-Ctrl-C on any process is turned into that SIGTERM, and that process exits
-with the interrupted status.
+Ctrl-C and the warning signal on any process are turned into that SIGTERM
+(Ctrl-C's process then exits with the interrupted status), and so is a
+SIGTERM or warning noted while the process was starting, before JAX's
+handler was there to see it.
 """
 
 import os
@@ -42,8 +45,14 @@ class StopWatch:
     self._previous = {}
     if signal.getsignal(signal.SIGINT) != signal.SIG_IGN:
       self._previous[signal.SIGINT] = signal.signal(signal.SIGINT, self._on_interrupt)
-    if not self._distributed:  # Several processes: JAX's own SIGTERM handler.
-      self._previous[signal.SIGTERM] = signal.signal(signal.SIGTERM, stopping.request_stop)
+    if self._distributed:  # JAX's own SIGTERM handler; the warning becomes a SIGTERM.
+      self._previous[stopping.WARNING_SIGNAL] = signal.signal(stopping.WARNING_SIGNAL,
+                                                              self._on_warning)
+      if stopping.stop_requested() in (signal.SIGTERM, stopping.WARNING_SIGNAL):
+        os.kill(os.getpid(), signal.SIGTERM)
+    else:
+      for signum in (signal.SIGTERM, stopping.WARNING_SIGNAL):
+        self._previous[signum] = signal.signal(signum, stopping.request_stop)
     self._stop_watching = stopping.abort_on_second_interrupt()
 
   def _on_interrupt(self, signum, frame):
@@ -52,8 +61,12 @@ class StopWatch:
     if first and self._distributed:  # Let JAX's coordination service agree on a step.
       os.kill(os.getpid(), signal.SIGTERM)
 
+  def _on_warning(self, signum, frame):
+    stopping.request_stop(signum, frame)
+    os.kill(os.getpid(), signal.SIGTERM)
+
   def reached(self, step: int) -> int | None:
-    """The signal to stop for at `step` (SIGTERM or SIGINT), or None to go on."""
+    """The signal to stop for at `step` (SIGTERM, SIGUSR1 or SIGINT), or None to go on."""
     if self._distributed:
       if not self._checkpointer.reached_preemption(step):
         return None

@@ -5,8 +5,9 @@ tells a scheduler or script what to do next.
   1    failed: an unexpected error, or a checkpoint that could not be saved
   2    usage error: bad config or command line, or a workdir in use (nothing was run)
   3    diverged: a NaN or Inf in the loss, gradients or parameters
-  75   preempted (SIGTERM; EX_TEMPFAIL, "try again"): the current step was
-       saved; run the same command to resume
+  75   preempted (SIGTERM, or SIGUSR1: a scheduler's warning ahead of a time
+       limit; EX_TEMPFAIL, "try again"): the current step was saved; run the
+       same command to resume (a SLURM batch script requeues its job)
   130  interrupted (Ctrl-C, SIGINT): the current step was saved, as for SIGTERM;
        a second Ctrl-C while saving stops at once and saves nothing
 
@@ -28,11 +29,16 @@ import threading
 from cnnjax.errors import DIVERGED_STATUS, INTERRUPTED_STATUS, PREEMPTED_STATUS, StopRun
 
 _requested: int | None = None  # The first stop signal received.
+# What a scheduler sends ahead of a time limit, when asked to (SLURM: `sbatch
+# --signal=USR1@SECONDS`): handled as SIGTERM, so that the step is saved while
+# there is time, not in the grace period between SIGTERM and SIGKILL
+# (SLURM's KillWait, 30 s by default), which a big model's save may outlast.
+WARNING_SIGNAL = signal.SIGUSR1
 
 
 def request_stop(signum=signal.SIGTERM, frame=None) -> None:
-  """The SIGTERM handler from the CLI's start on, and the SIGINT handler once
-  training has begun. A second SIGINT aborts: see `abort`."""
+  """The SIGTERM (and WARNING_SIGNAL) handler from the CLI's start on, and
+  the SIGINT handler once training has begun. A second SIGINT aborts: see `abort`."""
   del frame
   global _requested
   if _requested is not None and signum == signal.SIGINT:
@@ -50,7 +56,7 @@ def interrupt_while_starting(signum=signal.SIGINT, frame=None) -> None:
 
 
 def stop_requested() -> int | None:
-  """The signal that asked this run to stop (SIGTERM or SIGINT), if any."""
+  """The signal that asked this run to stop (SIGTERM, WARNING_SIGNAL or SIGINT), if any."""
   return _requested
 
 
@@ -113,7 +119,7 @@ class Diverged(StopRun):
 
 
 def stopped(signum: int, message: str) -> StopRun:
-  """The exception for a run stopped by `signum` (SIGINT or SIGTERM), with `message`."""
+  """The exception for a run stopped by `signum` (SIGINT, SIGTERM or WARNING_SIGNAL)."""
   if signum == signal.SIGINT:
     return Interrupted(f"interrupted: {message}")
   return Preempted(f"preempted: {message}")
