@@ -8,7 +8,7 @@ cnnjax.sweep.command).
   cnnjax models [NAME ...]
   cnnjax data   NAME [--config.dataset.KEY=VALUE ...] [--format text|json]
   cnnjax sweep  --config PATH[:ARG] --workdir DIR [--seeds N|auto] [--max-seeds N] [--jobs K]
-                [--summarize]
+                [--launcher local|slurm [--slurm.KEY VALUE ...]] [--summarize] | --status DIR
   cnnjax summary MODEL [--image-size N] [--format table|json|csv] | --all
   cnnjax plot   WORKDIR... --out DIR [--x step|epoch]
   cnnjax filters | activations | occlusion | saliency | probe --workdir DIR --out DIR [...]
@@ -165,7 +165,8 @@ COMMANDS = {
     "sweep": Command("an ablation: variants (tuned where the paper tuned) x seeds of training "
                      "runs, a table, curves, verdicts with confidence intervals",
                      "cnnjax sweep --config PATH[:ARG] --workdir DIR [--seeds N|auto] "
-                     "[--max-seeds N] [--jobs K] [--config.KEY=VALUE ...] [--summarize]",
+                     "[--max-seeds N] [--jobs K] [--launcher local|slurm] [--slurm.KEY VALUE ...] "
+                     "[--config.KEY=VALUE ...] [--summarize] | --status DIR",
                      sweep.add_arguments, "cnnjax.sweep.command:run", "any"),
     "summary": Command("a model's layer table: shapes, units, parameters, connections, "
                        "multiply-accumulates, receptive fields",
