@@ -178,6 +178,63 @@ def test_cores_are_split_into_near_equal_groups(cpus, jobs, groups):
   assert sweep_runs.cpu_groups(cpus, jobs) == groups
 
 
+GPUS = [str(gpu) for gpu in range(8)]
+
+
+@pytest.mark.parametrize("per_run, cpus, gpus, chips, expected", [
+    (2, [0, 1, 2, 3], GPUS, [], [([0], "0,1"), ([1], "2,3"), ([2], "4,5"), ([3], "6,7")]),
+    (3, [0, 1], GPUS, [], [([0], "0,1,2"), ([1], "3,4,5")]),  # 6 of 8 used: 8 // 3 at once.
+    (8, [0, 1], GPUS, [], [([0, 1], ",".join(GPUS))]),
+    (2, [0, 1], ["3", "5", "6", "7"], [], [([0], "3,5"), ([1], "6,7")]),  # Already restricted.
+])
+def test_each_training_sees_its_own_gpus(per_run, cpus, gpus, chips, expected):
+  slots = sweep_runs.device_slots(per_run, cpus, gpus, chips)
+  assert [(slot.cpus, slot.environment) for slot in slots] == [
+      (cores, {"CUDA_VISIBLE_DEVICES": devices}) for cores, devices in expected]
+
+
+def test_visible_gpus_come_from_cuda_visible_devices_when_it_is_set():
+  assert sweep_runs.visible_gpus({"CUDA_VISIBLE_DEVICES": "3, 5,6"}) == ["3", "5", "6"]
+
+
+def test_each_training_sees_its_own_tpu_chip_and_cpu_devices():
+  slots = sweep_runs.device_slots(1, [0, 1], [], ["0", "1", "2", "3"])
+  assert [slot.environment["TPU_VISIBLE_CHIPS"] for slot in slots] == ["0", "1", "2", "3"]
+  assert len({slot.environment["TPU_PROCESS_PORT"] for slot in slots}) == 4
+  assert all(slot.environment["TPU_CHIPS_PER_PROCESS_BOUNDS"] == "1,1,1" for slot in slots)
+  slots = sweep_runs.device_slots(2, [0, 1, 2, 3, 4], [], [], {"XLA_FLAGS": "--a "
+                                  "--xla_force_host_platform_device_count=4"})
+  assert [(slot.cpus, slot.environment) for slot in slots] == [
+      ([0, 1], {"XLA_FLAGS": "--a --xla_force_host_platform_device_count=2"}),
+      ([2, 3], {"XLA_FLAGS": "--a --xla_force_host_platform_device_count=2"})]
+
+
+@pytest.mark.parametrize("per_run, gpus, chips, message", [
+    (9, GPUS, [], "--devices-per-run 9: this machine has 8 GPUs"),
+    (2, [], ["0", "1"], "only 1 chip per training"),
+    (3, [], [], "--devices-per-run 3: this machine has 2 CPU cores"),
+])
+def test_devices_per_run_the_machine_cannot_give_is_a_user_error(per_run, gpus, chips, message):
+  with pytest.raises(UserError, match=message):
+    sweep_runs.device_slots(per_run, [0, 1], gpus, chips)
+
+
+SHOW_DEVICES = ("import os; print('gpus', os.environ['CUDA_VISIBLE_DEVICES'], 'cpus', "
+                "sorted(os.sched_getaffinity(0)))")
+
+
+def test_the_device_sets_reach_the_trainings(tmp_path):
+  """Two trainings at once with one GPU each (no GPU needed: each prints what it was given)."""
+  runs = [ShowDevicesRun(f"r{index}", 0, "x.py", tmp_path / f"r{index}", (),
+                         ml_collections.ConfigDict()) for index in range(2)]
+  slots = sweep_runs.device_slots(1, sorted(os.sched_getaffinity(0)), ["4", "6"], [])
+  progress = Lines()
+  sweep_runs._train(list(runs), slots, dict(os.environ), [], progress, lambda _: None, None)
+  printed = {run_log.last_attempt(run.workdir / "train.log")[1] for run in runs}
+  assert printed == {f"gpus {gpu} cpus {slot.cpus}" for gpu, slot in zip("46", slots)}
+  assert any("with CUDA_VISIBLE_DEVICES=4" in line for line in progress.lines)
+
+
 # --- Reading runs back ---------------------------------------------------------
 
 def _log(run: Run, text: str) -> None:
@@ -388,6 +445,12 @@ class StandInRun(Run):
     return [sys.executable, "-c", STAND_IN, self.arguments[0][1]]
 
 
+class ShowDevicesRun(Run):
+  @property
+  def command(self):
+    return [sys.executable, "-c", SHOW_DEVICES]
+
+
 class Lines:
   def __init__(self):
     self.lines = []
@@ -404,8 +467,8 @@ def test_a_failure_is_reported_and_the_others_still_run(tmp_path):
                      ml_collections.ConfigDict())
           for name, status in (("ok", "0"), ("bad", "4"), ("also_ok", "0"))]
   progress = Lines()
-  failed, stopped = sweep_runs._train(list(runs), [[0]], dict(os.environ), [], progress,
-                                      lambda _: None, None)
+  failed, stopped = sweep_runs._train(list(runs), [sweep_runs.Slot([0])], dict(os.environ), [],
+                                      progress, lambda _: None, None)
   assert (failed, stopped) == (3, 0)  # "ok" wrote no results.json: failed too.
   assert "failed bad seed 0 after" in progress.lines[3]
   assert progress.lines[3].endswith("exit 4: cnnjax: error: stand-in failure")
@@ -428,8 +491,8 @@ def test_sigterm_is_forwarded_to_the_running_trainings_and_nothing_new_starts(tm
   threading.Thread(target=stop_when_working, daemon=True).start()
   before = signal.getsignal(signal.SIGTERM)
   with sweep_runs.noting_signals() as signals:
-    failed, stopped = sweep_runs._train(list(runs), [[0], [0]], dict(os.environ), signals,
-                                        progress, lambda _: None, None)
+    failed, stopped = sweep_runs._train(list(runs), [sweep_runs.Slot([0])] * 2, dict(os.environ),
+                                        signals, progress, lambda _: None, None)
   assert signals == [signal.SIGTERM]
   assert (failed, stopped) == (0, 2)
   assert not runs[2].workdir.exists()  # Never started.

@@ -41,6 +41,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
   parser.add_argument("--jobs", metavar="K",
                       help="trainings at once, each on its share of the CPU cores (default: "
                            "one per core, one on a machine with GPUs or TPUs)")
+  parser.add_argument("--devices-per-run", metavar="K",
+                      help="trainings at once on a machine of G GPUs or TPU chips: G/K, each "
+                           "seeing only its own K (CUDA_VISIBLE_DEVICES, TPU_VISIBLE_CHIPS); "
+                           "without either, K cores and K CPU devices each (default: one "
+                           "training at a time with every accelerator, or --jobs)")
   parser.add_argument("--summarize", action="store_true",
                       help="only rebuild the summary from the runs that exist; train nothing")
   parser.add_argument("--status", type=pathlib.Path, metavar="DIR",
@@ -112,6 +117,17 @@ def run(args: argparse.Namespace, overrides: list[tuple[str, str]]) -> int:
   slurm_options = _slurm_options(args)
   seeds = seeds_policy(args.seeds, args.max_seeds)
   jobs = None if args.jobs is None else _positive_int(args.jobs, "--jobs")
+  devices_per_run = (None if args.devices_per_run is None else
+                     _positive_int(args.devices_per_run, "--devices-per-run"))
+  if jobs and devices_per_run:
+    raise UserError("--jobs and --devices-per-run both say how many trainings run at once; "
+                    "give one")
+  if devices_per_run and slurm_options is not None:
+    raise UserError("--devices-per-run is for --launcher local; with SLURM, "
+                    "--slurm.gpus-per-run K")
+  if devices_per_run:  # One this machine cannot give fails here, before DIR exists.
+    local.device_slots(devices_per_run, local.usable_cpus(), local.visible_gpus(),
+                       local.tpu_chips())
   if args.workdir.exists() and not args.workdir.is_dir():
     raise UserError(f"--workdir {args.workdir} is a file, not a directory")
   setup = stages.Setup(args.config, load_sweep(args.config), seeds, overrides, args.workdir)
@@ -133,7 +149,8 @@ def run(args: argparse.Namespace, overrides: list[tuple[str, str]]) -> int:
     with ownership.own(args.workdir, "sweep"):
       return stages.advance(setup, slurm.SlurmLauncher(args.workdir, slurm_options))
   with ownership.own(args.workdir, "sweep"), local.noting_signals() as signals:
-    return stages.advance(setup, local.LocalLauncher(args.workdir, jobs, signals))
+    return stages.advance(setup, local.LocalLauncher(args.workdir, jobs, signals,
+                                                     devices_per_run))
 
 
 def _slurm_options(args: argparse.Namespace):

@@ -22,6 +22,16 @@ signals and exit statuses.
   docs/ablations.md for the measurement) and per 2 GiB of available memory, one on
   a machine with GPUs or TPUs, where each training uses every local
   accelerator.
+- **Devices per run.** `--devices-per-run K` runs G/K trainings at once on a
+  machine of G devices, each seeing only its own K: GPUs through
+  CUDA_VISIBLE_DEVICES (the visible ones, in order, when it is already set),
+  TPU chips through libtpu's TPU_VISIBLE_CHIPS with one chip per process
+  (TPU_CHIPS_PER_PROCESS_BOUNDS=1,1,1; several chips per process need a
+  slice shape that depends on the host, which cnnjax does not guess), and on
+  a machine without either, K cores per training with K CPU devices
+  (XLA_FLAGS' host device count). Each training's CPU cores are its share
+  as for --jobs. Without the flag, today's behaviour: one training at a time
+  using every accelerator.
 - **Compiling once.** The runs share a persistent JAX compilation cache,
   `DIR/.jax_cache` (unless JAX_COMPILATION_CACHE_DIR is set): the seeds of
   a variant compile the same programs.
@@ -53,7 +63,7 @@ import subprocess
 import sys
 import time
 
-from cnnjax.errors import INTERRUPTED_STATUS, PREEMPTED_STATUS
+from cnnjax.errors import INTERRUPTED_STATUS, PREEMPTED_STATUS, UserError
 from cnnjax.sweep import results as sweep_results
 from cnnjax.sweep.spec import Run
 from cnnjax.training import stopping
@@ -114,6 +124,67 @@ def default_jobs(runs: int) -> int:
   return max(1, min(len(usable_cpus()), runs, by_memory))
 
 
+@dataclasses.dataclass(frozen=True)
+class Slot:
+  """Where one training of several at once runs: its CPU cores, and the
+  variables that show it its own devices only (empty: everything)."""
+
+  cpus: list[int]
+  environment: dict[str, str] = dataclasses.field(default_factory=dict)
+
+  def describe(self) -> str:
+    shown = " ".join(f"{key}={value}" for key, value in self.environment.items()
+                     if key != "XLA_FLAGS" and key.endswith(("DEVICES", "CHIPS")))
+    devices = f" with {shown}" if shown else ""
+    return f"cpus {','.join(map(str, self.cpus))}{devices}"
+
+
+def visible_gpus(environ=os.environ) -> list[str]:
+  """The GPUs this process may use: CUDA_VISIBLE_DEVICES's list, else every /dev/nvidiaN."""
+  if environ.get("CUDA_VISIBLE_DEVICES", "").strip():
+    return [gpu.strip() for gpu in environ["CUDA_VISIBLE_DEVICES"].split(",") if gpu.strip()]
+  numbers = [path[len("/dev/nvidia"):] for path in glob.glob("/dev/nvidia[0-9]*")]
+  return sorted((number for number in numbers if number.isdigit()), key=int)
+
+
+def tpu_chips() -> list[str]:
+  numbers = [path[len("/dev/accel"):] for path in glob.glob("/dev/accel[0-9]*")]
+  return sorted((number for number in numbers if number.isdigit()), key=int)
+
+
+def device_slots(per_run: int, cpus: list[int], gpus: list[str], chips: list[str],
+                 environ=os.environ) -> list[Slot]:
+  """G // per_run slots of `per_run` devices each: GPUs if there are any, else
+  TPU chips, else CPU cores (one CPU device per core). UserError if fewer
+  than `per_run` devices."""
+  if gpus:
+    kind, devices = "GPUs", gpus
+  elif chips:
+    kind, devices = "TPU chips", chips
+    if per_run != 1:
+      raise UserError(f"--devices-per-run {per_run} on TPU chips: only 1 chip per training "
+                      "is supported (several need the slice's shape); use 1, or leave the "
+                      "flag out to give each training every chip")
+  else:
+    kind, devices = "CPU cores", [str(cpu) for cpu in cpus]
+  if per_run > len(devices):
+    raise UserError(f"--devices-per-run {per_run}: this machine has {len(devices)} {kind}")
+  count = len(devices) // per_run
+  groups = [devices[index * per_run:(index + 1) * per_run] for index in range(count)]
+  if kind == "CPU cores":
+    flags = " ".join(flag for flag in environ.get("XLA_FLAGS", "").split()
+                     if not flag.startswith("--xla_force_host_platform_device_count"))
+    flags = f"{flags} --xla_force_host_platform_device_count={per_run}".strip()
+    return [Slot([int(cpu) for cpu in group], {"XLA_FLAGS": flags}) for group in groups]
+  cores = cpu_groups(cpus, count)
+  if kind == "GPUs":
+    return [Slot(core, {"CUDA_VISIBLE_DEVICES": ",".join(group)})
+            for core, group in zip(cores, groups)]
+  return [Slot(core, {"TPU_VISIBLE_CHIPS": group[0], "TPU_CHIPS_PER_PROCESS_BOUNDS": "1,1,1",
+                      "TPU_PROCESS_BOUNDS": "1,1,1", "TPU_PROCESS_PORT": str(8476 + index)})
+          for index, (core, group) in enumerate(zip(cores, groups))]
+
+
 @dataclasses.dataclass
 class _Attempt:
   run: Run
@@ -154,17 +225,18 @@ def guarded(command: list[str]) -> list[str]:
   return [sys.executable, "-c", DIE_WITH_THE_SWEEP, str(os.getpid()), *command]
 
 
-def _start(run: Run, cpus: list[int], environment: dict[str, str]) -> _Attempt:
+def _start(run: Run, slot: Slot, environment: dict[str, str]) -> _Attempt:
   run.workdir.mkdir(parents=True, exist_ok=True)
   log = (run.workdir / run_log.LOG_FILE).open("a")
   log.write(f"{run_log.LOG_START} {datetime.datetime.now().isoformat(timespec='seconds')}"
-            f" on cpus {','.join(map(str, cpus))}: {shlex.join(run.command)}\n")
+            f" on {slot.describe()}: {shlex.join(run.command)}\n")
   log.flush()
   process = subprocess.Popen(guarded(run.command), stdin=subprocess.DEVNULL, stdout=log,
-                             stderr=subprocess.STDOUT, env=environment, start_new_session=True)
+                             stderr=subprocess.STDOUT, env={**environment, **slot.environment},
+                             start_new_session=True)
   if hasattr(os, "sched_setaffinity"):
     with contextlib.suppress(ProcessLookupError):  # It may already have exited.
-      os.sched_setaffinity(process.pid, cpus)
+      os.sched_setaffinity(process.pid, slot.cpus)
   return _Attempt(run, process, log, time.monotonic())
 
 
@@ -221,17 +293,25 @@ class LocalLauncher:
   waits = True
   name = "local"
 
-  def __init__(self, workdir: pathlib.Path, jobs: int | None, signals: list[int]):
+  def __init__(self, workdir: pathlib.Path, jobs: int | None, signals: list[int],
+               devices_per_run: int | None = None):
     self.workdir, self.jobs, self.signals = workdir, jobs, signals
+    self.devices_per_run = devices_per_run
+
+  def slots(self, runs: int) -> list[Slot]:
+    """Where the trainings run, one slot per training at once."""
+    if self.devices_per_run:
+      return device_slots(self.devices_per_run, usable_cpus(), visible_gpus(), tpu_chips())
+    return [Slot(cpus) for cpus in cpu_groups(usable_cpus(), self.jobs or default_jobs(runs))]
 
   def launch(self, runs: list[Run], refresh) -> int | None:
     """Trains `runs`; None once every one has ended, or the exit status of
     the signal that stopped them (the trainings saved their steps)."""
-    jobs = self.jobs or default_jobs(len(runs))
+    slots = self.slots(len(runs))
     progress = _Progress(len(runs), 0)
-    progress.line(f"training {len(runs)} run{'s' * (len(runs) > 1)}, {jobs} at a time")
+    progress.line(f"training {len(runs)} run{'s' * (len(runs) > 1)}, {len(slots)} at a time")
     try:
-      _train(list(runs), cpu_groups(usable_cpus(), jobs), child_environment(self.workdir),
+      _train(list(runs), slots, child_environment(self.workdir),
              self.signals, progress, refresh, None)
     finally:
       progress.close()
@@ -252,20 +332,20 @@ def noting_signals():
       signal.signal(signum, handler)
 
 
-def _train(queue: list[Run], groups: list[list[int]], environment: dict[str, str],
+def _train(queue: list[Run], slots: list[Slot], environment: dict[str, str],
            signals: list[int], progress: _Progress, summarize,
            target: float | None) -> tuple[int, int]:
   """The launch loop, until every run has ended or a signal in `signals`
   stopped it; returns the numbers of runs failed and stopped."""
-  running: dict[int, _Attempt] = {}  # By CPU group.
+  running: dict[int, _Attempt] = {}  # By slot.
   failed = stopped = 0
   try:
     while (queue and not signals) or running:
-      while queue and not signals and len(running) < len(groups):
-        group = min(set(range(len(groups))) - running.keys())
+      while queue and not signals and len(running) < len(slots):
+        group = min(set(range(len(slots))) - running.keys())
         run = queue.pop(0)
-        running[group] = _start(run, groups[group], environment)
-        progress.line(f"started {run.name} on cpus {','.join(map(str, groups[group]))}: "
+        running[group] = _start(run, slots[group], environment)
+        progress.line(f"started {run.name} on {slots[group].describe()}: "
                       f"{run.workdir / run_log.LOG_FILE}")
       for group, attempt in list(running.items()):
         # Forwarded here rather than in the handler, so that no training
