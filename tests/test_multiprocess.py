@@ -198,6 +198,20 @@ def test_a_launcher_count_that_is_not_a_number_is_a_user_error():
     cluster_lib.launched_processes(dict(SLURM_TASK, SLURM_NTASKS="four"))
 
 
+@pytest.mark.parametrize("environ, expected", [
+    # One task per node, eight GPUs each: all of them (JAX alone: GPU SLURM_LOCALID only).
+    ({"SLURM_STEP_TASKS_PER_NODE": "1(x2)", "CUDA_VISIBLE_DEVICES": "0,1,2,3,4,5,6,7"},
+     list(range(8))),
+    ({"SLURM_STEP_TASKS_PER_NODE": "1", "CUDA_VISIBLE_DEVICES": "4,5"}, [0, 1]),
+    # One task per GPU: JAX's own choice.
+    ({"SLURM_STEP_TASKS_PER_NODE": "8(x2)", "CUDA_VISIBLE_DEVICES": "0,1,2,3,4,5,6,7"}, None),
+    ({"SLURM_STEP_TASKS_PER_NODE": "1,2", "CUDA_VISIBLE_DEVICES": "0,1"}, None),
+    ({"SLURM_STEP_TASKS_PER_NODE": "1", "CUDA_VISIBLE_DEVICES": "3"}, None),
+])
+def test_a_slurm_task_alone_on_its_node_drives_all_its_gpus(environ, expected):
+  assert cluster_lib.slurm_task_gpus(environ) == expected
+
+
 def test_a_job_of_one_process_joins_nothing(monkeypatch):
   """Each task of a SLURM job array is a run of its own: no coordination service."""
   for variable, value in dict(SLURM_TASK, SLURM_NTASKS="1").items():

@@ -67,6 +67,7 @@ from cnnjax.errors import INTERRUPTED_STATUS, PREEMPTED_STATUS, UserError
 from cnnjax.sweep import results as sweep_results
 from cnnjax.sweep.spec import Run
 from cnnjax.training import stopping
+from cnnjax.training.cluster import visible_gpus
 from cnnjax.workdir import run_log
 
 COMPILATION_CACHE = ".jax_cache"
@@ -137,14 +138,6 @@ class Slot:
                      if key != "XLA_FLAGS" and key.endswith(("DEVICES", "CHIPS")))
     devices = f" with {shown}" if shown else ""
     return f"cpus {','.join(map(str, self.cpus))}{devices}"
-
-
-def visible_gpus(environ=os.environ) -> list[str]:
-  """The GPUs this process may use: CUDA_VISIBLE_DEVICES's list, else every /dev/nvidiaN."""
-  if environ.get("CUDA_VISIBLE_DEVICES", "").strip():
-    return [gpu.strip() for gpu in environ["CUDA_VISIBLE_DEVICES"].split(",") if gpu.strip()]
-  numbers = [path[len("/dev/nvidia"):] for path in glob.glob("/dev/nvidia[0-9]*")]
-  return sorted((number for number in numbers if number.isdigit()), key=int)
 
 
 def tpu_chips() -> list[str]:

@@ -8,6 +8,7 @@ joins the processes with `jax.distributed.initialize()`.
 """
 
 import dataclasses
+import glob
 import os
 
 from cnnjax.errors import UserError
@@ -107,3 +108,26 @@ def _count(environ, variable: str) -> int:
   except ValueError:
     raise UserError(f"{variable}={environ[variable]!r} (set by the job's launcher) is not an "
                     "integer") from None
+
+
+def visible_gpus(environ=os.environ) -> list[str]:
+  """The GPUs this process may use: CUDA_VISIBLE_DEVICES's list, else every /dev/nvidiaN."""
+  if environ.get("CUDA_VISIBLE_DEVICES", "").strip():
+    return [gpu.strip() for gpu in environ["CUDA_VISIBLE_DEVICES"].split(",") if gpu.strip()]
+  numbers = [path[len("/dev/nvidia"):] for path in glob.glob("/dev/nvidia[0-9]*")]
+  return sorted((number for number in numbers if number.isdigit()), key=int)
+
+
+def slurm_task_gpus(environ=os.environ) -> list[int] | None:
+  """Every GPU the task sees, when a SLURM job step runs one task per node; else None.
+
+  jax.distributed.initialize() gives each SLURM task the one GPU numbered by
+  its SLURM_LOCALID, right for one task per GPU; a task alone on its node
+  would drive its first GPU only. For it, cnnjax passes these as
+  `local_device_ids`. SLURM_STEP_TASKS_PER_NODE: srun(1), e.g. `1(x2)` or `8,1`.
+  """
+  tasks = environ.get("SLURM_STEP_TASKS_PER_NODE", "")
+  if not tasks or any(part.split("(")[0] != "1" for part in tasks.split(",")):
+    return None
+  gpus = visible_gpus(environ)
+  return list(range(len(gpus))) if len(gpus) > 1 else None

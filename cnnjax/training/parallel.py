@@ -53,8 +53,11 @@ def initialize(cluster: Cluster | None) -> None:
   processes = cluster.num_processes if cluster else launch.num_processes if launch else 1
   if processes < 2:
     return
+  # One SLURM task per node drives all its GPUs (JAX alone would give it one).
+  gpus = cluster_lib.slurm_task_gpus() if launch and launch.launcher == "SLURM" else None
   try:
     jax.distributed.initialize(**(dataclasses.asdict(cluster) if cluster else {}),
+                               **({"local_device_ids": gpus} if gpus else {}),
                                heartbeat_timeout_seconds=HEARTBEAT_TIMEOUT_SECONDS,
                                shutdown_timeout_seconds=SHUTDOWN_TIMEOUT_SECONDS)
   except ValueError as error:  # Raised before connecting: nothing to undo.
