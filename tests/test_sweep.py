@@ -556,3 +556,30 @@ def _alive(pid: int) -> bool:
     return False
   with open(f"/proc/{pid}/stat") as stat:  # A zombie is dead, only not yet reaped.
     return stat.read().split(")")[-1].split()[0] != "Z"
+
+
+def test_a_slurm_sweep_where_slurm_does_not_answer_is_one_line_and_creates_nothing(tmp_path):
+  """No SLURM client, or one without a cluster: one line before DIR exists."""
+  env = {**os.environ, "SLURM_CONF": str(tmp_path / "no-such-slurm.conf")}
+  done = subprocess.run([sys.executable, "-m", "cnnjax", "sweep", "--config",
+                         str(ROOT / "tests" / "sweep_lenet_digits.py"), "--workdir",
+                         str(tmp_path / "sweep"), "--launcher", "slurm"],
+                        capture_output=True, text=True, cwd=ROOT, env=env, timeout=120)
+  assert done.returncode == 2, done.stderr
+  assert done.stderr.startswith("cnnjax: error: ") and len(done.stderr.splitlines()) == 1
+  assert "squeue" in done.stderr or "sbatch" in done.stderr
+  assert not (tmp_path / "sweep").exists()
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--slurm.time", "1:00:00"], "--slurm.time goes with --launcher slurm"),
+    (["--jobs", "2", "--devices-per-run", "1"], "--jobs and --devices-per-run both"),
+    (["--status", "x"], "--status DIR takes no --config or --workdir"),
+])
+def test_launcher_flags_that_do_not_go_together_are_user_errors(flags, message, tmp_path,
+                                                                 capsys):
+  code = cli.main(["sweep", "--config", str(ROOT / "tests" / "sweep_lenet_digits.py"),
+                   "--workdir", str(tmp_path / "sweep"), *flags])
+  assert code == 2
+  assert message in capsys.readouterr().err
+  assert not (tmp_path / "sweep").exists()

@@ -166,6 +166,9 @@ def _slurm_options(args: argparse.Namespace):
     raise UserError("--jobs is for --launcher local; with SLURM, --slurm.max-running M")
   from cnnjax.sweep import slurm
 
+  for client in ("sbatch", "squeue", "scontrol"):  # Before anything is resolved or built.
+    slurm.client(client)
+  slurm.queue()  # The scheduler answers, or one line says why, before DIR is touched.
   numbers = {key: _positive_int(given[f"slurm_{key}"], "--slurm." + key.replace("_", "-"),
                                 least=0 if key == "gpus_per_run" else 1)
              for key in ("gpus_per_run", "cpus_per_run", "max_running") if f"slurm_{key}" in given}

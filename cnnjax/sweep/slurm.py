@@ -87,7 +87,8 @@ class Options:
     return lines
 
 
-def _client(name: str) -> str:
+def client(name: str) -> str:
+  """The path of SLURM's client `name`, or a UserError saying where to run the sweep."""
   path = shutil.which(name)
   if path is None:
     raise UserError(f"--launcher slurm needs SLURM's `{name}` on PATH; run the sweep on a "
@@ -154,10 +155,12 @@ def read_jobs(workdir: pathlib.Path) -> dict[str, dict]:
 
 def queue() -> dict[str, tuple[str, str]]:
   """This user's queued and running array tasks: job id (`123_4`) -> (state, reason)."""
-  done = subprocess.run([_client("squeue"), "--noheader", "--array", "--me",
+  done = subprocess.run([client("squeue"), "--noheader", "--array", "--me",
                          "--format=%i|%T|%r"], capture_output=True, text=True)
   if done.returncode != 0:
-    raise UserError(f"squeue failed: {done.stderr.strip() or done.stdout.strip()}")
+    message = " ".join((done.stderr.strip() or done.stdout.strip()).split())
+    raise UserError(f"SLURM's squeue failed (is this a machine that submits SLURM jobs?): "
+                    f"{message}")
   tasks = {}
   for line in done.stdout.splitlines():
     job, _, rest = line.strip().partition("|")
@@ -206,7 +209,7 @@ class SlurmLauncher:
     script = batch_script(runs, self.options, records)
     pending = records / f".submitting.{os.getpid()}.sbatch"
     pending.write_text(script)
-    done = subprocess.run([_client("sbatch"), "--parsable", str(pending)], capture_output=True,
+    done = subprocess.run([client("sbatch"), "--parsable", str(pending)], capture_output=True,
                           text=True, env=local.child_environment(self.workdir),
                           cwd=self.workdir.resolve())
     if done.returncode != 0:
