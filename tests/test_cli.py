@@ -155,6 +155,8 @@ def test_a_run_owns_its_workdir_ctrl_c_saves_and_eval_needs_no_overrides(tmp_pat
 @pytest.mark.parametrize("signum, after, status", [
     (signal.SIGTERM, "preparing ", 75),  # While TensorFlow is imported and the data planned.
     (signal.SIGTERM, "compiling ", 75),
+    # SLURM's warning ahead of a time limit (sbatch --signal=USR1@SECONDS): as SIGTERM.
+    (signal.SIGUSR1, "compiling ", 75),
     (signal.SIGINT, "preparing ", 130)])
 def test_a_signal_while_starting_stops_the_run(tmp_path, digits_dir, signum, after, status):
   """Before training has a step to save, SIGTERM still exits 75 (retry), not
