@@ -12,8 +12,8 @@ training curves and a verdict with a confidence interval on each claim.
 The flags and the composition: the plan (cnnjax.sweep.spec), the stages
 (cnnjax.sweep.stages), the local launcher (cnnjax.sweep.local) and the
 summary (cnnjax.sweep.summary); `--launcher slurm` submits to SLURM instead
-(cnnjax.sweep.slurm), and `--status` lists the runs' states. Importing this module imports neither JAX nor
-TensorFlow.
+(cnnjax.sweep.slurm), and `--status` lists the runs' states. Importing this
+module imports neither JAX nor TensorFlow.
 """
 
 import argparse
