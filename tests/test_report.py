@@ -502,7 +502,11 @@ def test_the_claims_table_gathers_every_sweep_under_the_directories(tmp_path, ca
   assert lrn_row["setting"] == "`lrn.py:shapes`"
 
   status, out, _ = _report(capsys, "--claims", tmp_path / "runs", "--format", "json")
-  assert [row["verdict"] for row in json.loads(out)] == ["inconclusive", "reproduced"]
+  rows = json.loads(out)
+  assert [row["verdict"] for row in rows] == ["inconclusive", "reproduced"]
+  # The words of the markdown beside the numbers, for tables rendered from the JSON.
+  assert [(row["paper_text"], row["measured_text"]) for row in rows] == [
+      (lrn_row["the paper's"], lrn_row["measured"]), (relu_row["the paper's"], relu_row["measured"])]
 
 
 @pytest.mark.parametrize("case, message", [

@@ -205,4 +205,9 @@ def as_csv(rows: list[ClaimRow]) -> str:
 
 
 def as_json(rows: list[ClaimRow]) -> str:
-  return json.dumps([dataclasses.asdict(row) for row in rows], indent=2) + "\n"
+  """The raw numbers of each row, and the paper's value and the measured
+  effect as the markdown words them (`paper_text`, `measured_text`: an open
+  interval's "≥" is not a number), so a table rendered from the JSON reads
+  as this command's."""
+  return json.dumps([{**dataclasses.asdict(row), "paper_text": _paper(row),
+                      "measured_text": effect_text(row)} for row in rows], indent=2) + "\n"

@@ -25,6 +25,18 @@ Not yet measured: this `shapes` sweep has been sized and smoke-run, not run in
 full. Sizing (2-core AMD EPYC, commit 9254c78): GoogLeNet at 80x80 trains at
 28 images/s on one core, so the sweep should take about 25 minutes (6 runs,
 two at a time, plus compiling and evaluating).
+
+Whether `shapes` measures the claim: not likely, unverified, and not run in
+full on 2026-12-07. The claim is about trained networks (about half a point
+of top-1 error after 250 epochs of ImageNet). The paper's network here (LRN,
+conv biases) barely left chance on the easier `digits` in 276 steps (86.3%
+test error, experiments/googlenet_digits.py), and this setting trains 390
+steps on shapes/hard, so both arms would likely be compared near chance:
+the setting's accident, as AlexNet's LRN network was in dropout.py's
+pilots. googlenet_digits.py's remedy, BatchNorm in place of LRN, is the
+first thing to pilot (one seed, `--config.model.norm=batchnorm`); even
+then 390 steps reach early training only, and the 30 minutes allow no more
+at 28 images/s on a core.
 """
 
 import pathlib

@@ -35,6 +35,18 @@ Not yet measured: this `shapes` sweep has been sized and smoke-run, not run in
 full. Sizing (2-core AMD EPYC, commit 9254c78): the 13pct net at 24x24 trains
 at 262-263 images/s on one core with either pooling, so the sweep should take
 about 21 minutes (6 runs, two at a time, plus compiling and evaluating).
+
+Whether `shapes` measures the claim: not yet, for two reasons, and it was
+not run in full on 2026-12-07. The claim is about trained networks (Table
+3's errors after 350 epochs); this is lrn.py's `shapes` setting, where the
+13pct net is at 52-56% test error after 2 epochs and still falling (see
+lrn.py), so a verdict would be about early training. And the sizing above
+leaves out the tuning stage: its metric is the final eval error, so each
+trial trains as long as the runs, and 8 trials and 6 runs are 14 runs of
+the length of which lrn.py's 6 took 26.8 minutes on 2 idle cores, about an
+hour. A setting that measures the claim needs both arms at their plateau
+and a stage that fits: neither could be found without pilots, which the
+shared machine did not allow.
 """
 
 import pathlib
