@@ -6,9 +6,12 @@ Which kernel runs is decided when a program is lowered, for the platform it
 is lowered for: one traced program lowered for a GPU or TPU holds XLA's
 convolutions only, and one exported with `jax.export` holds no custom call
 (export refuses custom calls it cannot vouch for), whatever the machine that
-traced it. Whether oneDNN may be used is a parameter of each equation, read
-from CNNJAX_ONEDNN when the program is traced, so it is part of the
-program's identity as jit's caches see it.
+traced it. Whether oneDNN may be used is a parameter of each equation
+(`onednn`), read from CNNJAX_ONEDNN when the program is traced: a traced
+program means the same wherever and whenever it is lowered, and the caches
+of lowered and compiled programs, keyed on the program, cannot mix the two.
+(Set the variable before the process starts: a function jit has already
+traced keeps what it was traced with.)
 
 Every transformation works through them. With T(x, w, g) = <conv(x, w), g>
 the three are its partial derivatives (conv = dT/dg, the input's gradient
@@ -35,7 +38,8 @@ from jax.core import ShapedArray
 from jax.extend.core import Primitive
 from jax.interpreters import ad, batching, mlir
 
-from cnnjax.kernels import onednn, rewrites
+from cnnjax.kernels import onednn as onednn_kernels
+from cnnjax.kernels import rewrites
 
 NHWC_HWIO = ((0, 3, 1, 2), (3, 2, 0, 1), (0, 3, 1, 2))  # lax's specs of ("NHWC", "HWIO", "NHWC").
 
@@ -68,7 +72,7 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, r
   return conv_p.bind(lhs, rhs, window_strides=tuple(window_strides),
                      padding=tuple(tuple(pair) for pair in padding),
                      feature_group_count=feature_group_count, precision=_hashable(precision),
-                     onednn=onednn.requested())
+                     onednn=onednn_kernels.requested())
 
 
 def _hashable(precision):
@@ -175,9 +179,9 @@ _batching(conv_input_grad_p, xla_conv_input_grad, 0)
 _batching(conv_kernel_grad_p, xla_conv_kernel_grad, None)
 
 
-# Outside jit (eager), each equation is compiled on its own, as lax's are.
-
 def eager(primitive: Primitive, *operands, **params):
+  """An equation run outside jit, compiled on its own as lax's are (the
+  implementation of cnnjax's primitives)."""
   return _compiled(primitive, tuple(sorted(params.items())), *operands)
 
 
