@@ -108,18 +108,45 @@ def test_a_missing_header_is_the_compilers_error_in_one_line(tmp_path, monkeypat
   assert "cnnjax_no_such_header.h" in str(raised.value) and "\n" not in str(raised.value)
 
 
-def _cnnjax(*args, cache_dir) -> subprocess.CompletedProcess:
+def _python(*args, cache_dir) -> subprocess.CompletedProcess:
+  """A fresh Python (nothing built or loaded yet) with its kernels cached in `cache_dir`."""
   environment = {**os.environ, "CNNJAX_CACHE_DIR": str(cache_dir)}
   environment.pop("CNNJAX_ONEDNN", None)
-  return subprocess.run([sys.executable, "-m", "cnnjax", *map(str, args)], cwd=ROOT, text=True,
+  return subprocess.run([sys.executable, *map(str, args)], cwd=ROOT, text=True,
                         capture_output=True, timeout=RUN_TIMEOUT_S, env=environment)
 
 
-def test_checking_a_config_or_summarising_a_model_builds_nothing(tmp_path):
+def _cnnjax(*args, cache_dir) -> subprocess.CompletedProcess:
+  return _python("-m", "cnnjax", *args, cache_dir=cache_dir)
+
+
+# What `cnnjax sweep` does before its workdir exists (every run's config
+# resolved, every model built abstractly), then a model's gradient traced
+# abstractly (jax.eval_shape, and jit's trace without lowering).
+SWEEP_PLAN_AND_ABSTRACT_TRACES = textwrap.dedent("""\
+    import pathlib, sys
+    import jax, jax.numpy as jnp
+    from cnnjax.models import create_model
+    from cnnjax.sweep import check_runs, load_sweep, plan_runs
+    spec = sys.argv[1]
+    check_runs(plan_runs(spec, load_sweep(spec), 1, [], pathlib.Path("unused")))
+    model = create_model("resnet20", num_classes=10)
+    images = jax.ShapeDtypeStruct((2, 32, 32, 3), jnp.float32)
+    variables = jax.eval_shape(lambda x: model.init(jax.random.key(0), x, train=False), images)
+    loss = lambda variables, x: model.apply(variables, x, train=False).sum()
+    jax.eval_shape(jax.grad(loss), variables, images)
+    jax.jit(jax.grad(loss)).trace(variables, images)
+    """)
+
+
+def test_checking_a_config_planning_a_sweep_or_tracing_abstractly_builds_nothing(tmp_path):
   cache_dir = tmp_path / "cache"
   cache_dir.mkdir()
-  for command in (["config", "--config", LENET_DIGITS], ["summary", "lenet5"]):
-    done = _cnnjax(*command, cache_dir=cache_dir)
+  for command in (["-m", "cnnjax", "config", "--config", LENET_DIGITS],
+                  ["-m", "cnnjax", "summary", "lenet5"],
+                  ["-c", SWEEP_PLAN_AND_ABSTRACT_TRACES,
+                   ROOT / "experiments" / "ablations" / "plain_vs_residual.py:smoke"]):
+    done = _python(*command, cache_dir=cache_dir)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "cnnjax: note" not in done.stderr
   assert not any(cache_dir.iterdir())

@@ -75,6 +75,7 @@ def test_grouped_convolutions_are_convolved_group_by_group(shape, kernel, stride
     ((2, 9, 9, 8), (1, 1, 8, 4), (1, 1), "VALID"),  # 1x1 kernels on maps of any size.
     ((2, 9, 7, 8), (1, 1, 8, 4), (2, 2), "SAME"),  # ResNet's projections: stride 2, odd sides.
     ((2, 5, 5, 4), (3, 3, 4, 4), (1, 1), ((-1, 0), (0, -1))),  # Cropped to a 2x2 map.
+    ((2, 6, 6, 4), (3, 3, 4, 4), (1, 1), ((-1, 1), (1, -1))),  # Cropped, 4x4.
 ])
 def test_rewritten_convolutions_match_xlas_with_their_gradients(shape, kernel, strides, padding,
                                                                without_onednn):

@@ -70,6 +70,25 @@ def test_onednn_convolutions_match_xlas_with_their_gradients(shape, kernel, stri
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-4)
 
 
+@pytest.mark.parametrize("shape, padding", [
+    ((2, 6, 6, 4), ((-1, 1), (1, -1))),  # Cropped on two sides to a 4x4 map.
+    ((2, 4, 4, 4), ((-1, 0), (0, -1))),  # To 1x1.
+])
+def test_negative_padding_on_small_maps_is_xlas_with_onednn_asked_for(monkeypatch, shape,
+                                                                        padding):
+  # XLA crops where padding is negative; oneDNN cannot, so these are
+  # patches (lax.pad crops too; jnp.pad refused negative widths).
+  monkeypatch.delenv("CNNJAX_ONEDNN", raising=False)
+  kernel = (3, 3, 4, 8)
+  x = jax.random.normal(jax.random.key(0), shape)
+  w = jax.random.normal(jax.random.key(1), kernel)
+  ours, xla = _convolutions(shape, kernel, (1, 1), padding)
+  assert "custom_call" not in _cpu_program(jax.grad(lambda x, w: jnp.sum(ours(x, w)), (0, 1)),
+                                           x, w)
+  for a, b in zip(_with_gradients(ours, x, w), _with_gradients(xla, x, w), strict=True):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-4)
+
+
 @needs_onednn
 def test_onednn_gives_the_same_bits_every_call():
   # What a resumed run relies on: the same inputs, the same sums in the same order.
