@@ -15,8 +15,8 @@ from cnnjax import cli, models
 from cnnjax.analysis import summary
 from cnnjax.bench import command as bench
 from cnnjax.bench import timing as bench_timing
+from cnnjax import kernels
 from cnnjax.kernels import onednn
-from cnnjax.kernels import rewrites as cpu_kernels
 from cnnjax.training import parallel
 
 KEYS = ("model", "image_size", "batch_size", "dtype", "images_per_sec", "step_ms", "compile_s",
@@ -118,7 +118,7 @@ def test_compare_pytorch_says_when_torch_is_missing():
 def test_flops_are_counted_with_xlas_own_convolutions():
   """XLA's cost analysis leaves out custom calls: cuDNN's convolutions on a
   GPU, oneDNN's on the CPU. bench counts the step traced with XLA's own
-  (`cpu_kernels.xla_primitives`), mapped over one CPU device: near the
+  (`kernels.with_xla_primitives`), mapped over one CPU device: near the
   4-device program's count traced the same way (lowered, which adds the mean
   of the gradients over devices), LeNet-5 about 6 x its 0.42 M forward MACs
   per image (less its first layer's input gradient), and never below the
@@ -126,9 +126,8 @@ def test_flops_are_counted_with_xlas_own_convolutions():
   case = bench_timing.Case("lenet5_modern", 32, 1, 10, 8, "float32", steps=None, repeats=1)
   step = bench_timing._build_step(case, 2, lambda text: None)
   on_cpu = bench_timing._flops_on_cpu(step)
-  with cpu_kernels.xla_primitives():
-    four_devices = parallel.map_train_step(lambda *args: step.train_step(*args)).lower(
-        step.state, step.batch, step.rng)
+  four_devices = parallel.map_train_step(kernels.with_xla_primitives(step.train_step)).lower(
+      step.state, step.batch, step.rng)
   assert on_cpu == pytest.approx(bench_timing._flops(four_devices), rel=0.05)
   assert on_cpu / 2 == pytest.approx(6 * 0.42e6, rel=0.15)
   compiled = bench_timing._flops(step.call.lower(step.state, step.batch, step.rng).compile())

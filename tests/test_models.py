@@ -230,12 +230,18 @@ def test_half_precision_computes_in_bfloat16_and_keeps_float32_params(name):
   assert dtypes(variables["params"]) == {jnp.dtype(jnp.float32)}
 
 
+# XLA's products, and cnnjax's convolutions (cnnjax.kernels), which are XLA's
+# on a GPU or TPU with the same operands.
+PRODUCTS = ("conv_general_dilated", "dot_general", "cnnjax_conv", "cnnjax_conv_input_grad",
+            "cnnjax_conv_kernel_grad")
+
+
 def _matmul_operand_dtypes(jaxpr) -> set[str]:
   """The operand dtypes of every convolution and matrix product in `jaxpr`,
   nested calls (jit, custom_vjp, remat) included."""
   found = set()
   for eqn in jaxpr.eqns:
-    if eqn.primitive.name in ("conv_general_dilated", "dot_general"):
+    if eqn.primitive.name in PRODUCTS:
       found |= {str(var.aval.dtype) for var in eqn.invars}
     for value in eqn.params.values():
       for inner in value if isinstance(value, (tuple, list)) else (value,):

@@ -1,7 +1,8 @@
-"""oneDNN's convolutions on the CPU (cnnjax.kernels.onednn, used by
-cpu_kernels): built where the project is supported, XLA's values and
-gradients to rounding, the same bits on every call, and XLA's kernels
-wherever oneDNN cannot be had."""
+"""oneDNN's convolutions on the CPU (cnnjax.kernels.onednn, the CPU lowering
+of cnnjax's convolution primitives): built where the project is supported,
+XLA's values and gradients to rounding, the same bits on every call, asked
+for or not by the traced program itself, and XLA's kernels wherever oneDNN
+cannot be had."""
 
 import ctypes
 import os
@@ -13,8 +14,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from cnnjax import kernels
 from cnnjax.kernels import onednn
-from cnnjax.kernels import rewrites as cpu_kernels
 
 SUPPORTED = platform.system() == "Linux" and platform.machine() == "x86_64"
 needs_onednn = pytest.mark.skipif(not onednn.available(), reason="oneDNN is not built here")
@@ -32,7 +33,7 @@ def test_onednn_is_built_where_its_wheels_install(monkeypatch):
 
 def _convolutions(shape, kernel, strides, padding):
   numbers = jax.lax.conv_dimension_numbers(shape, kernel, ("NHWC", "HWIO", "NHWC"))
-  ours = lambda x, w: cpu_kernels.conv_general_dilated(
+  ours = lambda x, w: kernels.conv_general_dilated(
       x, w, strides, padding, dimension_numbers=numbers)
   xla = lambda x, w: jax.lax.conv_general_dilated(
       x, w, strides, padding, dimension_numbers=numbers)
@@ -43,6 +44,10 @@ def _with_gradients(conv, x, w):
   weights = jax.random.normal(jax.random.key(2), jax.eval_shape(conv, x, w).shape)
   return jax.jit(lambda x, w: (conv(x, w), *jax.grad(
       lambda x, w: jnp.sum(weights * conv(x, w)), (0, 1))(x, w)))(x, w)
+
+
+def _cpu_program(function, *args) -> str:
+  return jax.jit(function).lower(*args).as_text()
 
 
 @needs_onednn
@@ -58,9 +63,28 @@ def test_onednn_convolutions_match_xlas_with_their_gradients(shape, kernel, stri
   x = jax.random.normal(jax.random.key(0), shape)
   w = jax.random.normal(jax.random.key(1), kernel)
   ours, xla = _convolutions(shape, kernel, strides, padding)
-  program = str(jax.make_jaxpr(jax.grad(lambda x, w: jnp.sum(ours(x, w)), (0, 1)))(x, w))
-  assert "conv_general_dilated" not in program
+  program = _cpu_program(jax.grad(lambda x, w: jnp.sum(ours(x, w)), (0, 1)), x, w)
+  assert "stablehlo.convolution" not in program
   assert all(target in program for target in onednn.TARGETS)
+  for a, b in zip(_with_gradients(ours, x, w), _with_gradients(xla, x, w), strict=True):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("shape, padding", [
+    ((2, 6, 6, 4), ((-1, 1), (1, -1))),  # Cropped on two sides to a 4x4 map.
+    ((2, 4, 4, 4), ((-1, 0), (0, -1))),  # To 1x1.
+])
+def test_negative_padding_on_small_maps_is_xlas_with_onednn_asked_for(monkeypatch, shape,
+                                                                        padding):
+  # XLA crops where padding is negative; oneDNN cannot, so these are
+  # patches (lax.pad crops too; jnp.pad refused negative widths).
+  monkeypatch.delenv("CNNJAX_ONEDNN", raising=False)
+  kernel = (3, 3, 4, 8)
+  x = jax.random.normal(jax.random.key(0), shape)
+  w = jax.random.normal(jax.random.key(1), kernel)
+  ours, xla = _convolutions(shape, kernel, (1, 1), padding)
+  assert "custom_call" not in _cpu_program(jax.grad(lambda x, w: jnp.sum(ours(x, w)), (0, 1)),
+                                           x, w)
   for a, b in zip(_with_gradients(ours, x, w), _with_gradients(xla, x, w), strict=True):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-4)
 
@@ -79,38 +103,55 @@ def test_onednn_gives_the_same_bits_every_call():
 
 
 @needs_onednn
-def test_onednn_is_mapped_over_a_vmapped_batch():
+def test_a_vmapped_batch_is_one_onednn_call_over_it():
   ours, xla = _convolutions((2, 6, 6, 3), (3, 3, 3, 4), (1, 1), "SAME")
   x = jax.random.normal(jax.random.key(0), (3, 2, 6, 6, 3))
   w = jax.random.normal(jax.random.key(1), (3, 3, 3, 4))
-  np.testing.assert_allclose(jax.vmap(ours, (0, None))(x, w), jax.vmap(xla, (0, None))(x, w),
-                             rtol=1e-5, atol=1e-5)
+  mapped = jax.vmap(ours, (0, None))
+  assert "tensor<6x6x6x4xf32>" in _cpu_program(mapped, x, w).split("cnnjax_onednn_conv")[1]
+  np.testing.assert_allclose(mapped(x, w), jax.vmap(xla, (0, None))(x, w), rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("dtype", [jnp.bfloat16])
-def test_other_dtypes_and_xla_primitives_keep_xlas_convolution(dtype):
+def test_other_dtypes_keep_xlas_convolution(dtype):
   ours, _ = _convolutions((1, 8, 8, 4), (3, 3, 4, 4), (1, 1), "SAME")
   x, w = jnp.ones((1, 8, 8, 4), dtype), jnp.ones((3, 3, 4, 4), dtype)
-  assert "conv_general_dilated" in str(jax.make_jaxpr(ours)(x, w))
-  with cpu_kernels.xla_primitives():
-    assert "conv_general_dilated" in str(jax.make_jaxpr(lambda x, w: ours(x, w))(
-        x.astype(jnp.float32), w.astype(jnp.float32)))
+  program = _cpu_program(ours, x, w)
+  assert "stablehlo.convolution" in program and "custom_call" not in program
+
+
+def test_cnnjax_onednn_is_read_when_a_program_is_traced_and_kept_in_it(monkeypatch):
+  ours, _ = _convolutions((1, 8, 8, 4), (3, 3, 4, 4), (1, 1), "SAME")
+  x, w = jnp.ones((1, 8, 8, 4)), jnp.ones((3, 3, 4, 4))
+  monkeypatch.setenv("CNNJAX_ONEDNN", "0")
+  without = jax.jit(lambda x, w: ours(x, w)).trace(x, w)
+  monkeypatch.setenv("CNNJAX_ONEDNN", "1")
+  with_onednn = jax.jit(lambda x, w: ours(x, w)).trace(x, w)
+  assert "onednn=False" in str(without.jaxpr) and "onednn=True" in str(with_onednn.jaxpr)
+  # Lowered after the variable changed back: the program decides, not the variable.
+  assert "custom_call" not in without.lower().as_text()
+  if onednn.available():
+    assert "cnnjax_onednn_conv" in with_onednn.lower().as_text()
 
 
 def test_without_onednn_the_reason_is_one_line(monkeypatch, capsys, tmp_path):
-  monkeypatch.setenv("CNNJAX_ONEDNN", "0")
+  ours, xla = _convolutions((1, 8, 8, 4), (3, 3, 4, 4), (1, 1), "SAME")
+  x, w = jnp.ones((1, 8, 8, 4)), jnp.ones((3, 3, 4, 4))
   onednn._library.cache_clear()
   try:
-    assert not onednn.available() and not capsys.readouterr().err  # Asked for: no note.
-    monkeypatch.setenv("CNNJAX_ONEDNN", "1")
     monkeypatch.setenv("CXX", "g++-typo")
     monkeypatch.setenv("CNNJAX_CACHE_DIR", str(tmp_path))
-    onednn._library.cache_clear()
-    if SUPPORTED:  # A mistyped compiler: one line naming it, XLA's kernels.
-      assert not onednn.available()
-      assert capsys.readouterr().err.strip().splitlines()[-1].endswith("'g++-typo'")
-    monkeypatch.delenv("CXX")
+    monkeypatch.setenv("CNNJAX_ONEDNN", "0")  # Asked for: nothing built, no note.
+    np.testing.assert_allclose(jax.jit(lambda x, w: ours(x, w))(x, w), xla(x, w), rtol=1e-6)
+    assert onednn._library.cache_info().misses == 0 and not capsys.readouterr().err
     monkeypatch.delenv("CNNJAX_ONEDNN")
+    if SUPPORTED:  # A mistyped compiler: one line naming it, XLA's kernels.
+      np.testing.assert_allclose(jax.jit(lambda x, w: ours(x, w))(x, w), xla(x, w), rtol=1e-6)
+      assert not onednn.available()
+      note = capsys.readouterr().err.strip().splitlines()
+      assert len(note) == 1 and note[0].endswith("'g++-typo'")
+      assert note[0].startswith("cnnjax: note: convolutions use XLA's CPU kernels")
+    monkeypatch.delenv("CXX")
     monkeypatch.setattr(onednn.importlib.metadata, "files", _not_installed)
     if SUPPORTED and shutil.which("g++"):
       with pytest.raises(onednn.Unavailable, match=r"^onednn-cpu-gomp is not installed \(pip "):

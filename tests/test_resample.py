@@ -105,3 +105,16 @@ def test_without_the_op_tensorflows_kernel_is_used_and_why_is_one_line(fresh_lib
   assert note.startswith("cnnjax: note: images are resized by TensorFlow's kernel")
   assert "g++-typo" in note
   assert note.count("\n") == 1
+
+
+def test_a_cache_that_cannot_be_written_is_tensorflows_kernel_and_one_line(fresh_library, capsys,
+                                                                           tmp_path):
+  image = np.arange(5 * 7 * 3, dtype=np.uint8).reshape(5, 7, 3)
+  expected = tf.image.resize(image, (3, 4), antialias=True)
+  (tmp_path / "file").write_text("")
+  fresh_library.delenv("CNNJAX_RESAMPLE", raising=False)
+  fresh_library.setenv("CNNJAX_CACHE_DIR", str(tmp_path / "file" / "cache"))
+  np.testing.assert_array_equal(resample.resize(image, (3, 4)), expected)
+  note = capsys.readouterr().err
+  assert note.startswith("cnnjax: note: images are resized by TensorFlow's kernel")
+  assert "cannot write to the cache" in note and note.count("\n") == 1

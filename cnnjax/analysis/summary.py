@@ -53,9 +53,8 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
-from cnnjax import models
+from cnnjax import kernels, models
 from cnnjax.analysis import trace as trace_lib
-from cnnjax.kernels import rewrites as cpu_kernels
 from cnnjax.models import lenet
 
 COLUMNS = ("name", "type", "output_shape", "units", "weights", "biases", "params", "connections",
@@ -150,9 +149,10 @@ def xla_macs(spec: Model) -> float:
   normalisation) that the table leaves out. Its count of LeNet-5's C3 is the
   dense 6->16 convolution that computes it, zero kernels included."""
   module, variables, images = build(spec)
-  forward = jax.jit(lambda variables, images: module.apply(variables, images, train=False))
-  with cpu_kernels.xla_primitives():  # The convolutions as XLA counts them, on any backend.
-    return forward.lower(variables, images).cost_analysis()["flops"] / 2
+  # The convolutions as XLA counts them, on any backend.
+  forward = jax.jit(kernels.with_xla_primitives(
+      lambda variables, images: module.apply(variables, images, train=False)))
+  return forward.lower(variables, images).cost_analysis()["flops"] / 2
 
 
 def _leaves(tree, path=()):

@@ -33,8 +33,8 @@ import jax
 from flax import linen as nn
 from jax.extend import core
 
+from cnnjax import kernels
 from cnnjax.errors import UserError
-from cnnjax.kernels import rewrites as cpu_kernels
 
 SCOPE_PREFIX = "cnnjax_summary_call"
 _SCOPE = re.compile(SCOPE_PREFIX + r"(\d+)")
@@ -134,8 +134,8 @@ def trace(model: nn.Module, variables: Any, images: jax.ShapeDtypeStruct) -> Tra
     with nn.intercept_methods(interceptor):
       return model.apply(variables, images, train=False)
 
-  with cpu_kernels.xla_primitives():  # Windows and strides are read from XLA's primitives.
-    closed = jax.make_jaxpr(forward)(variables, images)
+  # Windows and strides are read from XLA's primitives.
+  closed = jax.make_jaxpr(kernels.with_xla_primitives(forward))(variables, images)
   batch, height, width, _ = range(4)
   image = State(batch, Extent(height, 1, 1), Extent(width, 1, 1))
   walker = _Walker()

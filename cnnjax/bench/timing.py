@@ -49,9 +49,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from cnnjax import config as config_lib
-from cnnjax import models
+from cnnjax import kernels, models
 from cnnjax.errors import UserError
-from cnnjax.kernels import rewrites as cpu_kernels
 from cnnjax.training import optim, parallel, steps
 
 WARMUP_STEPS = 2  # The first call may still allocate and autotune; neither is timed.
@@ -276,19 +275,17 @@ def _flops(program) -> float | None:
 def _flops_on_cpu(step: _Step) -> float | None:
   """The FLOPs of one device's step as XLA's CPU backend counts them: the
   same program (as traced for the devices at hand) with XLA's own
-  convolutions and pooling (cpu_kernels.xla_primitives), mapped over one CPU
-  device, lowered and if need be compiled, never run."""
+  convolutions and pooling (cnnjax.kernels.with_xla_primitives), mapped over
+  one CPU device, lowered and if need be compiled, never run."""
   try:
     cpu = jax.local_devices(backend="cpu")[:1]
   except RuntimeError:  # JAX_PLATFORMS without cpu.
     return None
   one_device = functools.partial(jax.tree.map,
                                  lambda x: jax.ShapeDtypeStruct((1, *x.shape[1:]), x.dtype))
-  # A new function each time: JAX's trace caches do not know xla_primitives.
-  program = jax.pmap(lambda *args: step.train_step(*args), axis_name=steps.AXIS, devices=cpu)
-  with cpu_kernels.xla_primitives():
-    lowered = program.lower(one_device(step.state), one_device(step.batch),
-                            one_device(step.rng))
+  program = jax.pmap(kernels.with_xla_primitives(step.train_step), axis_name=steps.AXIS,
+                     devices=cpu)
+  lowered = program.lower(one_device(step.state), one_device(step.batch), one_device(step.rng))
   return _flops(lowered) or _flops(lowered.compile())
 
 

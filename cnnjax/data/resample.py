@@ -8,19 +8,19 @@ generic over its kernels and compiled for the oldest x86-64 it supports; for
 ResNet's 224x224 crop it took 1.8-2.7 ms of the 4 ms of CPU an augmented
 image cost. `resample.cc` (beside this file) computes the same weights and
 sums them in the same order, vectorised, in about 0.6 ms. It is compiled on
-first use against the installed TensorFlow (cnnjax.kernels.build); where it cannot
-be, a note on stderr says why and TensorFlow's kernel is used: the same
-pixels, slower. CNNJAX_RESAMPLE=0 asks for TensorFlow's kernel.
+first use against the installed TensorFlow (cnnjax.kernels.build); where it
+cannot be built or loaded (no compiler, a cache that cannot be written, ...),
+one note on stderr says why and TensorFlow's kernel is used: the same pixels,
+slower. CNNJAX_RESAMPLE=0 asks for TensorFlow's kernel.
 """
 
 import functools
 import os
 import pathlib
-import sys
 
 import tensorflow as tf
 
-from cnnjax.kernels import build as native
+from cnnjax.kernels import build
 
 SOURCE = pathlib.Path(__file__).with_name("resample.cc")
 
@@ -51,15 +51,13 @@ def _library():
     return None
   try:
     return tf.load_op_library(str(_build()))
-  except (native.Unavailable, tf.errors.OpError) as error:
-    # Printed, not logged: the CLI silences absl's logging below errors.
-    print(f"cnnjax: note: images are resized by TensorFlow's kernel, slower than cnnjax's: "
-          f"{error}", file=sys.stderr)
+  except (build.Unavailable, tf.errors.OpError, OSError) as error:
+    build.note(f"images are resized by TensorFlow's kernel, slower than cnnjax's: {error}")
     return None
 
 
 def _build() -> pathlib.Path:
   # No fused multiply-adds: TensorFlow's kernel rounds each product and sum.
-  command = [native.compiler(), "-O3", "-ffp-contract=off", "-w", "-shared", "-fPIC",
-             str(SOURCE), *tf.sysconfig.get_compile_flags(), *tf.sysconfig.get_link_flags()]
-  return native.build(SOURCE, command, tf.__version__)
+  arguments = ["-O3", "-ffp-contract=off", "-w", "-shared", "-fPIC", str(SOURCE),
+               *tf.sysconfig.get_compile_flags(), *tf.sysconfig.get_link_flags()]
+  return build.build(SOURCE, arguments, {"tensorflow": tf.__version__})

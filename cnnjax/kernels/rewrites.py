@@ -1,6 +1,9 @@
-"""Convolution and max pooling written another way where XLA's CPU kernels
-are slow for the zoo's layers: the same sums and maxima, by oneDNN or in an
-order XLA's CPU backend compiles well. Other backends keep XLA's primitives.
+"""What convolutions and max pools are lowered to for the CPU, where XLA's CPU
+kernels are slow for the zoo's layers: the same sums and maxima, by oneDNN
+or in an order XLA's CPU backend compiles well. These functions run while a
+program is lowered for the CPU (cnnjax.kernels.convolution and .pooling
+make them the CPU lowering of their primitives); every other platform keeps
+XLA's primitives.
 
 A float32 convolution whose output map has 4x4 units or more runs, with both
 its gradients, as oneDNN's (cnnjax.kernels.onednn) where it can be built:
@@ -33,169 +36,164 @@ layer alone:
   an input that is the maximum of several windows sums their gradients in
   another order, equal to rounding.
 
-cnnjax.analysis reads layers from XLA's primitives, so it traces inside
-`xla_primitives()`, which turns both off.
+The gradients of the matrix-product forms are their transposes, derived by
+JAX from the forms themselves (jax.linear_transpose), as autodiff derived
+them when these forms were written into the traced program.
 """
 
-import contextlib
 import functools
 
 import jax
 import jax.numpy as jnp
-from flax import linen as nn
 from jax import lax
 
-from cnnjax.kernels import onednn
+from cnnjax.kernels import onednn as onednn_kernels
 
 SMALL_MAP_UNITS = 16  # Output maps up to 4x4 are convolved as patches times a matrix.
 ONEDNN_MAP_UNITS = 16  # With oneDNN: output maps from 4x4 up by oneDNN, smaller ones as patches.
-NHWC_HWIO = ((0, 3, 1, 2), (3, 2, 0, 1), (0, 3, 1, 2))  # lax's specs of ("NHWC", "HWIO", "NHWC").
-
-_rewrites_on = True
 
 
-@contextlib.contextmanager
-def xla_primitives():
-  """Within it, convolutions and max pools trace to XLA's own primitives on
-  every backend (what cnnjax.analysis reads windows and strides from)."""
-  global _rewrites_on
-  previous, _rewrites_on = _rewrites_on, False
-  try:
-    yield
-  finally:
-    _rewrites_on = previous
+# Convolutions: NHWC maps, HWIO kernels, no dilation. A grouped one is one
+# convolution per group: the groups' input maps and kernels (or gradients)
+# along the last axis, the results concatenated along it.
+
+def conv(x, w, *, window_strides, padding, feature_group_count, precision, onednn):
+  """The convolution of maps `x` with kernel `w`."""
+  def one_group(x, w):
+    if _uses_onednn(x.shape, w.shape, x.dtype, window_strides, padding, precision, onednn):
+      return onednn_kernels.convolution(x, w, window_strides, padding)
+    return _conv_without_onednn(x, w, window_strides, padding, precision)
+  return _by_group(one_group, feature_group_count, x, w)
 
 
-def _rewriting() -> bool:
-  return _rewrites_on and jax.default_backend() == "cpu"
+def conv_input_grad(g, w, *, input_size, window_strides, padding, feature_group_count,
+                    precision, onednn):
+  """The gradient of <conv(x, w), g> with respect to x, of `input_size`."""
+  def one_group(g, w):
+    shape = (g.shape[0], *input_size, w.shape[2])
+    if _uses_onednn(shape, w.shape, g.dtype, window_strides, padding, precision, onednn):
+      return onednn_kernels.input_gradient(g, w, shape, window_strides, padding)
+    forward = lambda x: _conv_without_onednn(x, w, window_strides, padding, precision)
+    return jax.linear_transpose(forward, jax.ShapeDtypeStruct(shape, g.dtype))(g)[0]
+  return _by_group(one_group, feature_group_count, g, w)
 
 
-def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
-                         dimension_numbers=None, feature_group_count=1, precision=None,
-                         preferred_element_type=None):
-  """lax.conv_general_dilated; on the CPU, for NHWC inputs and HWIO kernels
-  without dilation, groups one by one, then float32 output maps of
-  ONEDNN_MAP_UNITS or more by oneDNN, 1x1 kernels as a matrix product and
-  output maps of at most SMALL_MAP_UNITS as patches times a matrix (see the
-  module docstring). XLA cannot count oneDNN's FLOPs; `cnnjax bench` counts
-  the program traced in `xla_primitives()`."""
-  convolve = functools.partial(
-      lax.conv_general_dilated, window_strides=window_strides, padding=padding,
-      lhs_dilation=lhs_dilation, rhs_dilation=rhs_dilation, dimension_numbers=dimension_numbers,
-      feature_group_count=feature_group_count, precision=precision,
-      preferred_element_type=preferred_element_type)
-  nhwc = dimension_numbers is not None and (
-      tuple(dimension_numbers.lhs_spec), tuple(dimension_numbers.rhs_spec),
-      tuple(dimension_numbers.out_spec)) == NHWC_HWIO
-  dilated = any(d != 1 for d in tuple(lhs_dilation or ()) + tuple(rhs_dilation or ()))
-  if not _rewriting() or not nhwc or dilated:
-    return convolve(lhs, rhs)
-  if feature_group_count > 1:  # Each group on its own (AlexNet's two towers).
-    return jnp.concatenate([
-        conv_general_dilated(group_lhs, group_rhs, window_strides, padding,
-                             dimension_numbers=dimension_numbers, precision=precision,
-                             preferred_element_type=preferred_element_type)
-        for group_lhs, group_rhs in zip(jnp.split(lhs, feature_group_count, axis=-1),
-                                        jnp.split(rhs, feature_group_count, axis=-1))], axis=-1)
-  height, width, fan_in, features = rhs.shape
-  if isinstance(padding, str):
-    padding = lax.padtype_to_pads(lhs.shape[1:3], (height, width), window_strides, padding)
-  down, across = window_strides
-  _, rows, columns, _ = jax.eval_shape(convolve, lhs, rhs).shape
-  float32 = lhs.dtype == rhs.dtype == jnp.float32 and preferred_element_type in (None, jnp.float32)
+def conv_kernel_grad(x, g, *, window, window_strides, padding, feature_group_count, precision,
+                     onednn):
+  """The gradient of <conv(x, w), g> with respect to w, of `window`."""
+  def one_group(x, g):
+    shape = (*window, x.shape[3], g.shape[3])
+    if _uses_onednn(x.shape, shape, x.dtype, window_strides, padding, precision, onednn):
+      return onednn_kernels.kernel_gradient(x, g, shape, window_strides, padding)
+    forward = lambda w: _conv_without_onednn(x, w, window_strides, padding, precision)
+    return jax.linear_transpose(forward, jax.ShapeDtypeStruct(shape, x.dtype))(g)[0]
+  return _by_group(one_group, feature_group_count, x, g)
+
+
+def _by_group(one_group, groups, first, second):
+  if groups == 1:
+    return one_group(first, second)
+  return jnp.concatenate([one_group(a, b) for a, b in zip(
+      jnp.split(first, groups, axis=3), jnp.split(second, groups, axis=3))], axis=3)
+
+
+def _output_map(x_shape, w_shape, window_strides, padding) -> tuple[int, int]:
+  return tuple((n + low + high - k) // s + 1 for n, k, s, (low, high)
+               in zip(x_shape[1:3], w_shape[:2], window_strides, padding))
+
+
+def _uses_onednn(x_shape, w_shape, dtype, window_strides, padding, precision, onednn) -> bool:
+  """Whether oneDNN convolves these maps (and gives both gradients); builds it
+  the first time it is asked for (see cnnjax.kernels.onednn)."""
+  rows, columns = _output_map(x_shape, w_shape, window_strides, padding)
   cropped = any(side < 0 for pair in padding for side in pair)
-  if (float32 and precision is None and not cropped and rows * columns >= ONEDNN_MAP_UNITS
-      and onednn.available()):
-    return _onednn_conv(lhs, rhs, tuple(window_strides), tuple(map(tuple, padding)))
-  product = functools.partial(jnp.dot, precision=precision,
-                              preferred_element_type=preferred_element_type)
+  return (onednn and dtype == jnp.float32 and precision is None and not cropped
+          and rows * columns >= ONEDNN_MAP_UNITS and onednn_kernels.available())
+
+
+def _conv_without_onednn(x, w, window_strides, padding, precision):
+  """1x1 kernels as a matrix product, output maps of at most SMALL_MAP_UNITS
+  as patches times a matrix, others by XLA (see the module docstring)."""
+  height, width, fan_in, features = w.shape
+  down, across = window_strides
+  rows, columns = _output_map(x.shape, w.shape, window_strides, padding)
+  product = functools.partial(jnp.dot, precision=precision)
   if (height, width) == (1, 1) and not any(any(pair) for pair in padding):
-    return product(lhs[:, ::down, ::across], rhs.reshape(fan_in, features))
+    return product(x[:, ::down, ::across], w.reshape(fan_in, features))
   if rows * columns > SMALL_MAP_UNITS:
-    return convolve(lhs, rhs)
-  padded = jnp.pad(lhs, ((0, 0), *padding, (0, 0)))
+    return lax.conv_general_dilated(x, w, window_strides, padding, precision=precision,
+                                    dimension_numbers=("NHWC", "HWIO", "NHWC"))
+  # lax.pad, which crops where padding is negative, as the convolution does.
+  zero = jnp.zeros((), x.dtype)
+  padded = lax.pad(x, zero, ((0, 0, 0), *((low, high, 0) for low, high in padding), (0, 0, 0)))
   patches = jnp.concatenate(  # Features ordered (kernel row, kernel column, input map), as HWIO.
       [padded[:, i:i + (rows - 1) * down + 1:down, j:j + (columns - 1) * across + 1:across]
        for i in range(height) for j in range(width)], axis=-1)
-  return product(patches, rhs.reshape(height * width * fan_in, features))
+  return product(patches, w.reshape(height * width * fan_in, features))
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
-def _onednn_conv(lhs, rhs, strides, padding):
-  """The convolution and both its gradients by oneDNN (cnnjax.kernels.onednn)."""
-  return onednn.convolution(lhs, rhs, strides, padding)
+# Max pooling: NHWC maps, a window over height and width. The tangent and
+# the gradient select, for each window, its first maximum in row-major order.
+
+def max_pool(x, *, window, strides, padding):
+  """The maximum of each window: of its strided slices of the padded maps."""
+  padded, out_size = _padded(x, window, strides, padding)
+  return functools.reduce(jnp.maximum, (part for _, part in _windows(padded, window, strides,
+                                                                     out_size)))
 
 
-def _onednn_conv_forward(lhs, rhs, strides, padding):
-  return onednn.convolution(lhs, rhs, strides, padding), (lhs, rhs)
-
-
-def _onednn_conv_backward(strides, padding, residuals, grad):
-  lhs, rhs = residuals
-  # XLA drops the input gradient where nothing uses it (the first layer's).
-  return (onednn.input_gradient(grad, rhs, lhs.shape, strides, padding),
-          onednn.kernel_gradient(lhs, grad, rhs.shape, strides, padding))
-
-
-_onednn_conv.defvjp(_onednn_conv_forward, _onednn_conv_backward)
-
-
-# Flax's convolution with the dispatch above; parameters as nn.Conv's.
-Conv = functools.partial(nn.Conv, conv_general_dilated=conv_general_dilated)
-
-
-def max_pool(x: jax.Array, window_shape, strides=None, padding="VALID") -> jax.Array:
-  """nn.max_pool for NHWC `x`; on the CPU, the rewrite of the module docstring."""
-  window_shape = tuple(window_shape)
-  strides = tuple(strides or (1,) * len(window_shape))
-  if not _rewriting() or x.ndim != 4 or len(window_shape) != 2:
-    return nn.max_pool(x, window_shape, strides, padding)
-  if isinstance(padding, str):
-    padding = lax.padtype_to_pads(x.shape[1:3], window_shape, strides, padding)
-  return _max_pool(x, window_shape, strides, tuple(tuple(pair) for pair in padding))
-
-
-def _windows(padded, window_shape, strides, out_shape):
-  """(row, column) of each window position and the slice of `padded` it reads."""
-  (height, width), (down, across), (rows, columns) = window_shape, strides, out_shape
-  for i in range(height):
-    for j in range(width):
-      yield (i, j), padded[:, i:i + (rows - 1) * down + 1:down,
-                           j:j + (columns - 1) * across + 1:across]
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2, 3))
-def _max_pool(x, window_shape, strides, padding):
-  return _max_pool_forward(x, window_shape, strides, padding)[0]
-
-
-def _max_pool_forward(x, window_shape, strides, padding):
-  padded = jnp.pad(x, ((0, 0), *padding, (0, 0)), constant_values=-jnp.inf)
-  out_shape = tuple((padded.shape[1 + axis] - window_shape[axis]) // strides[axis] + 1
-                    for axis in range(2))
-  slices = (window for _, window in _windows(padded, window_shape, strides, out_shape))
-  pooled = functools.reduce(jnp.maximum, slices)
-  return pooled, (padded, pooled)
-
-
-def _max_pool_backward(window_shape, strides, padding, residuals, grad):
-  """Each window's gradient to its first maximum (row-major), as select_and_scatter."""
-  padded, pooled = residuals
+def max_pool_tangent(t, x, *, window, strides, padding):
+  """The tangent of max_pool at x along t: t at each window's first maximum."""
+  padded, out_size = _padded(x, window, strides, padding)
+  padded_t, _ = _padded(t, window, strides, padding, 0)
+  pooled = max_pool(x, window=window, strides=strides, padding=padding)
   taken = jnp.zeros(pooled.shape, bool)
-  grad_padded = jnp.zeros(padded.shape, grad.dtype)
-  zero = jnp.zeros((), grad.dtype)
-  for (i, j), window in _windows(padded, window_shape, strides, pooled.shape[1:3]):
-    first = (window == pooled) & ~taken
+  result = jnp.zeros(pooled.shape, t.dtype)
+  for (i, j), part in _windows(padded, window, strides, out_size):
+    first = (part == pooled) & ~taken
+    taken = taken | first
+    result = jnp.where(first, _slice(padded_t, i, j, strides, out_size), result)
+  return result
+
+
+def max_pool_grad(g, x, *, window, strides, padding):
+  """The gradient of <max_pool(x), g> with respect to x: each window's
+  gradient to its first maximum, as select_and_scatter sends it."""
+  padded, out_size = _padded(x, window, strides, padding)
+  pooled = max_pool(x, window=window, strides=strides, padding=padding)
+  taken = jnp.zeros(pooled.shape, bool)
+  grad_padded = jnp.zeros(padded.shape, g.dtype)
+  zero = jnp.zeros((), g.dtype)
+  for (i, j), part in _windows(padded, window, strides, out_size):
+    first = (part == pooled) & ~taken
     taken = taken | first
     # Back to the positions the slice read: interior padding undoes the stride.
     placement = [(0, 0, 0), (0, 0, 0)]
     for axis, offset in ((1, i), (2, j)):
-      spanned = (pooled.shape[axis] - 1) * strides[axis - 1] + 1
+      spanned = (out_size[axis - 1] - 1) * strides[axis - 1] + 1
       placement.insert(axis, (offset, padded.shape[axis] - offset - spanned,
                               strides[axis - 1] - 1))
-    grad_padded = grad_padded + lax.pad(jnp.where(first, grad, zero), zero, placement)
+    grad_padded = grad_padded + lax.pad(jnp.where(first, g, zero), zero, placement)
   (top, bottom), (left, right) = padding
-  return (grad_padded[:, top:padded.shape[1] - bottom, left:padded.shape[2] - right],)
+  return lax.pad(grad_padded, zero, ((0, 0, 0), (-top, -bottom, 0), (-left, -right, 0), (0, 0, 0)))
 
 
-_max_pool.defvjp(_max_pool_forward, _max_pool_backward)
+def _padded(x, window, strides, padding, value=-jnp.inf):
+  """`x` padded with `value` (cropped where padding is negative), and the output map's size."""
+  padded = lax.pad(x, jnp.asarray(value, x.dtype),
+                   ((0, 0, 0), *((top, bottom, 0) for top, bottom in padding), (0, 0, 0)))
+  out_size = tuple((padded.shape[1 + axis] - window[axis]) // strides[axis] + 1
+                   for axis in range(2))
+  return padded, out_size
+
+
+def _slice(padded, i, j, strides, out_size):
+  (down, across), (rows, columns) = strides, out_size
+  return padded[:, i:i + (rows - 1) * down + 1:down, j:j + (columns - 1) * across + 1:across]
+
+
+def _windows(padded, window, strides, out_size):
+  """(row, column) of each window position and the slice of `padded` it reads."""
+  for i in range(window[0]):
+    for j in range(window[1]):
+      yield (i, j), _slice(padded, i, j, strides, out_size)

@@ -13,7 +13,7 @@ import numpy as np
 from flax import linen as nn
 
 from cnnjax.errors import UserError, choose
-from cnnjax.kernels.rewrites import Conv, max_pool  # noqa: F401  (the zoo's layers)
+from cnnjax.kernels import Conv, max_pool  # noqa: F401  (the zoo's layers)
 
 
 def scaled_tanh(x: jax.Array) -> jax.Array:
