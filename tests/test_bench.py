@@ -48,7 +48,7 @@ def test_zoo_times_each_model_in_a_process_without_tensorflow(tmp_path, monkeypa
   (tmp_path / "sitecustomize.py").write_text(NO_TENSORFLOW)
   monkeypatch.setenv("PYTHONPATH", f"{tmp_path}:{ROOT}")
   blocked = subprocess.run([sys.executable, "-c", "import tensorflow"], capture_output=True,
-                           text=True)
+                           text=True, timeout=60)
   assert blocked.returncode == 1 and "tensorflow is blocked" in blocked.stderr
   monkeypatch.setattr(models, "list_models", lambda: ["lenet5", "lenet5_modern"])
 
