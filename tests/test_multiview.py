@@ -38,20 +38,6 @@ def test_ten_crop_is_corners_and_centre_then_their_mirror_images():
     np.testing.assert_array_equal(views[i + 5], IMAGE[top:top + 4, left:left + 4][:, ::-1])
 
 
-def test_center_crop_is_the_middle_and_the_whole_image_at_full_size():
-  np.testing.assert_array_equal(apply_recipe("center_crop", 4), IMAGE[1:5, 1:5])
-  np.testing.assert_array_equal(apply_recipe("center_crop", 6), IMAGE)
-
-
-def test_random_crop_flip_draws_every_crop_and_mirror_from_the_seed():
-  crops = {(top, left, flip): IMAGE[top:top + 4, left:left + 4][:, ::-1 if flip else 1].tobytes()
-           for top in range(3) for left in range(3) for flip in (False, True)}
-  seen = [apply_recipe("random_crop_flip", 4, seed=(7, i)).tobytes() for i in range(120)]
-  assert set(seen) == set(crops.values())  # 9 positions, each also mirrored.
-  np.testing.assert_array_equal(apply_recipe("random_crop_flip", 4, seed=(7, 3)),
-                                apply_recipe("random_crop_flip", 4, seed=(7, 3)))
-
-
 def test_eval_batches_keep_the_view_axis_and_pad_with_it(digits_dir):
   config = tiny_config(digits_dir, dataset__eval_preprocess="ten_crop", dataset__image_size=6,
                        dataset__eval_split="test[:299]")
