@@ -1,8 +1,7 @@
 """cuda-convnet's crops and the multi-view evaluation: the recipes on tiny
 images, the view axis through the eval pipeline, the softmax averaged over
-views by the eval step (against a fake model whose logits are its input).
-The 13% net trained on random crops and evaluated on ten views is one of
-tests/test_learning.py's runs."""
+views by the eval step (against a fake model whose logits are its input),
+and one short run that trains on random crops and evaluates ten views."""
 
 import functools
 
@@ -17,7 +16,7 @@ from helpers import tiny_config
 from cnnjax.data import InputPipeline, dataset_spec, open_builder, preprocess, recipes
 from cnnjax.errors import UserError
 from cnnjax.models import create_model
-from cnnjax.training import parallel, steps
+from cnnjax.training import parallel, steps, train
 
 SPEC = dataset_spec("digits")  # One channel.
 IMAGE = (np.arange(36).reshape(6, 6, 1) * 7).astype(np.uint8)  # Every pixel distinct.
@@ -101,6 +100,20 @@ def test_log_mean_softmax_stays_finite_when_a_view_underflows():
   np.testing.assert_allclose(log_p, [[np.log(0.75), np.log(0.25)]], rtol=1e-6)
   saturated = steps._log_mean_softmax(jnp.array([[[200.0, 0.0], [200.0, 0.0]]]))
   assert np.isfinite(saturated).all()  # log(e^-200) = -200, not log(0).
+
+
+def test_train_on_random_crops_and_evaluate_ten_views(digits_dir, tmp_path):
+  """The 13pct net's recipe end to end on the 8x8 digits, cropped to 6x6."""
+  config = tiny_config(digits_dir, model__name="cifar_convnet_13pct", dataset__image_size=6,
+                       dataset__train_preprocess="random_crop_flip",
+                       dataset__eval_preprocess="ten_crop", num_train_steps=2,
+                       eval_every_steps=2, checkpoint_every_steps=2)
+  final = train.train_and_evaluate(train.plan(config), tmp_path)
+  # The path, not learning: 100 steps of it reached 0.84 top-1 error (measured);
+  # tests/test_learning.py's cuda-convnet run (the 18% net) must learn.
+  # One prediction per test image (its ten views averaged): a whole number of the 300 wrong.
+  wrong = final["eval/top1_error"] * 300
+  assert np.isfinite(final["eval/loss"]) and abs(wrong - round(wrong)) < 1e-3
 
 
 WIDE = (np.arange(54).reshape(6, 9, 1) * 4).astype(np.uint8)  # Not square: 6x9.
