@@ -13,7 +13,8 @@ stay near chance. The two controls:
 - Learning rate zero, for the model families: what a network and its train
   step must get right is that the update reaches the parameters, and this is
   the update never applied. The network at its initialisation must not pass.
-  It compiles a program of its own (the rate is a constant in it).
+  It compiles a program of its own (the rate is a constant in it); GoogLeNet,
+  whose compile is the longest, has random labels instead.
 
 (The TFDS sources' own tests, tests/test_data.py and tests/test_tfds_by_name.py,
 and digits' LeNet-5 here, whose run tests/test_train.py and
@@ -150,13 +151,20 @@ FAMILIES = {
     "vgg11_bn": ADAM | dict(model__stages=((8, (3,)), (16, (3,)), (32, (3, 3)), (32, (3, 3)),
                                            (32, (3, 3))), model__dense_features=64,
                             model__dropout_rate=0.0, dataset__image_size=32),
+    "googlenet_bn": ADAM | dict(dataset__image_size=32, model__dropout_rate=0.0),
     "resnet20": dict(dataset__image_size=8),
     "densenet_bc100": dict(model__block_config=(2, 2, 2), dataset__image_size=8),
 }
-CONTROLS = {name: "learning_rate_zero" for name in FAMILIES}
+# GoogLeNet's step compiles for longest (minutes on loaded cores): its control runs
+# the program its run compiled, on random labels.
+CONTROLS = {name: "learning_rate_zero" for name in FAMILIES} | {"googlenet_bn": "random_labels"}
 
 
-@pytest.mark.parametrize("name", sorted(FAMILIES))
+# GoogLeNet's two runs took 24 minutes on 2 cores loaded about 30 by other work
+# (measured; 15 minutes at load 35 was not enough): its limit is 30 minutes.
+@pytest.mark.parametrize("name", [pytest.param(name, marks=pytest.mark.timeout(1800))
+                                  if name == "googlenet_bn" else name
+                                  for name in sorted(FAMILIES)])
 def test_a_small_member_of_each_family_learns_digits_and_not_without_updates(
     name, digits_dir, tmp_path):
   settings = dict(batch_size=32, num_train_steps=50, log_every_steps=50,
@@ -167,7 +175,7 @@ def test_a_small_member_of_each_family_learns_digits_and_not_without_updates(
   error = final_error(config, tmp_path / "run")
   control = final_error(config, tmp_path / "control", CONTROLS[name])
   print(f"digits, {name}: {error:.3f}; {CONTROLS[name]}: {control:.3f}")
-  # Measured: 0.033 (alexnet, resnet20), 0.037 (vgg11_bn), 0.067 (densenet_bc100); 30%
-  # is a third of chance, and several times what the runs reach.
+  # Measured: 0.027 (googlenet_bn), 0.033 (alexnet, resnet20), 0.037 (vgg11_bn), 0.067
+  # (densenet_bc100); 30% is a third of chance, and several times what the runs reach.
   assert error < 0.3
   assert control > 0.75  # Chance: 0.9 (measured: 0.87 to 0.93).
