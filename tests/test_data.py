@@ -128,8 +128,8 @@ def mock_examples(learnable: bool):
   def as_dataset(self, split, decoders=None, read_config=None, shuffle_files=False):
     del decoders, shuffle_files
     # A shard of a split (tfds.even_splits, as cnnjax reads the train split) or a whole one.
-    name, shard, shards = (getattr(split, "split", split), getattr(split, "index", 0),
-                           getattr(split, "count", 1))
+    name, shard, shards = ((split, 0, 1) if isinstance(split, str)
+                           else (split.split, split.index, split.count))
     rng = np.random.default_rng(zlib.crc32(name.encode()))  # Other images in each split.
     shape = self.info.features["image"].shape
     images, labels = [], []
