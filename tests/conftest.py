@@ -79,3 +79,20 @@ def slurm_cluster():
     yield cluster
   finally:
     cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def learned_digits(digits_dir, tmp_path_factory):
+  """LeNet-5 trained on `digits` until it has learnt them (60 steps of 32),
+  for the tests that only read a trained run (or a copy of it):
+  tests/test_learning.py asserts what it learnt, test_train.py reads its
+  workdir, test_visualize.py draws it. (workdir, plan, final evaluation)."""
+  from helpers import tiny_config
+
+  from cnnjax.training import train
+
+  workdir = tmp_path_factory.mktemp("learned_digits")
+  plan = train.plan(tiny_config(digits_dir, batch_size=32, num_train_steps=60,
+                                log_every_steps=20, eval_every_steps=30,
+                                checkpoint_every_steps=30))
+  return workdir, plan, train.train_and_evaluate(plan, workdir)

@@ -3,10 +3,10 @@
 import os
 import pathlib
 import re
+import select
 import signal
 import subprocess
 import sys
-import time
 
 from cnnjax import config as config_lib
 
@@ -70,6 +70,19 @@ CTRL_C_REACHES_IT = ({"preexec_fn": _default_sigint}
 HOLD_TIMEOUT_S = 60  # Start-up of a Python process that imports no JAX, on a loaded machine.
 
 
+def read_line(process: subprocess.Popen, timeout: float = HOLD_TIMEOUT_S) -> str:
+  """The first line `process` prints (stdout a text pipe), waiting at most
+  `timeout` seconds: a process that hangs before printing fails the test
+  instead of hanging it (and is killed). Only for a line nothing has read past yet: select
+  sees the pipe, not what Python has already buffered."""
+  ready, _, _ = select.select([process.stdout], [], [], timeout)
+  if not ready:
+    process.kill()
+    process.wait(timeout=30)
+    raise AssertionError(f"process {process.pid} printed nothing within {timeout} s")
+  return process.stdout.readline()
+
+
 def hold(workdir, command="train"):
   """Another process holding `workdir` for `cnnjax <command>` (shared for
   "eval") until it is killed."""
@@ -79,8 +92,7 @@ def hold(workdir, command="train"):
   holder = subprocess.Popen([sys.executable, "-c", code, str(workdir), command], cwd=ROOT,
                             env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE,
                             text=True)
-  deadline = time.monotonic() + HOLD_TIMEOUT_S
-  assert holder.stdout.readline().strip() == "held" and time.monotonic() < deadline
+  assert read_line(holder).strip() == "held"
   return holder
 
 

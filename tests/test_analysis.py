@@ -306,7 +306,7 @@ def test_argument_errors_import_no_jax(tmp_path):
            f"cli.main(['plot', {str(tmp_path / 'none')!r}, '--out', {str(tmp_path)!r}])]; "
            "print(statuses, sorted(m for m in ('jax', 'matplotlib', 'tensorflow') if m in sys.modules))")
   out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT,
-                       check=True).stdout
+                       check=True, timeout=120).stdout
   assert out.strip() == "[2, 2] []"
 
 

@@ -115,7 +115,9 @@ def test_a_run_owns_its_workdir_ctrl_c_saves_and_eval_needs_no_overrides(tmp_pat
     deadline = time.monotonic() + RUN_TIMEOUT_S
     while not ((workdir / "metrics.jsonl").exists()
                and len((workdir / "metrics.jsonl").read_text().splitlines()) >= 3):
-      assert time.monotonic() < deadline and first.poll() is None, first.stderr.read()[-2000:]
+      if time.monotonic() > deadline or first.poll() is not None:
+        first.kill()  # Its stderr ends with it: read to the end, not until it exits by itself.
+        pytest.fail(f"no third step logged: {first.communicate(timeout=30)[1][-2000:]}")
       time.sleep(0.2)
     # The same command again: refused at once, naming the run that owns the workdir.
     second = _cnnjax("train", *common)

@@ -65,7 +65,10 @@ def test_local_response_norm_keeps_bfloat16_and_has_gradients():
     ("sigmoid", [0.0], [0.5]),
     ("leaky_relu", [-1.0, 2.0], [-0.01, 2.0]),
     ("elu", [-1.0, 2.0], [np.expm1(-1.0), 2.0]),
-    ("gelu", [0.0, 10.0], [0.0, 10.0]),
+    # Where GELU is neither ReLU (0 at -1, 1 at 1) nor ELU (-0.632 at -1): its
+    # tanh form (Hendrycks and Gimpel 2016, §2; flax's nn.gelu), 4e-4 from the
+    # erf form at -3 and 1.5e-4 at 1.
+    ("gelu", [-3.0, -1.0, 0.0, 0.5, 1.0], [-0.0036374, -0.1588080, 0.0, 0.3457140, 0.8411920]),
 ])
 def test_activations(name, inputs, outputs):
   np.testing.assert_allclose(layers.activation(name)(jnp.asarray(inputs)), outputs, atol=1e-4)

@@ -7,7 +7,7 @@ import sys
 import threading
 
 import pytest
-from helpers import ROOT
+from helpers import ROOT, read_line
 
 from cnnjax.locks import FileLock
 
@@ -21,7 +21,7 @@ def _holder(path, shared=False, seconds=600.0):
                              "shared" if shared else "alone", str(seconds)],
                             env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE,
                             text=True)
-  assert holder.stdout.readline().strip() == "held"
+  assert read_line(holder).strip() == "held"
   return holder
 
 

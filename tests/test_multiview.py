@@ -38,20 +38,6 @@ def test_ten_crop_is_corners_and_centre_then_their_mirror_images():
     np.testing.assert_array_equal(views[i + 5], IMAGE[top:top + 4, left:left + 4][:, ::-1])
 
 
-def test_center_crop_is_the_middle_and_the_whole_image_at_full_size():
-  np.testing.assert_array_equal(apply_recipe("center_crop", 4), IMAGE[1:5, 1:5])
-  np.testing.assert_array_equal(apply_recipe("center_crop", 6), IMAGE)
-
-
-def test_random_crop_flip_draws_every_crop_and_mirror_from_the_seed():
-  crops = {(top, left, flip): IMAGE[top:top + 4, left:left + 4][:, ::-1 if flip else 1].tobytes()
-           for top in range(3) for left in range(3) for flip in (False, True)}
-  seen = [apply_recipe("random_crop_flip", 4, seed=(7, i)).tobytes() for i in range(120)]
-  assert set(seen) == set(crops.values())  # 9 positions, each also mirrored.
-  np.testing.assert_array_equal(apply_recipe("random_crop_flip", 4, seed=(7, 3)),
-                                apply_recipe("random_crop_flip", 4, seed=(7, 3)))
-
-
 def test_eval_batches_keep_the_view_axis_and_pad_with_it(digits_dir):
   config = tiny_config(digits_dir, dataset__eval_preprocess="ten_crop", dataset__image_size=6,
                        dataset__eval_split="test[:299]")
@@ -123,7 +109,11 @@ def test_train_on_random_crops_and_evaluate_ten_views(digits_dir, tmp_path):
                        dataset__eval_preprocess="ten_crop", num_train_steps=2,
                        eval_every_steps=2, checkpoint_every_steps=2)
   final = train.train_and_evaluate(train.plan(config), tmp_path)
-  assert np.isfinite(final["eval/loss"]) and 0 <= final["eval/top1_error"] <= 1
+  # The path, not learning: 100 steps of it reached 0.84 top-1 error (measured);
+  # tests/test_learning.py's cuda-convnet run (the 18% net) must learn.
+  # One prediction per test image (its ten views averaged): a whole number of the 300 wrong.
+  wrong = final["eval/top1_error"] * 300
+  assert np.isfinite(final["eval/loss"]) and abs(wrong - round(wrong)) < 1e-3
 
 
 WIDE = (np.arange(54).reshape(6, 9, 1) * 4).astype(np.uint8)  # Not square: 6x9.

@@ -185,6 +185,8 @@ def test_center_crop_rounds_its_offsets_half_to_even_as_torchvision_and_pads_sma
   np.testing.assert_array_equal(as_uint8(run("center_crop(4)", image)), image[2:6, 4:8])
   # Spare 3 → round(1.5) = 2.
   np.testing.assert_array_equal(as_uint8(run("center_crop(6)", image)), image[2:8, 3:9])
+  square = image[:, :9].copy()
+  np.testing.assert_array_equal(as_uint8(run("center_crop(9)", square)), square)  # The whole.
   padded = as_uint8(run("center_crop(11)", image))  # Rows padded 1 each side; columns cut.
   np.testing.assert_array_equal(padded[1:10], image[:, 0:11])
   assert not padded[0].any() and not padded[10].any()

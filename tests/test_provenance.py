@@ -34,7 +34,7 @@ def finished(digits_dir, tmp_path_factory):
 
 def _git(*arguments) -> str:
   return subprocess.run(["git", "-C", str(ROOT), *arguments], capture_output=True, text=True,
-                        check=True).stdout
+                        check=True, timeout=60).stdout
 
 
 def test_a_fresh_run_records_what_produced_it(finished):

@@ -19,7 +19,7 @@ import time
 import ml_collections
 import numpy as np
 import pytest
-from helpers import LENET_DIGITS, ROOT, hold, markdown_rows
+from helpers import LENET_DIGITS, ROOT, hold, markdown_rows, read_line
 from sweep_fakes import make_run, reaching_at, write_run
 
 from cnnjax import cli
@@ -84,7 +84,7 @@ def test_the_sweep_module_imports_neither_jax_nor_tensorflow():
   probe = ("import sys, cnnjax.cli, cnnjax.sweep, cnnjax.sweep.summary, cnnjax.sweep.local; "
            "print(sorted(m for m in ('jax', 'tensorflow', 'matplotlib') if m in sys.modules))")
   out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT,
-                       check=True).stdout
+                       check=True, timeout=120).stdout
   assert out.strip() == "[]"
 
 
@@ -485,7 +485,11 @@ def test_sigterm_is_forwarded_to_the_running_trainings_and_nothing_new_starts(tm
   logs = [run.workdir / "train.log" for run in runs[:2]]
   def stop_when_working():
     # "working" on a line of its own: the log's first line, the command, holds the word too.
+    # Bounded: SIGTERM comes anyway after a minute, and the assertions below say what was missing.
+    deadline = time.monotonic() + 60
     while not all(log.exists() and "\nworking\n" in log.read_text() for log in logs):
+      if time.monotonic() > deadline:
+        break
       threading.Event().wait(0.1)
     os.kill(os.getpid(), signal.SIGTERM)
   threading.Thread(target=stop_when_working, daemon=True).start()
@@ -535,7 +539,7 @@ def test_a_training_dies_with_its_sweep_however_the_sweep_dies(tmp_path):
   parent = subprocess.Popen([sys.executable, "-c", sweep], stdout=subprocess.PIPE, text=True,
                             env={**os.environ, "PYTHONPATH": str(ROOT)})
   try:
-    child = int(parent.stdout.readline())
+    child = int(read_line(parent))
     deadline = time.monotonic() + 30
     while "PDEATHSIG" in pathlib.Path(f"/proc/{child}/cmdline").read_text():
       assert time.monotonic() < deadline, "the guard never became the training"

@@ -1,18 +1,18 @@
 """Filters, feature maps, dead and correlated channels, occlusion and saliency
 (cnnjax.analysis.visualize) against answers known by construction, and the
-four commands on a tiny trained digits run."""
+four commands on a trained digits run, their pictures read back."""
 
 import json
 
 import jax
 import jax.numpy as jnp
+import matplotlib.image
 import numpy as np
 import pytest
-from helpers import tiny_config
 
 from cnnjax import cli, models
+from cnnjax.analysis import run as run_lib
 from cnnjax.analysis import visualize
-from cnnjax.training import train
 
 
 def test_filter_grid_puts_each_kernel_in_its_towers_block_scaled_around_grey():
@@ -96,36 +96,51 @@ def test_saliency_of_a_linear_model_is_its_weights():
                              np.abs(weights[:, 3].reshape(4, 4, 3)).max(-1), rtol=1e-6)
 
 
-@pytest.fixture(scope="module")
-def trained(digits_dir, tmp_path_factory):
-  """A tiny LeNet-5 run on digits (6 steps): enough to have weights to look at."""
-  workdir = tmp_path_factory.mktemp("lenet")
-  train.train_and_evaluate(train.plan(tiny_config(digits_dir)), workdir)
-  return workdir
+@pytest.fixture
+def trained(learned_digits):
+  """The digits run that tests/test_learning.py shows learns (60 steps)."""
+  return learned_digits[0]
 
 
-def _png(path) -> bool:
-  return path.read_bytes()[:4] == b"\x89PNG"
+def _pixels(path) -> np.ndarray:
+  """The PNG at `path` as 8-bit RGB (matplotlib reads PNGs as floats in [0, 1])."""
+  assert path.read_bytes()[:4] == b"\x89PNG"
+  return np.rint(matplotlib.image.imread(path)[..., :3] * 255).astype(np.uint8)
+
+
+def _shows(path) -> bool:
+  """Whether the PNG at `path` shows a picture: many colours, not a blank page."""
+  return len(np.unique(_pixels(path).reshape(-1, 3), axis=0)) > 50
 
 
 def test_the_four_commands_write_their_pictures(trained, tmp_path, capsys):
   out = tmp_path / "pictures"
   common = ["--workdir", str(trained), "--out", str(out)]
   assert cli.main(["filters", *common]) == 0
-  assert "wrote" in capsys.readouterr().out and _png(out / "filters.png")
+  assert "wrote" in capsys.readouterr().out
+  # The PNG holds the trained C1 kernels: each weight's grey (matplotlib's
+  # `gray` map: 256 levels) is one of its colours, and its kernels are grey.
+  grid = visualize.filter_grid(visualize.first_convolution(
+      run_lib.load(trained).variables["params"], 1))
+  pixels = _pixels(out / "filters.png")
+  greys = pixels[(pixels[..., 0] == pixels[..., 1]) & (pixels[..., 1] == pixels[..., 2])][:, 0]
+  levels = np.unique(greys.astype(int))
+  expected = np.minimum(np.floor(grid.ravel() * 256), 255)
+  assert np.abs(expected[:, None] - levels[None, :]).min(axis=1).max() <= 1
+  assert len(np.unique(expected)) > 50  # Many distinct weights: a match means something.
   assert cli.main(["activations", *common, "--images", "1", "--first", "5",
                    "--probe-images", "32"]) == 0
   printed = capsys.readouterr().out
-  assert _png(out / "activations_5.png") and "C3" in printed
+  assert _shows(out / "activations_5.png") and "C3" in printed
   report = json.loads((out / "channels.json").read_text())
-  assert report["images"] == 32 and report["step"] == 6
+  assert report["images"] == 32 and report["step"] == 60
   assert [(row["layer"], row["channels"]) for row in report["layers"]] == [
       ("C1", 6), ("S2", 6), ("C3", 16), ("S4", 16)]
   assert all(0 <= row["mean_abs_correlation"] <= 1 for row in report["layers"])
   assert cli.main(["occlusion", *common, "--images", "1", "--patch", "8", "--stride", "4"]) == 0
-  assert "unoccluded" in capsys.readouterr().out and _png(out / "occlusion_0.png")
+  assert "unoccluded" in capsys.readouterr().out and _shows(out / "occlusion_0.png")
   assert cli.main(["saliency", *common, "--images", "1", "--class", "predicted"]) == 0
-  assert "predicted" in capsys.readouterr().out and _png(out / "saliency_0.png")
+  assert "predicted" in capsys.readouterr().out and _shows(out / "saliency_0.png")
   assert not (trained / "eval").exists()  # Nothing written into the workdir.
 
 
@@ -157,7 +172,7 @@ def test_probe_measures_shifts_on_the_trained_run(trained, tmp_path, capsys):
                    "--max-shift", "2", "--mode", "pad", "--format", "json"]) == 0
   rows = json.loads(capsys.readouterr().out.split("wrote")[0])
   assert json.loads((out / "probe.json").read_text())["rows"] == rows
-  assert _png(out / "probe.png")
+  assert _shows(out / "probe.png")
   error = {(row["magnitude"], row["layer"]): row["value"] for row in rows
            if row["metric"] == "equivariance_error"}
   assert error[1, "C1"] < 1e-5 and error[2, "S2"] < 1e-5 and error[1, "S2"] > 0.01
