@@ -120,7 +120,8 @@ def _eval_arguments(command) -> None:
   which = command.add_mutually_exclusive_group()
   which.add_argument("--step", type=int, metavar="N", help="the checkpoint of step N")
   which.add_argument("--best", action="store_true",
-                     help="the checkpoint with the lowest eval top-1 error")
+                     help="the checkpoint with the lowest eval top-1 error, the earliest "
+                          "of equals (results.json's best_eval; training keeps it)")
   _add_processes(command)
 
 

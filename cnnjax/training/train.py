@@ -28,6 +28,7 @@ from cnnjax import models
 from cnnjax.data import InputPipeline, describe, open_builder
 from cnnjax.errors import UserError
 from cnnjax.training import finetune, guards, optim, parallel, steps, stopping
+from cnnjax.workdir import checkpoint as checkpoint_lib
 from cnnjax.workdir import config_file as workdir_lib
 from cnnjax.workdir import metrics as metrics_lib
 from cnnjax.workdir import provenance, results
@@ -299,6 +300,9 @@ def _train(plan: Plan, workdir: pathlib.Path, checkpointer: Checkpointer,
   progress = metrics_lib.Progress(plan.total_steps, start_step, enabled=is_writer)
   guard = guards.NonfiniteGuard(config.nonfinite.policy, config.nonfinite.max_consecutive_skips)
   eval_metrics = {}
+  # What an evaluation must beat to be saved as the new best, so that the
+  # best evaluation is one that was saved (see cnnjax.workdir.checkpoint).
+  best_error = checkpointer.best_error()
   started = time.perf_counter()
   throughput = metrics_lib.Throughput(plan.train_batch.global_batch)
   skipped = 0
@@ -345,6 +349,9 @@ def _train(plan: Plan, workdir: pathlib.Path, checkpointer: Checkpointer,
           writer.write(step, eval_metrics)
           progress.write(f"step {step}: " + ", ".join(
               f"{key}={value:.4f}" for key, value in eval_metrics.items()))
+          error = eval_metrics[checkpoint_lib.BEST_METRIC]
+          if best_error is None or error < best_error:  # Equal is not better: the earliest wins.
+            best_error, save = error, True
         if save or signum:
           train_time = previous_train_time + time.perf_counter() - started
           checkpointer.save(step, parallel.unreplicate(state),

@@ -1,6 +1,16 @@
 """Checkpoints, with orbax only: async saves of the train state, the latest N
 kept plus the best by eval top-1 error, and restore of the latest.
 
+The best is the kept step with the lowest `eval/top1_error` saved beside it,
+the earliest of equals: the first step to reach an error is the one that
+results.json's `best_eval` names (cnnjax.workdir.results), and a later step
+that only equals it trained longer for nothing measured. orbax's own `BestN`
+keeps the latest of equals (a stable sort, the last N kept), which deleted
+the step that results.json named once a later evaluation tied with it; so
+the best is kept by `EarliestBest` below. The training loop saves a
+checkpoint at every evaluation that beats the best so far, so the best
+evaluation is always one that was saved.
+
 Saving is asynchronous: `save` returns once the arrays are copied off the
 devices and the files are written in the background; the step directory
 appears under its final name only when complete (orbax writes to
@@ -100,6 +110,24 @@ def _remove_deleted(directory: pathlib.Path, announce: bool = False) -> None:
       print(f"removed {path} (its deletion was interrupted)", flush=True)
 
 
+class EarliestBest(preservation_policy.PreservationPolicy):
+  """Preserves the one checkpoint with the lowest `BEST_METRIC`, the earliest
+  of equals (see the module's docstring); those saved without it never count."""
+
+  def should_preserve(self, checkpoints, *, context) -> list[bool]:
+    del context
+    best = best_of((info.step, info.metrics) for info in checkpoints)
+    return [info.step == best for info in checkpoints]
+
+
+def best_of(scored) -> int | None:
+  """The step with the lowest `BEST_METRIC` of (step, metrics) pairs, the
+  earliest of equals; None when none has it."""
+  ranked = [(metrics[BEST_METRIC], step) for step, metrics in scored
+            if metrics and BEST_METRIC in metrics]
+  return min(ranked)[1] if ranked else None
+
+
 class Checkpointer:
   """The checkpoints under `directory` (a workdir's `checkpoints/`).
 
@@ -113,10 +141,7 @@ class Checkpointer:
     if not read_only:
       remove_incomplete(directory)
     policy = preservation_policy.AnyPreservationPolicy([
-        preservation_policy.LatestN(n=keep),
-        preservation_policy.BestN(get_metric_fn=lambda metrics: metrics[BEST_METRIC],
-                                  reverse=True, n=1, keep_checkpoints_without_metrics=False),
-    ])
+        preservation_policy.LatestN(n=keep), EarliestBest()])
     options = ocp.CheckpointManagerOptions(
         preservation_policy=policy, enable_async_checkpointing=True,
         async_options=None if read_only else ocp.AsyncOptions(
@@ -140,10 +165,14 @@ class Checkpointer:
 
   def best_step(self) -> int | None:
     """The kept step with the lowest eval top-1 error saved beside it (the
-    latest of equals), or None when no kept step has one."""
-    scored = [(metrics[BEST_METRIC], step) for step in self.all_steps()
-              if (metrics := self._manager.metrics(step)) and BEST_METRIC in metrics]
-    return min(scored, key=lambda pair: (pair[0], -pair[1]))[1] if scored else None
+    earliest of equals), or None when no kept step has one."""
+    return best_of((step, self._manager.metrics(step)) for step in self.all_steps())
+
+  def best_error(self) -> float | None:
+    """The eval top-1 error of `best_step` (None without one): what a new
+    evaluation must beat to be kept as the best."""
+    best = self.best_step()
+    return None if best is None else float(self._manager.metrics(best)[BEST_METRIC])
 
   def save(self, step: int, state, metrics: dict[str, float] | None = None,
            extra: dict | None = None) -> None:
