@@ -69,17 +69,20 @@ def plan(config: ml_collections.ConfigDict, devices: parallel.Devices = None) ->
   eval_batch = parallel.split_batch(config.eval_batch_size or config.batch_size,
                                     "eval_batch_size" if config.eval_batch_size else "batch_size",
                                     devices=devices)
+  size = config_lib.input_size(config, spec)
+  # Traces the model abstractly, once and before any data is prepared: too
+  # small an input or a bad switch fails here, and so does a fine-tuning
+  # source whose weights do not fit (their shapes are read, not the arrays).
+  variables = jax.eval_shape(functools.partial(model.init, train=False), jax.random.key(0),
+                             jnp.zeros((1, size, size, spec.channels)))
+  if config.init_from:
+    finetune.check_source(config, variables)
   pipeline = InputPipeline(
       open_builder(config.dataset), config.dataset, seed=config.seed,
       process_index=jax.process_index(), process_count=jax.process_count(),
       local_devices=len(parallel.local_devices(devices)),
-      extra_evals=tuple(tuple(pair) for pair in config.extra_evals),
-      input_size=config_lib.input_size(config, spec))
+      extra_evals=tuple(tuple(pair) for pair in config.extra_evals), input_size=size)
   pipeline.check_sharding(config.batch_size)
-  size = pipeline.image_size
-  # Traces the model abstractly: too small an input or a bad switch fails here.
-  variables = jax.eval_shape(functools.partial(model.init, train=False), jax.random.key(0),
-                             jnp.zeros((1, size, size, pipeline.spec.channels)))
   pipeline.eval_steps(eval_batch.process_batch)  # A missing eval split fails here.
   for prefix, recipe in eval_modes(config):  # An eval image the model cannot take fails here.
     _check_eval_input(model, variables, pipeline, prefix, recipe)
@@ -94,8 +97,6 @@ def plan(config: ml_collections.ConfigDict, devices: parallel.Devices = None) ->
                                      per_epoch(config.eval_every_steps))
   # The optimizer meets the parameters: a weight-decay pattern matching no layer fails here.
   jax.eval_shape(optimizer.init, variables["params"])
-  if config.init_from:
-    finetune.source_step(config)  # A missing source or step fails here, before compiling.
   return Plan(config, model, pipeline, train_batch, eval_batch, steps_per_epoch, total_steps,
               per_epoch(config.eval_every_steps), per_epoch(config.checkpoint_every_steps),
               schedule, optimizer, devices)

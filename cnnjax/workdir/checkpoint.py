@@ -153,7 +153,9 @@ class Checkpointer:
         read_only=read_only, create=not read_only,
         save_interval_steps=0 if read_only else 1)  # Said, not left to orbax to warn about.
     self._directory, self._read_only = directory, read_only
-    self._manager = ocp.CheckpointManager(directory.absolute(), options=options)
+    # The handler named, so that `shapes` can read a step's metadata alone.
+    self._manager = ocp.CheckpointManager(directory.absolute(), options=options,
+                                          item_handlers=ocp.StandardCheckpointHandler())
     self._saving = None  # The step of the last save started.
     self._committed = None  # The last step known to be in place.
 
@@ -225,6 +227,20 @@ class Checkpointer:
       reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
       raise UserError(f"cannot read the checkpoint {where}: {reason[:300]}") from None
     return jax.tree.map(np.asarray, restored)
+
+  def shapes(self, step: int) -> dict:
+    """The arrays saved at `step` as nested dicts of `jax.ShapeDtypeStruct`,
+    read from the checkpoint's metadata without restoring any array (a
+    fine-tuning source is checked before any data is prepared); a UserError
+    if it cannot be read."""
+    where = self._directory / str(step)
+    try:
+      metadata = dict(self._manager.item_metadata(step))
+    except (ValueError, KeyError, TypeError, OSError) as error:
+      reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+      raise UserError(f"cannot read the checkpoint {where}: {reason[:300]}") from None
+    return jax.tree.map(lambda leaf: jax.ShapeDtypeStruct(tuple(leaf.shape), leaf.dtype),
+                        metadata)
 
   def extra(self, step: int) -> dict:
     """What was saved as `extra` with the checkpoint at `step` ({} if nothing)."""
