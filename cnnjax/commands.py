@@ -32,7 +32,6 @@ def train(args, overrides) -> int:
 
   parallel.initialize(cluster)  # Before anything asks JAX about devices.
   with parallel.own_workdir(args.workdir):
-    config_lib.check_model(config)
     if _already_complete(config, args.workdir):
       return 0
     _say(f"preparing {config.dataset.name} and the input pipeline")
@@ -83,13 +82,18 @@ def evaluate(args, overrides) -> int:
   from cnnjax.training import parallel
 
   parallel.initialize(cluster)
-  config_lib.check_model(config)
-  _say(f"preparing {config.dataset.name}:{config.dataset.eval_split}")
-  from cnnjax.training import train as train_lib
+  # Held from here on: a busy workdir, a missing checkpoint or step are
+  # refused from the workdir and the checkpoints' index, before any data.
+  with parallel.own_workdir(args.workdir, "eval", shared=True):
+    from cnnjax.training import train as train_lib
+
+    step = train_lib.choose_checkpoint(args.workdir, config.keep_checkpoints, args.step,
+                                       args.best)
+    _say(f"preparing {config.dataset.name}:{config.dataset.eval_split}")
+    plan = train_lib.plan(config)
+    step, metrics = train_lib.evaluate_checkpoint(plan, args.workdir, step)
   from cnnjax.workdir import provenance
 
-  plan = train_lib.plan(config)
-  step, metrics = train_lib.evaluate_checkpoint(plan, args.workdir, args.step, args.best)
   if parallel.is_primary():
     print(f"step {step}: " + ", ".join(f"{key}={value:.4f}" for key, value in metrics.items()))
     evaluation = {"split": config.dataset.eval_split, "preprocess": config.dataset.eval_preprocess,
@@ -123,20 +127,35 @@ MODEL_COLUMNS = (tables.Column("name", "model"), "input", "parameters",
 
 
 def list_models(args, overrides) -> int:
-  """The registry: each model's native input, parameters and options."""
+  """The registry: each model's native input, options and parameters.
+
+  Counting parameters traces the model (`jax.eval_shape`): a second or more
+  for each large one. So the table of every model, what a newcomer asks for
+  first, comes from the registry's tables alone (its options need Flax, no
+  tracing) and leaves the count to `cnnjax models NAME ...`; the JSON, for
+  tools such as the docs' table, counts every model it lists.
+  """
   del overrides
   from cnnjax import models
 
   names = args.names or models.list_models()
   for name in names:
-    models.model_defaults(name)  # Unknown names are a UserError before any work.
-  if not args.names:
-    print(f"cnnjax: describing {len(names)} models", file=sys.stderr, flush=True)
-  rows = [models.describe(name) for name in names]
+    models.check_name(name)  # Unknown names are a UserError before any work.
+  count = bool(args.names) or args.format == "json"
+  if count and len(names) > 3:
+    print(f"cnnjax: tracing {len(names)} models to count their parameters", file=sys.stderr,
+          flush=True)
+  rows = [models.describe(name) if count else
+          {"name": name, "input": models.native_input(name),
+           "options": models.model_defaults(name)} for name in names]
   if args.format == "table":
+    columns = MODEL_COLUMNS if count else tuple(c for c in MODEL_COLUMNS if c != "parameters")
     sys.stdout.write(tables.text(
         [{**row, "options": ", ".join(f"{key}={value!r}" for key, value in row["options"].items())}
-         for row in rows], MODEL_COLUMNS))
+         for row in rows], columns))
+    if not count:
+      print("parameters: `cnnjax models NAME ...` counts them (it traces each model)",
+            file=sys.stderr)
   if args.format == "json":
     print(json.dumps(rows, indent=2))
   return 0

@@ -53,12 +53,12 @@ def load(workdir: pathlib.Path, step: int | None = None, best: bool = False) -> 
     raise UserError(f"--workdir {workdir} is not a directory; pass the workdir of a "
                     "`cnnjax train` run")
   config = config_lib.from_workdir(workdir)
-  config_lib.check_model(config)
-  plan = train_lib.plan(config, devices=jax.local_devices()[:1])
   with parallel.own_workdir(workdir, "analysis", shared=True):
+    # The checkpoint is chosen from its index before any data is prepared.
+    chosen = train_lib.choose_checkpoint(workdir, config.keep_checkpoints, step, best)
+    plan = train_lib.plan(config, devices=jax.local_devices()[:1])
     checkpointer = Checkpointer(workdir / "checkpoints", config.keep_checkpoints, read_only=True)
     try:
-      chosen = train_lib.choose_checkpoint(checkpointer, workdir, step, best)
       state = train_lib.restore(checkpointer, chosen, train_lib.fresh_state(plan))
     finally:
       checkpointer.close()

@@ -469,15 +469,26 @@ def evaluate_checkpoint(plan: Plan, workdir: pathlib.Path, step: int | None = No
     checkpointer = Checkpointer(workdir / "checkpoints", plan.config.keep_checkpoints,
                                 read_only=True)
     try:
-      chosen = choose_checkpoint(checkpointer, workdir, step, best)
+      chosen = _choose(checkpointer, workdir, step, best)
       state = restore(checkpointer, chosen, fresh_state(plan))
     finally:
       checkpointer.close()
   return chosen, evaluate(plan, bind_eval_step(plan), parallel.replicate(state, plan.devices))
 
 
-def choose_checkpoint(checkpointer: Checkpointer, workdir: pathlib.Path, step: int | None,
-                       best: bool) -> int:
+def choose_checkpoint(workdir: pathlib.Path, keep: int, step: int | None, best: bool) -> int:
+  """The step `cnnjax eval` evaluates: `step`, the best (`best`) or the
+  latest, from the checkpoints' index alone (no array read, no data needed);
+  a UserError naming the steps kept when there is no such checkpoint."""
+  checkpointer = Checkpointer(workdir / "checkpoints", keep, read_only=True)
+  try:
+    return _choose(checkpointer, workdir, step, best)
+  finally:
+    checkpointer.close()
+
+
+def _choose(checkpointer: Checkpointer, workdir: pathlib.Path, step: int | None,
+            best: bool) -> int:
   where = workdir / "checkpoints"
   kept = checkpointer.all_steps()
   if not kept:
