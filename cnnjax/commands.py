@@ -28,6 +28,9 @@ def train(args, overrides) -> int:
   cluster = cluster_lib.explicit_cluster(args.coordinator_address, args.num_processes,
                                          args.process_id)
   config = config_lib.from_command_line(args.config, overrides)
+  from cnnjax.workdir import metrics as metrics_lib
+
+  metrics_lib.progress_mode()  # A bad CNNJAX_PROGRESS is refused before any work.
   from cnnjax.training import parallel
 
   parallel.initialize(cluster)  # Before anything asks JAX about devices.
