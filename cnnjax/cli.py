@@ -12,6 +12,7 @@ cnnjax.sweep.command).
   cnnjax summary MODEL [--image-size N] [--format table|json|csv] | --all
   cnnjax plot   WORKDIR... --out DIR [--x step|epoch]
   cnnjax filters | activations | occlusion | saliency | probe --workdir DIR --out DIR [...]
+  cnnjax predict --workdir DIR IMAGE... [--top-k K] [--format text|json] [--step N | --best]
   cnnjax report [--claims] DIR... [--format md|csv|json]
   cnnjax bench  --model NAME|all [--batch-size B] [--dtype D] [--format table|json] [...]
   cnnjax bench-input --recipe RECIPE [--image-size N] [--batch-size B] [--seconds S]
@@ -48,6 +49,7 @@ from typing import Callable
 from absl import logging as absl_logging
 
 from cnnjax.analysis import commands as analysis
+from cnnjax.analysis import predict
 from cnnjax.analysis import visual_commands as visual
 from cnnjax.bench import command as bench
 from cnnjax.bench import input_pipeline as bench_input
@@ -204,6 +206,11 @@ COMMANDS = {
                      "[--max-shift K] [--mode wrap|pad|both] [--transforms T,U] "
                      "[--format table|json] [--step N]",
                      visual.add_probe_arguments, "cnnjax.analysis.visual_commands:probe", "none"),
+    "predict": Command("a trained or imported network's top classes for image files, through "
+                       "the workdir's evaluation preprocessing",
+                       "cnnjax predict --workdir DIR IMAGE... [--top-k K] [--format text|json] "
+                       "[--step N | --best]",
+                       predict.add_arguments, "cnnjax.analysis.predict:run", "none"),
     "report": Command("finished runs and sweeps beside the papers' and torchvision's published "
                       "errors, one row per run and evaluation mode; or, with --claims, every "
                       "sweep's claims with their verdicts",
