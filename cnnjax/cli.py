@@ -10,7 +10,7 @@ cnnjax.sweep.command).
   cnnjax sweep  --config PATH[:ARG] --workdir DIR [--seeds N|auto] [--max-seeds N] [--jobs K]
                 [--summarize]
   cnnjax summary MODEL [--image-size N] [--format table|json|csv] | --all
-  cnnjax plot   WORKDIR... --out DIR [--x step|epoch]
+  cnnjax plot   DIR... --out DIR [--x step|epoch] [--metric KEY] [--log-y] [--smooth W]
   cnnjax filters | activations | occlusion | saliency | probe --workdir DIR --out DIR [...]
   cnnjax predict --workdir DIR IMAGE... [--top-k K] [--format text|json] [--step N | --best]
   cnnjax report [--claims] DIR... [--format md|csv|json]
@@ -175,8 +175,10 @@ COMMANDS = {
                        "cnnjax summary MODEL [--image-size N] [--channels C] [--num-classes K] "
                        "[--config.model.KEY=VALUE ...] [--format table|json|csv] | --all",
                        analysis.add_summary_arguments, "cnnjax.analysis.commands:summary", "model"),
-    "plot": Command("training and evaluation curves of workdirs, as one PNG",
-                    "cnnjax plot WORKDIR... --out DIR [--x step|epoch]",
+    "plot": Command("training and evaluation curves of runs, a sweep's variants or seeds, "
+                    "as one PNG",
+                    "cnnjax plot DIR... --out DIR [--x step|epoch] [--metric KEY] [--log-y] "
+                    "[--smooth W]",
                     analysis.add_plot_arguments, "cnnjax.analysis.commands:plot", "none"),
     "filters": Command("a trained network's first-layer kernels as an image grid (PNG)",
                        "cnnjax filters --workdir DIR --out DIR [--step N]",
