@@ -6,6 +6,7 @@ arguments and the config have been checked, so mistakes are reported at once,
 and they say what they are doing while nothing else would show.
 """
 
+import contextlib
 import json
 import pathlib
 import sys
@@ -14,7 +15,7 @@ from cnnjax import config as config_lib
 from cnnjax import tables
 from cnnjax.errors import UserError
 from cnnjax.training import cluster as cluster_lib
-from cnnjax.workdir import results
+from cnnjax.workdir import ownership, results
 
 
 def _say(text: str) -> None:
@@ -24,6 +25,17 @@ def _say(text: str) -> None:
     print(text, flush=True)
 
 
+def _hold_before_jax(stack: contextlib.ExitStack, cluster, workdir: pathlib.Path, command: str,
+                     shared: bool = False) -> None:
+  """A process alone (no cluster given or launched) holds `workdir` now,
+  before JAX is imported, so that a busy workdir is refused at once; the
+  hold is re-entrant, taken again by parallel.own_workdir. The processes of
+  a multi-process run hold it through process 0, once JAX has joined them."""
+  launch = None if cluster else cluster_lib.launched_processes()
+  if cluster is None and (launch is None or launch.num_processes < 2):
+    stack.enter_context(ownership.own(workdir, command, shared))
+
+
 def train(args, overrides) -> int:
   cluster = cluster_lib.explicit_cluster(args.coordinator_address, args.num_processes,
                                          args.process_id)
@@ -31,18 +43,20 @@ def train(args, overrides) -> int:
   from cnnjax.workdir import metrics as metrics_lib
 
   metrics_lib.progress_mode()  # A bad CNNJAX_PROGRESS is refused before any work.
-  from cnnjax.training import parallel
+  with contextlib.ExitStack() as stack:
+    _hold_before_jax(stack, cluster, args.workdir, "train")
+    from cnnjax.training import parallel
 
-  parallel.initialize(cluster)  # Before anything asks JAX about devices.
-  with parallel.own_workdir(args.workdir):
-    if _already_complete(config, args.workdir):
-      return 0
-    _say(f"preparing {config.dataset.name} and the input pipeline")
-    from cnnjax.training import train as train_lib
+    parallel.initialize(cluster)  # Before anything asks JAX about devices.
+    with parallel.own_workdir(args.workdir):
+      if _already_complete(config, args.workdir):
+        return 0
+      _say(f"preparing {config.dataset.name} and the input pipeline")
+      from cnnjax.training import train as train_lib
 
-    plan = train_lib.plan(config)
-    train_lib.train_and_evaluate(plan, args.workdir,
-                                 allow_config_change=args.allow_config_change)
+      plan = train_lib.plan(config)
+      train_lib.train_and_evaluate(plan, args.workdir,
+                                   allow_config_change=args.allow_config_change)
   return 0
 
 
@@ -82,19 +96,23 @@ def evaluate(args, overrides) -> int:
     for key, text in overrides:
       config_lib.override(config, key, text)
     config_lib.validate(config)
-  from cnnjax.training import parallel
-
-  parallel.initialize(cluster)
   # Held from here on: a busy workdir, a missing checkpoint or step are
-  # refused from the workdir and the checkpoints' index, before any data.
-  with parallel.own_workdir(args.workdir, "eval", shared=True):
-    from cnnjax.training import train as train_lib
+  # refused from the workdir and the checkpoints' index, before any data
+  # (and before TensorFlow is imported).
+  with contextlib.ExitStack() as stack:
+    _hold_before_jax(stack, cluster, args.workdir, "eval", shared=True)
+    from cnnjax.training import parallel
 
-    step = train_lib.choose_checkpoint(args.workdir, config.keep_checkpoints, args.step,
-                                       args.best)
-    _say(f"preparing {config.dataset.name}:{config.dataset.eval_split}")
-    plan = train_lib.plan(config)
-    step, metrics = train_lib.evaluate_checkpoint(plan, args.workdir, step)
+    parallel.initialize(cluster)
+    with parallel.own_workdir(args.workdir, "eval", shared=True):
+      from cnnjax.workdir import checkpoint
+
+      step = checkpoint.choose_step(args.workdir, config.keep_checkpoints, args.step, args.best)
+      _say(f"preparing {config.dataset.name}:{config.dataset.eval_split}")
+      from cnnjax.training import train as train_lib
+
+      plan = train_lib.plan(config)
+      step, metrics = train_lib.evaluate_checkpoint(plan, args.workdir, step)
   from cnnjax.workdir import provenance
 
   if parallel.is_primary():

@@ -93,10 +93,12 @@ def test_imported_weights_predict_with_the_datasets_class_names(tmp_path, capsys
   workdir = tmp_path / "imported"
   assert cli.main(["import-weights", "--model", "resnet18", "--from", str(weights), "--workdir",
                    str(workdir), f"--config.dataset.name=folder:{folder}",
-                   "--config.dataset.image_size=32", f"--config.dataset.data_dir={tmp_path}/tfds"]) == 0
+                   "--config.dataset.image_size=32",
+                   f"--config.dataset.data_dir={tmp_path}/tfds"]) == 0
   capsys.readouterr()
-  status, out, err = _predict(capsys, "--workdir", workdir, folder / "validation" / "class_3" / "a.png",
-                              "--format", "json", "--top-k", "10")
+  image = folder / "validation" / "class_3" / "a.png"
+  status, out, err = _predict(capsys, "--workdir", workdir, image, "--format", "json",
+                              "--top-k", "10")
   assert status == 0, err
   top = json.loads(out)["predictions"][0]["top_k"]
   assert sorted(guess["class"] for guess in top) == [f"class_{index}" for index in range(10)]

@@ -142,11 +142,11 @@ class Predictor:
     from cnnjax import models
     from cnnjax.data import InputPipeline, describe, open_builder
     from cnnjax.training import parallel
-    from cnnjax.training import train as train_lib
+    from cnnjax.workdir import checkpoint as checkpoint_lib
     from cnnjax.workdir.checkpoint import Checkpointer
 
     with parallel.own_workdir(workdir, "predict", shared=True):
-      chosen = train_lib.choose_checkpoint(workdir, config.keep_checkpoints, step, best)
+      chosen = checkpoint_lib.choose_step(workdir, config.keep_checkpoints, step, best)
       pipeline = InputPipeline(
           open_builder(config.dataset), config.dataset, seed=config.seed, process_index=0,
           process_count=1, local_devices=1,

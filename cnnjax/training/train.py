@@ -15,6 +15,7 @@ import math
 import pathlib
 import sys
 import time
+from typing import TYPE_CHECKING
 
 import jax
 import jax.numpy as jnp
@@ -25,7 +26,7 @@ from flax import linen as nn
 
 from cnnjax import config as config_lib
 from cnnjax import models
-from cnnjax.data import InputPipeline, describe, open_builder
+from cnnjax.data import describe
 from cnnjax.errors import UserError
 from cnnjax.training import finetune, guards, optim, parallel, steps, stopping
 from cnnjax.workdir import checkpoint as checkpoint_lib
@@ -34,6 +35,9 @@ from cnnjax.workdir import metrics as metrics_lib
 from cnnjax.workdir import provenance, results
 from cnnjax.workdir.checkpoint import Checkpointer, CheckpointFailed
 
+if TYPE_CHECKING:
+  from cnnjax.data import pipeline as pipeline_lib
+
 
 @dataclasses.dataclass(frozen=True)
 class Plan:
@@ -41,7 +45,7 @@ class Plan:
 
   config: ml_collections.ConfigDict
   model: nn.Module
-  pipeline: InputPipeline
+  pipeline: "pipeline_lib.InputPipeline"  # TensorFlow's, imported once `plan` needs data.
   train_batch: parallel.BatchSplit
   eval_batch: parallel.BatchSplit
   steps_per_epoch: int
@@ -77,8 +81,10 @@ def plan(config: ml_collections.ConfigDict, devices: parallel.Devices = None) ->
                              jnp.zeros((1, size, size, spec.channels)))
   if config.init_from:
     finetune.check_source(config, variables)
-  pipeline = InputPipeline(
-      open_builder(config.dataset), config.dataset, seed=config.seed,
+  from cnnjax.data import pipeline as pipeline_lib  # TensorFlow: after every check without data.
+
+  pipeline = pipeline_lib.InputPipeline(
+      pipeline_lib.open_builder(config.dataset), config.dataset, seed=config.seed,
       process_index=jax.process_index(), process_count=jax.process_count(),
       local_devices=len(parallel.local_devices(devices)),
       extra_evals=tuple(tuple(pair) for pair in config.extra_evals), input_size=size)
@@ -136,8 +142,8 @@ def restore(checkpointer: Checkpointer, step: int, template: steps.TrainState) -
     raise
 
 
-def _check_eval_input(model: nn.Module, variables, pipeline: InputPipeline, prefix: str,
-                      recipe: str | None) -> None:
+def _check_eval_input(model: nn.Module, variables, pipeline: "pipeline_lib.InputPipeline",
+                      prefix: str, recipe: str | None) -> None:
   """A UserError naming the config key if an eval mode's images (of every
   view group) do not go through the model; traces abstractly."""
   for group, shape in pipeline.eval_image_shapes(recipe).items():
@@ -469,37 +475,8 @@ def evaluate_checkpoint(plan: Plan, workdir: pathlib.Path, step: int | None = No
     checkpointer = Checkpointer(workdir / "checkpoints", plan.config.keep_checkpoints,
                                 read_only=True)
     try:
-      chosen = _choose(checkpointer, workdir, step, best)
+      chosen = checkpoint_lib.choose(checkpointer, workdir, step, best)
       state = restore(checkpointer, chosen, fresh_state(plan))
     finally:
       checkpointer.close()
   return chosen, evaluate(plan, bind_eval_step(plan), parallel.replicate(state, plan.devices))
-
-
-def choose_checkpoint(workdir: pathlib.Path, keep: int, step: int | None, best: bool) -> int:
-  """The step `cnnjax eval` evaluates: `step`, the best (`best`) or the
-  latest, from the checkpoints' index alone (no array read, no data needed);
-  a UserError naming the steps kept when there is no such checkpoint."""
-  checkpointer = Checkpointer(workdir / "checkpoints", keep, read_only=True)
-  try:
-    return _choose(checkpointer, workdir, step, best)
-  finally:
-    checkpointer.close()
-
-
-def _choose(checkpointer: Checkpointer, workdir: pathlib.Path, step: int | None,
-            best: bool) -> int:
-  where = workdir / "checkpoints"
-  kept = checkpointer.all_steps()
-  if not kept:
-    raise UserError(f"no checkpoint in {where}; run `cnnjax train` with this --workdir first")
-  if best:
-    chosen = checkpointer.best_step()
-    if chosen is None:
-      raise UserError(f"no checkpoint in {where} was saved with an evaluation; use --step N "
-                      f"(kept: {', '.join(map(str, kept))})")
-    return chosen
-  if step is not None and step not in kept:
-    raise UserError(f"no checkpoint of step {step} in {where}; kept: "
-                    f"{', '.join(map(str, kept))}")
-  return kept[-1] if step is None else step

@@ -280,6 +280,37 @@ class Checkpointer:
           f"{type(error).__name__}: {error}") from error
 
 
+def choose_step(workdir: pathlib.Path, keep: int, step: int | None, best: bool) -> int:
+  """The step a tool reads of `workdir`: `step`, the best (`best`) or the
+  latest, from the checkpoints' index alone (no array read, no data needed,
+  no TensorFlow imported); a UserError naming the steps kept when there is no
+  such checkpoint."""
+  checkpointer = Checkpointer(workdir / "checkpoints", keep, read_only=True)
+  try:
+    return choose(checkpointer, workdir, step, best)
+  finally:
+    checkpointer.close()
+
+
+def choose(checkpointer: Checkpointer, workdir: pathlib.Path, step: int | None,
+           best: bool) -> int:
+  """`choose_step` with the checkpoints already open."""
+  where = workdir / "checkpoints"
+  kept = checkpointer.all_steps()
+  if not kept:
+    raise UserError(f"no checkpoint in {where}; run `cnnjax train` with this --workdir first")
+  if best:
+    chosen = checkpointer.best_step()
+    if chosen is None:
+      raise UserError(f"no checkpoint in {where} was saved with an evaluation; use --step N "
+                      f"(kept: {', '.join(map(str, kept))})")
+    return chosen
+  if step is not None and step not in kept:
+    raise UserError(f"no checkpoint of step {step} in {where}; kept: "
+                    f"{', '.join(map(str, kept))}")
+  return kept[-1] if step is None else step
+
+
 def refuse_untrusted(directory: pathlib.Path) -> None:
   """Refuses a checkpoint directory that reaches outside itself, before orbax opens it.
 

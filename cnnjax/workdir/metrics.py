@@ -1,7 +1,8 @@
 """Where metrics go: `metrics.jsonl`, TensorBoard event files and the progress
-bar (or plain progress lines where no terminal is). Keys are `split/metric` (`train/loss`, `eval/top1_error`, ...); every
-record also has its `step` and `epoch` (step / steps per epoch). Only the
-process that `enabled` (process 0) writes anything.
+bar (or plain progress lines where no terminal is). Keys are `split/metric`
+(`train/loss`, `eval/top1_error`, ...); every record also has its `step` and
+`epoch` (step / steps per epoch). Only the process that `enabled` (process 0)
+writes anything.
 """
 
 import contextlib
