@@ -88,19 +88,19 @@ def evaluate(args, overrides) -> int:
   if not args.workdir.is_dir():
     raise UserError(f"--workdir {args.workdir} is not a directory; pass the workdir "
                                "of a `cnnjax train` run")
-  if args.config:
-    config = config_lib.from_command_line(args.config, overrides)
-    workdir_lib.check_eval_config(config, args.workdir)
-  else:
-    config = config_lib.from_workdir(args.workdir)
-    for key, text in overrides:
-      config_lib.override(config, key, text)
-    config_lib.validate(config)
-  # Held from here on: a busy workdir, a missing checkpoint or step are
-  # refused from the workdir and the checkpoints' index, before any data
-  # (and before TensorFlow is imported).
+  # Held from here on: a busy workdir (before even the config is read, which
+  # imports Flax), a missing checkpoint or step are refused from the workdir
+  # and the checkpoints' index, before any data and before TensorFlow.
   with contextlib.ExitStack() as stack:
     _hold_before_jax(stack, cluster, args.workdir, "eval", shared=True)
+    if args.config:
+      config = config_lib.from_command_line(args.config, overrides)
+      workdir_lib.check_eval_config(config, args.workdir)
+    else:
+      config = config_lib.from_workdir(args.workdir)
+      for key, text in overrides:
+        config_lib.override(config, key, text)
+      config_lib.validate(config)
     from cnnjax.training import parallel
 
     parallel.initialize(cluster)
