@@ -69,13 +69,31 @@ def _already_complete(config, workdir: pathlib.Path) -> bool:
   stored = workdir_lib.read_config(workdir) if finished else None
   if not stored or workdir_lib.differences(stored, config):
     return False
-  kept = [int(path.name) for path in (workdir / "checkpoints").glob("[0-9]*")
-          if path.name.isdigit()]
+  kept = _kept_steps(workdir)
   if finished.get("step") != finished.get("total_steps") or max(kept, default=-1) != finished["step"]:
     return False  # Not what the checkpoints say: let training look properly.
   _say(f"training is complete: step {finished['step']} of {finished['total_steps']} in {workdir}")
   _say(results.summary_line(finished, workdir))
   return True
+
+
+def _kept_steps(workdir: pathlib.Path) -> list[int]:
+  """The steps whose checkpoint directories are in place (orbax renames a step
+  into its plain number only once it is complete), read without JAX."""
+  return sorted(int(path.name) for path in (workdir / "checkpoints").glob("[0-9]*")
+                if path.name.isdigit() and path.is_dir())
+
+
+def _refuse_missing_step(workdir: pathlib.Path, step: int | None) -> None:
+  """No checkpoint, or not the one asked for: said before JAX is imported, in
+  the words of cnnjax.workdir.checkpoint.choose, which has the last word."""
+  kept = _kept_steps(workdir)
+  where = workdir / "checkpoints"
+  if not kept:
+    raise UserError(f"no checkpoint in {where}; run `cnnjax train` with this --workdir first")
+  if step is not None and step not in kept:
+    raise UserError(f"no checkpoint of step {step} in {where}; kept: "
+                    f"{', '.join(map(str, kept))}")
 
 
 def evaluate(args, overrides) -> int:
@@ -93,6 +111,8 @@ def evaluate(args, overrides) -> int:
   # and the checkpoints' index, before any data and before TensorFlow.
   with contextlib.ExitStack() as stack:
     _hold_before_jax(stack, cluster, args.workdir, "eval", shared=True)
+    if (args.workdir / "config.json").exists():  # Else the config's reading says what is wrong.
+      _refuse_missing_step(args.workdir, args.step)
     if args.config:
       config = config_lib.from_command_line(args.config, overrides)
       workdir_lib.check_eval_config(config, args.workdir)

@@ -79,18 +79,19 @@ def test_a_misspelt_model_is_refused_without_jax(tmp_path, capsys):
   assert not (tmp_path / "run").exists()
 
 
-def test_eval_refusals_import_no_tensorflow(trained):
-  """The checkpoints' index is read with orbax (JAX): TensorFlow, the slowest
-  import by far, is left for the data."""
+def test_eval_refusals_import_no_jax(trained):
+  """A missing checkpoint or step is seen in the checkpoints' directory before
+  JAX (and TensorFlow, the slowest import by far) is imported."""
   import subprocess
   import sys
 
   workdir, data_dir = trained
   _save_steps(workdir, 3)
   code = ("import sys\nfrom cnnjax import cli\nstatus = cli.main(sys.argv[1:])\n"
-          "print('tensorflow' in sys.modules)\nsys.exit(status)\n")
+          "print([m for m in ('jax', 'flax', 'tensorflow') if m in sys.modules])\n"
+          "sys.exit(status)\n")
   done = subprocess.run([sys.executable, "-c", code, "eval", "--workdir", str(workdir),
                          "--step", "7"], capture_output=True, text=True)
   assert done.returncode == 2 and "no checkpoint of step 7" in done.stderr
-  assert done.stdout.strip() == "False"
+  assert done.stdout.strip() == "[]"
   assert not data_dir.exists()
