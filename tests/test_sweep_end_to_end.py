@@ -49,7 +49,7 @@ def test_a_tiny_sweep_tunes_trains_summarizes_resumes_and_reports_failures(tmp_p
     log = (run / "train.log").read_text()
     assert "[cnnjax sweep] exit 0 after" in log
     # Plain lines: progress and each evaluation on its own, no carriage returns.
-    assert "\r" not in log and "\ntrain step " in log and "\nstep 6: eval/loss=" in log, log
+    assert "\r" not in log and "\ntrain step " in log and "\nstep 8: eval/loss=" in log, log
 
   with (workdir / "summary.csv").open() as file:
     rows = {row["variant"]: row for row in csv.DictReader(file)}
