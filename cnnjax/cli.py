@@ -10,8 +10,9 @@ cnnjax.sweep.command).
   cnnjax sweep  --config PATH[:ARG] --workdir DIR [--seeds N|auto] [--max-seeds N] [--jobs K]
                 [--launcher local|slurm [--slurm.KEY VALUE ...]] [--summarize] | --status DIR
   cnnjax summary MODEL [--image-size N] [--format table|json|csv] | --all
-  cnnjax plot   WORKDIR... --out DIR [--x step|epoch]
+  cnnjax plot   DIR... --out DIR [--x step|epoch] [--metric KEY] [--log-y] [--smooth W]
   cnnjax filters | activations | occlusion | saliency | probe --workdir DIR --out DIR [...]
+  cnnjax predict --workdir DIR IMAGE... [--top-k K] [--format text|json] [--step N | --best]
   cnnjax report [--claims] DIR... [--format md|csv|json]
   cnnjax bench  --model NAME|all [--batch-size B] [--dtype D] [--format table|json] [...]
   cnnjax bench-input --recipe RECIPE [--image-size N] [--batch-size B] [--seconds S]
@@ -48,6 +49,7 @@ from typing import Callable
 from absl import logging as absl_logging
 
 from cnnjax.analysis import commands as analysis
+from cnnjax.analysis import predict
 from cnnjax.analysis import visual_commands as visual
 from cnnjax.bench import command as bench
 from cnnjax.bench import input_pipeline as bench_input
@@ -120,7 +122,8 @@ def _eval_arguments(command) -> None:
   which = command.add_mutually_exclusive_group()
   which.add_argument("--step", type=int, metavar="N", help="the checkpoint of step N")
   which.add_argument("--best", action="store_true",
-                     help="the checkpoint with the lowest eval top-1 error")
+                     help="the checkpoint with the lowest eval top-1 error, the earliest "
+                          "of equals (results.json's best_eval; training keeps it)")
   _add_processes(command)
 
 
@@ -173,8 +176,10 @@ COMMANDS = {
                        "cnnjax summary MODEL [--image-size N] [--channels C] [--num-classes K] "
                        "[--config.model.KEY=VALUE ...] [--format table|json|csv] | --all",
                        analysis.add_summary_arguments, "cnnjax.analysis.commands:summary", "model"),
-    "plot": Command("training and evaluation curves of workdirs, as one PNG",
-                    "cnnjax plot WORKDIR... --out DIR [--x step|epoch]",
+    "plot": Command("training and evaluation curves of runs, a sweep's variants or seeds, "
+                    "as one PNG",
+                    "cnnjax plot DIR... --out DIR [--x step|epoch] [--metric KEY] [--log-y] "
+                    "[--smooth W]",
                     analysis.add_plot_arguments, "cnnjax.analysis.commands:plot", "none"),
     "filters": Command("a trained network's first-layer kernels as an image grid (PNG)",
                        "cnnjax filters --workdir DIR --out DIR [--step N]",
@@ -204,6 +209,11 @@ COMMANDS = {
                      "[--max-shift K] [--mode wrap|pad|both] [--transforms T,U] "
                      "[--format table|json] [--step N]",
                      visual.add_probe_arguments, "cnnjax.analysis.visual_commands:probe", "none"),
+    "predict": Command("a trained or imported network's top classes for image files, through "
+                       "the workdir's evaluation preprocessing",
+                       "cnnjax predict --workdir DIR IMAGE... [--top-k K] [--format text|json] "
+                       "[--step N | --best]",
+                       predict.add_arguments, "cnnjax.analysis.predict:run", "none"),
     "report": Command("finished runs and sweeps beside the papers' and torchvision's published "
                       "errors, one row per run and evaluation mode; or, with --claims, every "
                       "sweep's claims with their verdicts",

@@ -188,6 +188,7 @@ def _add_model_options(config: ml_collections.ConfigDict) -> None:
   config.json describes the model completely. Imports the models (Flax)."""
   from cnnjax import models
 
+  models.check_name(config.model.name)  # Before Flax is imported for the options.
   with config.unlocked():
     for key, value in models.model_defaults(config.model.name).items():
       if key not in config.model:

@@ -64,12 +64,10 @@ class Figure:
 
 
 def model_names() -> set[str]:
-  """The registry's names, read from its source (no JAX import)."""
-  tree = ast.parse((ROOT / "cnnjax" / "models" / "__init__.py").read_text())
-  for node in tree.body:
-    if isinstance(node, ast.AnnAssign) and getattr(node.target, "id", "") == "MODELS":
-      return {key.value for key in node.value.keys}
-  raise SystemExit("cnnjax/models/__init__.py has no MODELS dict")
+  """The registry's names (cnnjax.models imports no JAX for them)."""
+  from cnnjax import models
+
+  return set(models.NAMES)
 
 
 def pages() -> dict[str, str]:

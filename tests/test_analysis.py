@@ -341,10 +341,66 @@ def test_plot_writes_one_png_and_leaves_workdirs_alone(tmp_path, capsys):
   assert sorted(p.name for p in first.iterdir()) == ["metrics.jsonl"]
 
 
+def _sweep(root):
+  """A sweep's directory: two variants of two seeds, and a tuning trial."""
+  for variant, offset in (("relu", 0.0), ("tanh", 0.2)):
+    for seed in (0, 1):
+      _workdir_at(root / variant / f"seed{seed}", [
+          {**record, **{key: value + offset + 0.1 * seed for key, value in record.items()
+                        if key.endswith("top1_error")}} for record in RECORDS])
+  _workdir_at(root / "tuning" / "relu" / "learning_rate=0.02" / "seed1000", RECORDS)
+  return root
+
+
+def _workdir_at(path, records):
+  path.parent.mkdir(parents=True, exist_ok=True)
+  return _workdir(path, records)
+
+
+def test_plot_draws_a_sweeps_variants_and_a_variants_seeds(tmp_path, capsys):
+  from cnnjax.analysis import curves
+
+  sweep = _sweep(tmp_path / "sweep")
+  groups = curves.read_groups(sweep, "step")
+  assert [(group.label, len(group.runs)) for group in groups] == [
+      ("sweep/relu", 2), ("sweep/tanh", 2)]  # The tuning trial is not one of them.
+  (variant,) = curves.read_groups(sweep / "tanh", "epoch")
+  assert variant.label == "tanh" and variant.runs[1]["eval/top1_error"] == [(1.0, pytest.approx(0.8))]
+  out = tmp_path / "plots"
+  assert cli.main(["plot", str(sweep), str(sweep / "relu" / "seed0"), "--out", str(out),
+                   "--metric", "train/loss", "--log-y", "--smooth", "0.6"]) == 0
+  assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+  capsys.readouterr()
+  assert cli.main(["plot", str(sweep), "--out", str(out), "--metric", "train/los"]) == 2
+  assert ("--metric 'train/los' is in no run's metrics.jsonl; its keys: eval/loss, "
+          "eval/top1_error, eval/top5_error, train/learning_rate, train/loss, "
+          "train/top1_error") in capsys.readouterr().err
+
+
+def test_axes_read_as_plain_numbers_and_whole_steps():
+  from matplotlib import pyplot
+
+  from cnnjax import plotting
+
+  figure, axes = pyplot.subplots()
+  axes.plot([1, 2, 3], [0.0199, 0.02, 0.0201])  # A learning rate near the end of a cosine.
+  axes.set_yscale("log")
+  plotting.readable_axes(axes, integer_x=True)
+  figure.canvas.draw()
+  labels = [label.get_text() for label in axes.get_yticklabels() + axes.get_xticklabels()
+            if label.get_text()]
+  assert labels and not any("$" in label or "times" in label for label in labels), labels
+  assert all(float(label) == int(float(label)) for label in
+             (label.get_text() for label in axes.get_xticklabels()) if label)
+  assert any(0.0199 <= float(label.get_text()) <= 0.0201 for label in axes.get_yticklabels()
+             if label.get_text())
+  pyplot.close(figure)
+
+
 @pytest.mark.parametrize("case, message", [
     ("missing", "is not a directory"),
     ("empty", "holds no records yet"),
-    ("no_metrics", "has no readable metrics.jsonl"),
+    ("no_metrics", "holds no run with a metrics.jsonl, nor does any folder in it"),
     ("no_epoch", "has records without an epoch"),
     ("inside", "is inside the workdir"),
 ])

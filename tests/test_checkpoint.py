@@ -30,6 +30,17 @@ def test_keeps_the_latest_n_plus_the_best(tmp_path):
   resumed.close()
 
 
+def test_the_best_kept_is_the_earliest_of_equals(tmp_path):
+  # orbax's BestN kept the latest of equals, deleting the step results.json names.
+  checkpointer = Checkpointer(tmp_path, keep=1)
+  for step, error in {1: 0.5, 2: 0.2, 3: 0.2, 4: 0.3, 5: 0.2, 6: 0.4}.items():
+    checkpointer.save(step, _state(step), {"eval/top1_error": error, "eval/loss": 1.0})
+  checkpointer.wait()
+  assert checkpointer.all_steps() == [2, 6]
+  assert checkpointer.best_step() == 2 and checkpointer.best_error() == 0.2
+  checkpointer.close()
+
+
 def test_restore_returns_what_was_saved(tmp_path):
   checkpointer = Checkpointer(tmp_path, keep=2)
   checkpointer.save(7, _state(7.5))

@@ -33,12 +33,15 @@ def _saved_params(workdir):
 
 
 def test_starts_from_the_source_keeps_the_excluded_fresh_and_never_moves_the_frozen(
-    digits_dir, source, tmp_path):
+    digits_dir, source, tmp_path, capsys):
   config = tiny_config(digits_dir, init_from=str(source), init_from_exclude=("^output/",),
                        frozen=("^C1/", "^C3/"), pretrained_learning_rate_scale=0.5)
   plan = train.plan(config)
   fresh = train.fresh_state(plan)
   start = train.initial_state(plan, Checkpointer(tmp_path / "none", keep=1, read_only=True))
+  # LeNet-5's arrays: C1, S2, C3, S4, C5, F6 and output, a kernel and a bias each.
+  assert ("12 arrays loaded, 2 left fresh (2 parameters and 0 BatchNorm statistics, "
+          "config.init_from_exclude), 4 parameters frozen") in capsys.readouterr().out
   saved = _saved_params(source)
   for layer in ("C1", "C3", "C5", "F6"):
     np.testing.assert_array_equal(start.params[layer]["kernel"], saved[layer]["kernel"])
@@ -113,13 +116,23 @@ def test_mistakes_are_one_line_before_compiling(digits_dir, source, tmp_path):
     train.plan(tiny_config(digits_dir, frozen=("C1[",)))
 
 
-def test_another_network_names_the_first_difference_and_the_fix(digits_dir, source, tmp_path):
-  """The paper's LeNet-5 connects C3 partially; the modern one fully: C3's kernel differs."""
-  config = tiny_config(digits_dir, model__name="lenet5_modern", init_from=str(source))
-  plan = train.plan(config)
+def test_another_network_names_the_first_difference_and_the_fix_before_the_data(
+    source, tmp_path):
+  """The paper's LeNet-5 connects C3 partially; the modern one fully: C3's
+  kernel differs. Refused from the checkpoint's shapes, before the dataset is
+  prepared (its data dir is never made), with this model's own layer names."""
+  data_dir = tmp_path / "tfds"
+  config = tiny_config(str(data_dir), model__name="lenet5_modern", init_from=str(source))
   with pytest.raises(UserError, match=r"params C3/kernel is .* there and .* here.*"
-                                      r"init_from_exclude"):
-    train.initial_state(plan, Checkpointer(tmp_path / "none", keep=1, read_only=True))
+                                      r"""init_from_exclude='\("\^C3/",\)'"""):
+    train.plan(config)
+  assert not data_dir.exists()
+  # CIFAR-100: colour images and 100 classes; only the ImageNet-free table is read.
+  with pytest.raises(UserError, match=r"params C1/kernel is \[5, 5, 1, 6\] there and "
+                                      r"\[5, 5, 3, 6\] here \(and 2 more\).*"
+                                      r"""'\("\^C1/", "\^output/",\)'"""):
+    train.plan(tiny_config(str(data_dir), init_from=str(source), dataset__name="cifar100"))
+  assert not data_dir.exists()
 
 
 @pytest.mark.parametrize("arm, trained", [("last_layer", {"output"}),

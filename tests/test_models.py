@@ -663,3 +663,28 @@ def test_global_average_pool_models_take_larger_inputs_with_the_same_parameters(
   head = jax.tree.map(np.asarray, variables["params"]["head"])
   score_map = last @ head["kernel"] + head["bias"]
   np.testing.assert_allclose(logits, score_map.mean(axis=(1, 2)), rtol=1e-4, atol=1e-5)
+
+
+def test_the_names_the_command_line_checks_are_the_registry_and_need_no_jax():
+  import subprocess
+  import sys
+
+  from cnnjax import models
+
+  assert sorted(models.MODELS) == models.list_models()
+  code = ("import sys\nfrom cnnjax import models\nmodels.check_name('lenet5')\n"
+          "print(models.native_input('alexnet'), 'jax' in sys.modules)\n")
+  done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+  assert done.stdout.split() == ["227x227x3", "False"]
+
+
+def test_the_list_of_every_model_traces_none(capsys, monkeypatch):
+  from cnnjax import cli, models
+
+  monkeypatch.setattr(models.registry, "describe", lambda name: pytest.fail(f"traced {name}"))
+  assert cli.main(["models"]) == 0
+  captured = capsys.readouterr()
+  lines = captured.out.splitlines()
+  assert lines[0].split()[:2] == ["model", "input"] and "parameters" not in lines[0]
+  assert len(lines) == len(models.list_models()) + 2  # Heading, rule, one row per model.
+  assert "`cnnjax models NAME ...` counts them" in captured.err

@@ -315,6 +315,24 @@ def test_an_unfinished_run_is_shown_with_its_latest_evaluation(tmp_path, capsys)
   assert float(rows[1]["epochs"]) == 60 and float(rows[1]["paper_top1_error"]) == 22.85
 
 
+def test_a_workdir_not_yet_evaluated_shows_the_numbers_to_expect(tmp_path, capsys):
+  """`cnnjax import-weights --model resnet50` before any `cnnjax eval`: the
+  torchvision column is filled, the run's own columns are empty."""
+  from cnnjax.pretrained import import_weights
+
+  workdir = tmp_path / "tv_resnet50"
+  workdir.mkdir()
+  config = import_weights.imagenet_eval_config("resnet50")
+  (workdir / "config.json").write_text(workdir_lib.as_json(config))
+  status, out, err = _report(capsys, workdir, "--format", "csv")
+  assert status == 0 and not err
+  (row,) = _csv_rows(out)
+  assert (row["evaluation"], row["measured"], row["top1_error"], row["top5_error"]) == (
+      "eval", "no evaluation yet", "", "")
+  assert (float(row["torchvision_top1_error"]), float(row["torchvision_top5_error"])) == (
+      23.87, 7.14)
+
+
 def test_a_sweep_is_expanded_into_its_runs(tmp_path, capsys):
   sweep_dir = tmp_path / "sweep"
   variants = (Variant("b", {"model.shortcut": "B"}), Variant("c", {"model.shortcut": "C"}))

@@ -371,6 +371,29 @@ def test_a_negative_difference_is_a_margin_no_worse_than(tmp_path):
 
 # --- Outputs ---------------------------------------------------------------------
 
+def test_curves_of_runs_with_one_evaluation_draw_their_points(tmp_path, monkeypatch):
+  """A smoke sweep evaluates each run once: a line of one point draws nothing,
+  so a lone evaluation is a marker; the legend counts "1 seed"."""
+  from cnnjax.sweep import plot as sweep_plot
+
+  runs = []
+  for variant, error in (("relu", 0.3), ("tanh", 0.5)):
+    run = make_run(tmp_path, variant, 0)
+    write_run(run, [error] * 5, [error])
+    runs.append(run)
+  claim = Claim("faster", "paper", "epochs_to_target", "relu", "tanh", ratio=2.0)
+  summary = sweep_summary.summarize(Sweep([Variant("relu"), Variant("tanh")], [claim], 0.5), runs,
+                                    "ablation.py")
+  figures = []
+  monkeypatch.setattr(sweep_plot.pyplot, "close", figures.append)
+  sweep_plot.plot_curves(summary, tmp_path / "curves.png")
+  train_axes, eval_axes = figures[0].axes
+  drawn = [(line.get_label(), line.get_marker(), len(line.get_xdata()))
+           for line in eval_axes.get_lines()]
+  assert drawn == [("relu (1 seed)", "o", 1), ("tanh (1 seed)", "o", 1)]
+  assert [line.get_marker() for line in train_axes.get_lines()][:2] == ["o", "o"]  # 5 points.
+
+
 def test_outputs_agree_with_the_runs_and_keep_every_column(tmp_path):
   """relu reaches 0.5 at 0.4, 0.6, 0.4 epochs; tanh at 2.8, never (4 epochs
   run), 3.0: the ratio's interval is open above, its low end Welch's on the

@@ -48,7 +48,10 @@ def test_a_tiny_sweep_tunes_trains_summarizes_resumes_and_reports_failures(tmp_p
     assert (config["seed"], config["model"]["activation"]) == (seed, variant)
     assert config["optimizer"]["learning_rate"] == (rate if variant == "relu" else 0.02)
     assert f"finished {variant} seed {seed} in" in first.stdout
-    assert "[cnnjax sweep] exit 0 after" in (run / "train.log").read_text()
+    log = (run / "train.log").read_text()
+    assert "[cnnjax sweep] exit 0 after" in log
+    # Plain lines: progress and each evaluation on its own, no carriage returns.
+    assert "\r" not in log and "\ntrain step " in log and "\nstep 8: eval/loss=" in log, log
 
   with (workdir / "summary.csv").open() as file:
     rows = {row["variant"]: row for row in csv.DictReader(file)}

@@ -83,6 +83,25 @@ def test_evaluate_checkpoint_matches_the_final_eval(default_run):
   assert metrics == pytest.approx(final)
 
 
+def test_the_best_evaluation_is_kept_when_it_is_not_the_last(digits_dir, tmp_path):
+  # A constant rate too large for LeNet-5: the first evaluation (step 1) is the
+  # best of six; checkpoints are due only at the last step and only one is kept.
+  config = tiny_config(digits_dir, optimizer__learning_rate=0.6, schedule__name="constant",
+                       eval_every_steps=1, checkpoint_every_steps=6, keep_checkpoints=1)
+  plan = train.plan(config)
+  train.train_and_evaluate(plan, tmp_path)
+  best = results.read(tmp_path)["best_eval"]
+  assert best["step"] < 6, "the premise: this run's best evaluation is not its last"
+  checkpointer = Checkpointer(tmp_path / "checkpoints", keep=1)
+  assert checkpointer.all_steps() == [best["step"], 6]
+  assert checkpointer.best_step() == best["step"]
+  checkpointer.close()
+  step, metrics = train.evaluate_checkpoint(plan, tmp_path, best=True)
+  assert step == best["step"]
+  assert metrics["eval/top1_error"] == pytest.approx(best["eval/top1_error"])
+  assert metrics["eval/loss"] == pytest.approx(best["eval/loss"], rel=1e-5)
+
+
 def test_half_precision_computes_in_bfloat16_and_keeps_float32_parameters(digits_dir, tmp_path):
   plan = train.plan(tiny_config(digits_dir, half_precision=True, num_train_steps=2,
                                 eval_every_steps=2, checkpoint_every_steps=2))

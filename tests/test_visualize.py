@@ -60,6 +60,27 @@ def test_channel_report_counts_dead_and_constant_channels_and_their_correlation(
       0.0, abs=1e-12)
 
 
+def test_feature_maps_share_their_layers_scale_with_a_colour_bar(tmp_path, monkeypatch):
+  """1x1 maps scaled each on its own were identical dark squares: on the
+  layer's scale their values show, and a colour bar says what they are."""
+  from cnnjax.analysis import pictures
+
+  figures = []
+  monkeypatch.setattr(pictures.pyplot, "close", figures.append)
+  maps = {"conv": np.arange(2 * 2 * 3, dtype=np.float32).reshape(2, 2, 3),
+          "pool": np.array([[[1.0, -2.0, 5.0]]], np.float32)}
+  pictures.draw_feature_maps(np.zeros((4, 4, 1)), maps, "title", tmp_path / "maps.png")
+  (figure,) = figures
+  rows = {}
+  for axes in figure.axes:
+    for image in axes.get_images()[:1]:
+      if image.get_cmap().name == "viridis":
+        rows.setdefault(axes.get_subplotspec().rowspan.start, set()).add(image.get_clim())
+  assert rows == {0: {(0.0, 11.0)}, 1: {(-2.0, 5.0)}}
+  assert len(figure.axes) == 2 * (1 + 3 + 1)  # Image, 3 channels, colour bar per row.
+  assert "each row on its layer's scale" in figure._suptitle.get_text()
+
+
 def test_occlusion_positions_cover_every_pixel():
   assert visualize.occlusion_positions(10, 4, 3) == [0, 3, 6]
   assert visualize.occlusion_positions(10, 4, 4) == [0, 4, 6]
@@ -132,6 +153,8 @@ def test_the_four_commands_write_their_pictures(trained, tmp_path, capsys):
                    "--probe-images", "32"]) == 0
   printed = capsys.readouterr().out
   assert _shows(out / "activations_5.png") and "C3" in printed
+  assert ("left out by default, their maps being single values: C5 (1x1); --layers names them"
+          in printed)
   report = json.loads((out / "channels.json").read_text())
   assert report["images"] == 32 and report["step"] == 60
   assert [(row["layer"], row["channels"]) for row in report["layers"]] == [

@@ -37,12 +37,22 @@ def add_summary_arguments(command: argparse.ArgumentParser) -> None:
 
 
 def add_plot_arguments(command: argparse.ArgumentParser) -> None:
-  command.add_argument("workdirs", nargs="+", type=pathlib.Path, metavar="WORKDIR",
-                       help="workdirs of `cnnjax train` runs, each drawn in its own colour")
+  command.add_argument("workdirs", nargs="+", type=pathlib.Path, metavar="DIR",
+                       help="workdirs of `cnnjax train` runs, sweep directories (one curve per "
+                            "variant) or a sweep's variant directories (its seeds as their mean "
+                            "and a band from min to max), each curve in its own colour")
   command.add_argument("--out", required=True, type=pathlib.Path, metavar="DIR",
                        help="where curves.png goes (created if missing; not inside a workdir)")
   command.add_argument("--x", choices=("step", "epoch"), default="step",
                        help="the horizontal axis (default: step)")
+  command.add_argument("--metric", metavar="KEY",
+                       help="one key of metrics.jsonl to draw alone, e.g. train/loss or "
+                            "eval/top5_error (default: loss, top-1 error and learning rate)")
+  command.add_argument("--log-y", action="store_true",
+                       help="a logarithmic vertical axis (where every value is positive)")
+  command.add_argument("--smooth", type=float, default=0.0, metavar="W",
+                       help="TensorBoard's smoothing weight in [0, 1), e.g. 0.6, over the raw "
+                            "curve drawn faint (default: 0, none)")
 
 
 def _model_overrides(overrides: list[tuple[str, str]]) -> list[tuple[str, str]]:
@@ -162,15 +172,21 @@ def output_directory(out: pathlib.Path, workdirs: list[pathlib.Path]) -> pathlib
 
 
 def plot(args, overrides) -> int:
-  """Writes DIR/curves.png: loss, top-1 error and learning rate of each workdir."""
+  """Writes DIR/curves.png: loss, top-1 error and learning rate (or --metric)
+  of each run, variant or sweep."""
   if overrides:
     raise UserError("cnnjax plot takes no --config overrides")
+  if not 0 <= args.smooth < 1:
+    raise UserError(f"--smooth must be in [0, 1) (TensorBoard's weight), got {args.smooth:g}")
   from cnnjax.analysis import curves
 
-  runs = [curves.read_run(workdir, args.x) for workdir in args.workdirs]
+  groups = [group for path in args.workdirs for group in curves.read_groups(path, args.x)]
+  if args.metric:
+    curves.check_metric(groups, args.metric)
   out = output_directory(args.out, args.workdirs)
   from cnnjax.analysis import plot as plot_lib
 
-  path = plot_lib.plot_curves(runs, args.x, out / "curves.png")
+  path = plot_lib.plot_curves(groups, args.x, out / "curves.png", metric=args.metric,
+                              log_y=args.log_y, smooth=args.smooth)
   print(f"wrote {path}")
   return 0

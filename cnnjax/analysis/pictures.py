@@ -40,22 +40,31 @@ def draw_filters(grid: np.ndarray, title: str, path: pathlib.Path) -> pathlib.Pa
 
 def draw_feature_maps(image: np.ndarray, maps: dict[str, np.ndarray], title: str,
                       path: pathlib.Path) -> pathlib.Path:
-  """One row per layer: the image, then the layer's first channels, each
-  scaled to its own range (dark: low, bright: high)."""
+  """One row per layer: the image, then the layer's first channels on one
+  colour scale per layer (its minimum to maximum over the channels drawn),
+  with that scale as a colour bar; so channels of a layer compare by eye, and
+  a 1x1 map shows its value instead of a square scaled to itself."""
   columns = 1 + min(MAX_CHANNELS, max(m.shape[-1] for m in maps.values()))
-  figure, axes = pyplot.subplots(len(maps), columns, squeeze=False,
-                                 figsize=(1.1 * columns, 1.2 * len(maps) + 0.4))
+  figure, axes = pyplot.subplots(len(maps), columns + 1, squeeze=False,
+                                 figsize=(1.1 * columns + 0.9, 1.2 * len(maps) + 0.5),
+                                 gridspec_kw={"width_ratios": [1] * columns + [0.12]})
   for row, (name, layer) in enumerate(maps.items()):
     axes[row, 0].imshow(interpolation="nearest", **_shown(image))
     axes[row, 0].set_title(name, fontsize=7, loc="left")
+    drawn = layer[..., :columns - 1]
+    low, high = float(drawn.min()), float(drawn.max())
     for column in range(1, columns):
       channel = column - 1
       if channel < layer.shape[-1]:
-        axes[row, column].imshow(layer[..., channel], cmap="viridis", interpolation="nearest")
+        shown = axes[row, column].imshow(layer[..., channel], cmap="viridis", vmin=low,
+                                          vmax=max(high, low + 1e-12), interpolation="nearest")
         axes[row, column].set_title(str(channel), fontsize=6)
-    for ax in axes[row]:
+    for ax in axes[row, :-1]:
       ax.axis("off")
-  figure.suptitle(title, fontsize=9)
+    bar = figure.colorbar(shown, cax=axes[row, -1])
+    bar.ax.tick_params(labelsize=6)
+  figure.suptitle(f"{title}\neach row on its layer's scale: min to max over the channels drawn",
+                  fontsize=9)
   return _save(figure, path)
 
 

@@ -1,7 +1,7 @@
-"""`curves.png` for `cnnjax plot`: loss, top-1 error and learning rate of
-several runs on one figure, one colour per workdir, training solid and
-evaluation dashed with markers. matplotlib with the Agg backend, as
-cnnjax.sweep.plot: a PNG file, never a window."""
+"""`curves.png` for `cnnjax plot`: loss, top-1 error and learning rate (or one
+--metric) of runs, variants or sweeps on one figure, one colour per curve,
+training solid and evaluation dashed; a variant's seeds as their mean with a
+band from min to max, as a sweep's curves.png (cnnjax.plotting)."""
 
 import pathlib
 
@@ -10,39 +10,67 @@ import matplotlib
 matplotlib.use("Agg")
 from matplotlib import lines, pyplot  # noqa: E402
 
-from cnnjax.analysis.curves import PANELS, Run  # noqa: E402
+from cnnjax import plotting  # noqa: E402
+from cnnjax.analysis.curves import PANELS, Group  # noqa: E402
 
-PERCENT_KEYS = ("train/top1_error", "eval/top1_error")
+
+def _percent(key: str) -> bool:
+  return key.endswith(("top1_error", "top5_error"))
 
 
-def plot_curves(runs: list[Run], x: str, path: pathlib.Path) -> pathlib.Path:
-  """Writes the runs' curves as a PNG at `path` and returns `path`."""
-  figure, panels = pyplot.subplots(1, len(PANELS), figsize=(15, 4.4))
-  for index, run in enumerate(runs):
+def _panels(metric: str | None):
+  if metric is None:
+    return PANELS
+  return ((metric + (" (%)" if _percent(metric) else ""), metric, None),)
+
+
+def plot_curves(groups: list[Group], x: str, path: pathlib.Path, metric: str | None = None,
+                log_y: bool = False, smooth: float = 0.0) -> pathlib.Path:
+  """Writes the groups' curves as a PNG at `path` and returns `path`.
+  `smooth` (TensorBoard's weight) smooths curves of more than a few points,
+  drawn over their raw values, faint."""
+  panels = _panels(metric)
+  figure, axes_list = pyplot.subplots(1, len(panels), figsize=(5 * len(panels) + 1, 4.4),
+                                      squeeze=False)
+  axes_list = axes_list[0]
+  smoothed = set()  # The panels where a curve was smoothed.
+  for index, group in enumerate(groups):
     color = f"C{index % 10}"
-    for axes, (_, train_key, eval_key) in zip(panels, PANELS):
-      for key, style in ((train_key, dict(linewidth=1.2)),
-                         (eval_key, dict(linestyle="--", marker="o", markersize=3))):
-        points = run.series.get(key) if key else None
-        if not points:
+    for axes, (_, train_key, eval_key) in zip(axes_list, panels):
+      for key, line in ((train_key, dict(linewidth=1.2)), (eval_key, dict(linestyle="--"))):
+        curves = [run[key] for run in group.runs if key and run.get(key)]
+        if not curves:
           continue
-        scale = 100 if key in PERCENT_KEYS else 1
+        xs, mean, low, high = plotting.mean_and_band(curves)
+        scale = 100 if _percent(key) else 1
         if key == "train/learning_rate":  # Constant between logged steps, as schedules are.
-          style = dict(style, drawstyle="steps-post")
-        axes.plot([p[0] for p in points], [scale * p[1] for p in points], color=color, **style)
-  for axes, (title, train_key, _) in zip(panels, PANELS):
-    axes.set_title(title, fontsize=10)
+          line = dict(line, drawstyle="steps-post")
+        if eval_key and key == eval_key:
+          line = dict(line, marker="o", markersize=3)
+        if smooth and len(xs) > 12:
+          axes.plot(xs, scale * mean, color=color, alpha=0.25, linewidth=0.8)
+          mean = plotting.smooth(mean, smooth)
+          smoothed.add(axes)
+        axes.plot(xs, scale * mean, color=color, **plotting.style(len(xs), **line))
+        if len(curves) > 1:
+          axes.fill_between(xs, scale * low, scale * high, color=color, alpha=0.2, linewidth=0)
+  for axes, (title, train_key, _) in zip(axes_list, panels):
+    axes.set_title(title + (f", smoothed {smooth:g}" if axes in smoothed else ""), fontsize=10)
     axes.set_xlabel(x)
     axes.grid(alpha=0.3)
-    if train_key == "train/learning_rate" and axes.has_data() and all(
-        value > 0 for run in runs for _, value in run.series.get(train_key, [])):
+    positive = axes.has_data() and all(
+        value > 0 for group in groups for run in group.runs for _, value in run.get(train_key, []))
+    if positive and (log_y or train_key == "train/learning_rate"):
       axes.set_yscale("log")
-  handles = [lines.Line2D([], [], color=f"C{index % 10}", label=run.label)
-             for index, run in enumerate(runs)]
-  handles += [lines.Line2D([], [], color="black", linewidth=1.2, label="training"),
-              lines.Line2D([], [], color="black", linestyle="--", marker="o", markersize=3,
-                           label="evaluation")]
-  panels[0].legend(handles=handles, fontsize=8)
+    plotting.readable_axes(axes, integer_x=x == "step")
+  handles = [lines.Line2D([], [], color=f"C{index % 10}", label=group.label + (
+      f" (mean of {len(group.runs)} seeds, band min to max)" if len(group.runs) > 1 else ""))
+             for index, group in enumerate(groups)]
+  if metric is None:
+    handles += [lines.Line2D([], [], color="black", linewidth=1.2, label="training"),
+                lines.Line2D([], [], color="black", linestyle="--", marker="o", markersize=3,
+                             label="evaluation")]
+  axes_list[0].legend(handles=handles, fontsize=8)
   figure.tight_layout()
   figure.savefig(path, dpi=110, format="png")
   pyplot.close(figure)

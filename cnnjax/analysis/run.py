@@ -21,6 +21,7 @@ from cnnjax import config as config_lib
 from cnnjax.errors import UserError
 from cnnjax.training import parallel
 from cnnjax.training import train as train_lib
+from cnnjax.workdir import checkpoint as checkpoint_lib
 from cnnjax.workdir.checkpoint import Checkpointer
 
 
@@ -53,12 +54,12 @@ def load(workdir: pathlib.Path, step: int | None = None, best: bool = False) -> 
     raise UserError(f"--workdir {workdir} is not a directory; pass the workdir of a "
                     "`cnnjax train` run")
   config = config_lib.from_workdir(workdir)
-  config_lib.check_model(config)
-  plan = train_lib.plan(config, devices=jax.local_devices()[:1])
   with parallel.own_workdir(workdir, "analysis", shared=True):
+    # The checkpoint is chosen from its index before any data is prepared.
+    chosen = checkpoint_lib.choose_step(workdir, config.keep_checkpoints, step, best)
+    plan = train_lib.plan(config, devices=jax.local_devices()[:1])
     checkpointer = Checkpointer(workdir / "checkpoints", config.keep_checkpoints, read_only=True)
     try:
-      chosen = train_lib.choose_checkpoint(checkpointer, workdir, step, best)
       state = train_lib.restore(checkpointer, chosen, train_lib.fresh_state(plan))
     finally:
       checkpointer.close()

@@ -146,6 +146,10 @@ def activations(args, overrides) -> int:
   shown = _examples(args, run)
   maps = visualize.feature_maps(run, shown.images)
   chosen = visualize.choose(maps, layers)
+  skipped = [] if layers else visualize.left_out(maps, chosen)
+  if skipped:
+    sizes = ", ".join(f"{name} ({'x'.join(map(str, maps[name].shape[1:3]))})" for name in skipped)
+    print(f"left out by default, their maps being single values: {sizes}; --layers names them")
   for index in range(len(shown.labels)):
     position = args.first + index
     title = (f"{run.config.model.name}, test image {position} (label {shown.labels[index]}), "

@@ -104,6 +104,12 @@ def feature_maps(run, images: np.ndarray) -> dict[str, np.ndarray]:
   return maps
 
 
+def left_out(maps: dict[str, np.ndarray], chosen: list[str]) -> list[str]:
+  """The network's own layers and blocks that `choose` left out by default
+  (their maps are 1x1: a classifier, a global pool)."""
+  return [name for name in maps if "/" not in name and name not in chosen]
+
+
 def choose(maps: dict[str, np.ndarray], wanted: list[str] | None) -> list[str]:
   """`wanted`, each checked (an unknown name is a UserError listing the names
   there are), or by default the maps of the network's own layers and blocks,

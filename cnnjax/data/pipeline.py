@@ -361,6 +361,16 @@ class InputPipeline:
     ds = self._eval_examples(None, whole=False).skip(first).take(count).batch(count)
     return next(iter(self._as_numpy(ds, self.dataset.eval_split)), None)
 
+  def eval_image(self, encoded: bytes) -> Batch:
+    """One encoded image (JPEG, PNG, BMP, GIF) through dataset.eval_preprocess
+    and the normalisation, as a batch of one (its view groups): what `cnnjax
+    predict` shows the network. Raises tf.errors.OpError if it cannot be decoded."""
+    example = self._recipe["eval_preprocess"](
+        {"image": tf.constant(encoded), "label": tf.constant(0, tf.int64)},
+        tf.zeros((2,), tf.int64))
+    return {key: self._normalize(value).numpy()[None]
+            for key, value in example.items() if _is_view_group(key)}
+
   def _eval_examples(self, recipe: str | None, whole: bool = True) -> tf.data.Dataset:
     """This process's eval examples through `recipe` (an extra evaluation's
     recipe, or by default dataset.eval_preprocess), normalised, one by one."""

@@ -12,7 +12,7 @@ import ml_collections
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from cnnjax.data import folders, statistics, tfds_info
+from cnnjax.data import class_names, folders, statistics, tfds_info
 from cnnjax.data.datasets import DATASETS, DatasetSpec, folder_path, is_folder
 from cnnjax.errors import UserError
 
@@ -39,8 +39,9 @@ class Source:
 
   @property
   def class_names(self) -> tuple[str, ...]:
-    """The classes' names, by label (TFDS names unnamed classes "0", "1", ...)."""
-    return tuple(self.builder.info.features[self.features.label].names)
+    """The classes' names, by label (TFDS names unnamed classes "0", "1", ...),
+    ImageNet's WordNet ids as their synonyms (cnnjax.data.class_names)."""
+    return class_names.readable(self.builder.info.features[self.features.label].names)
 
   @functools.cached_property
   def mean_and_std(self) -> tuple[tuple[float, ...], tuple[float, ...]]:

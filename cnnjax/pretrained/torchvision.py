@@ -31,8 +31,6 @@ import pathlib
 import re
 from typing import Callable
 
-# bfloat16 as a NumPy dtype, which safetensors' NumPy API needs to read BF16 tensors.
-import ml_dtypes  # noqa: F401
 import numpy as np
 import safetensors
 
@@ -51,6 +49,11 @@ def read_safetensors(path: pathlib.Path) -> dict[str, np.ndarray]:
   dtype other than FLOAT_DTYPES and OTHER_DTYPES, is a UserError naming it
   and what is wrong.
   """
+  # bfloat16 as a NumPy dtype, which safetensors' NumPy API needs to read BF16
+  # tensors; imported here, since its extension takes a second or more to load
+  # and the command line imports this module for its --help.
+  import ml_dtypes  # noqa: F401
+
   def fail(why: str) -> UserError:
     return UserError(f"--from {path} is not a usable safetensors file: {why}")
 

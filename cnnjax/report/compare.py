@@ -397,10 +397,13 @@ def rows_of(run: Run) -> list[Row]:
                        top1_error=_percent(metrics.get(f"{mode}/top1_error")),
                        top5_error=_percent(metrics.get(f"{mode}/top5_error")),
                        provenance=evaluation.get("provenance") or {}))
-  if not rows:
-    rows.append(_row(run, shown(run.config, "", split, run.label), "no evaluation yet",
-                     epochs=epochs, train_time_s=train_time, provenance=run.provenance,
-                     environment_changes=run.environment_changes))
+  if not rows:  # What it will be evaluated as, beside the published numbers to expect.
+    extra = [f"eval_{entry[0]}" for entry in run.config.get("extra_evals", ()) or ()
+             if isinstance(entry, (list, tuple)) and len(entry) == 2]
+    for mode in ["eval", *extra]:
+      rows.append(_row(run, shown(run.config, mode, split, run.label), "no evaluation yet",
+                       epochs=epochs, train_time_s=train_time, provenance=run.provenance,
+                       environment_changes=run.environment_changes))
   return rows
 
 

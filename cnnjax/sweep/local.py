@@ -68,6 +68,7 @@ from cnnjax.sweep import results as sweep_results
 from cnnjax.sweep.spec import Run
 from cnnjax.training import stopping
 from cnnjax.training.cluster import visible_gpus
+from cnnjax.workdir import metrics as metrics_lib
 from cnnjax.workdir import run_log
 
 COMPILATION_CACHE = ".jax_cache"
@@ -192,8 +193,10 @@ def child_environment(workdir: pathlib.Path) -> dict[str, str]:
   output, so the last line of a log is the last thing printed; and one
   persistent JAX compilation cache for all its runs (unless the user chose
   one), since the seeds of a variant compile the same programs. A tiny
-  LeNet-5 run: 20 CPU-seconds cold, 12 with the cache warm."""
-  environment = {**os.environ, "PYTHONUNBUFFERED": "1"}
+  LeNet-5 run: 20 CPU-seconds cold, 12 with the cache warm. Progress is
+  plain lines, whatever the user forced for a terminal: a train.log holds no
+  carriage returns."""
+  environment = {**os.environ, "PYTHONUNBUFFERED": "1", metrics_lib.PROGRESS_VARIABLE: "lines"}
   environment.setdefault("JAX_COMPILATION_CACHE_DIR", str(workdir.resolve() / COMPILATION_CACHE))
   return environment
 
@@ -244,13 +247,15 @@ def _finish(attempt: _Attempt) -> float:
 
 
 class _Progress:
-  """One line per run on stdout, and a bar over runs on stderr."""
+  """One line per run on stdout, and a bar over runs on stderr on a terminal
+  (cnnjax.workdir.metrics.progress_mode; where there is none, the lines alone)."""
 
   def __init__(self, total: int, done: int):
     import tqdm
 
     self._tqdm = tqdm
-    self._bar = tqdm.tqdm(total=total, initial=done, unit="run", desc="sweep", dynamic_ncols=True)
+    self._bar = tqdm.tqdm(total=total, initial=done, unit="run", desc="sweep", dynamic_ncols=True,
+                          disable=metrics_lib.progress_mode() == "lines")
 
   def line(self, text: str) -> None:
     self._tqdm.tqdm.write(text, file=sys.stdout)

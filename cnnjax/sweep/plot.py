@@ -4,8 +4,9 @@ Two panels against epochs: training top-1 error (each point the mean over a
 log interval) with the sweep's target as a dashed line, and eval top-1
 error. Per variant, the line is the mean over its finished seeds and the band
 their minimum to maximum (with two or three seeds a standard deviation says
-little), at the steps every seed logged. The only module that imports
-matplotlib, with the Agg backend: it writes a PNG and never opens a window.
+little), at the steps every seed logged (cnnjax.plotting). A run with one
+evaluation draws it as a point, a few as a line with markers. matplotlib with
+the Agg backend: it writes a PNG and never opens a window.
 """
 
 import pathlib
@@ -13,18 +14,22 @@ import pathlib
 import matplotlib
 
 matplotlib.use("Agg")
-import numpy as np  # noqa: E402
 from matplotlib import pyplot  # noqa: E402
+
+from cnnjax import plotting  # noqa: E402
 
 
 def _mean_and_band(curves: list[list[tuple[int, float, float]]]):
-  """Epochs, mean, min and max over the seeds' curves, at the steps all share."""
-  shared = set.intersection(*({step for step, _, _ in curve} for curve in curves))
-  steps = sorted(shared)
-  by_step = [{step: (epoch, error) for step, epoch, error in curve} for curve in curves]
-  epochs = np.array([by_step[0][step][0] for step in steps])
-  errors = np.array([[curve[step][1] for step in steps] for curve in by_step])
-  return epochs, errors.mean(axis=0), errors.min(axis=0), errors.max(axis=0)
+  """Epochs, mean, min and max over the seeds' curves [(step, epoch, error)],
+  at the steps all share (the seeds' epochs of a step are the same)."""
+  epochs = {step: epoch for curve in curves for step, epoch, _ in curve}
+  steps, mean, low, high = plotting.mean_and_band(
+      [[(step, error) for step, _, error in curve] for curve in curves])
+  return [epochs[step] for step in steps], mean, low, high
+
+
+def _seeds(count: int) -> str:
+  return f"{count} seed{'s' * (count != 1)}"
 
 
 def plot_curves(summary, path: pathlib.Path) -> None:
@@ -40,7 +45,8 @@ def plot_curves(summary, path: pathlib.Path) -> None:
       if not curves:
         continue
       epochs, mean, low, high = _mean_and_band(curves)
-      axes.plot(epochs, 100 * mean, color=color, label=f"{variant.name} ({len(curves)} seeds)")
+      axes.plot(epochs, 100 * mean, color=color, label=f"{variant.name} ({_seeds(len(curves))})",
+                **plotting.style(len(epochs)))
       if len(curves) > 1:
         axes.fill_between(epochs, 100 * low, 100 * high, color=color, alpha=0.2, linewidth=0)
   target = summary.sweep.target_train_error
@@ -51,6 +57,7 @@ def plot_curves(summary, path: pathlib.Path) -> None:
     axes.set_title(title, fontsize=10)
     axes.set_xlabel("epochs")
     axes.grid(alpha=0.3)
+    plotting.readable_axes(axes, integer_x=False)
     if axes.has_data():
       axes.legend(fontsize=8)
   train_axes.set_ylabel("top-1 error (%)")

@@ -114,15 +114,73 @@ def source_step(config: ml_collections.ConfigDict) -> tuple[Checkpointer, int]:
   return checkpointer, step
 
 
+COLLECTIONS = ("params", "batch_stats")  # What is taken from the source.
+
+
+def _differences(config: ml_collections.ConfigDict, fresh: dict, saved: dict) -> list[str]:
+  """Where the source's `saved` arrays (or their shapes) do not fit `fresh`'s
+  (a dict of COLLECTIONS), outside config.init_from_exclude: one line each."""
+  patterns = _patterns(config, "init_from_exclude")
+  problems = []
+  for collection in COLLECTIONS:
+    saved_leaves = {path_name(path): leaf for path, leaf
+                    in jax.tree_util.tree_leaves_with_path(saved.get(collection, {}))}
+    for path, leaf in jax.tree_util.tree_leaves_with_path(fresh.get(collection, {})):
+      name = path_name(path)
+      if any(p.search(name) for p in patterns):
+        continue
+      if name not in saved_leaves:
+        problems.append((name, f"{collection} {name} is not in the checkpoint"))
+      elif np.shape(saved_leaves[name]) != np.shape(leaf):
+        problems.append((name, f"{collection} {name} is {list(np.shape(saved_leaves[name]))} "
+                               f"there and {list(np.shape(leaf))} here"))
+  return problems
+
+
+def _refusal(source: pathlib.Path, problems: list[tuple[str, str]]) -> UserError:
+  """The first difference, how many more, and the exclusion of cnnjax's own
+  parameter paths (their top-level layers, e.g. `head/`) that would leave them fresh."""
+  layers = list(dict.fromkeys(name.split("/")[0] for name, _ in problems))
+  patterns = "(" + " ".join(f'"^{layer}/",' for layer in layers) + ")"
+  more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+  return UserError(f"cannot start from {source}: {problems[0][1]}{more}; leave such parameters "
+                   f"at their fresh initialisation with --config.init_from_exclude='{patterns}' "
+                   "(regular expressions on this model's parameter paths; `cnnjax summary "
+                   "MODEL` lists its layers)")
+
+
+def check_source(config: ml_collections.ConfigDict, variables) -> None:
+  """Refuses, before any data is prepared, a source that is missing, lacks the
+  step, or whose weights do not fit `variables` (the model's, from
+  `jax.eval_shape`) outside config.init_from_exclude: only the checkpoint's
+  metadata is read, no array."""
+  checkpointer, step = source_step(config)
+  try:
+    saved = checkpointer.shapes(step)
+  finally:
+    checkpointer.close()
+  _mask(config, "init_from_exclude", variables["params"])  # A pattern matching nothing.
+  _mask(config, "frozen", variables["params"])
+  problems = _differences(config, variables, saved)
+  if problems:
+    raise _refusal(checkpointer.directory / str(step), problems)
+
+
 def load(config: ml_collections.ConfigDict, fresh):
   """`fresh` (a host TrainState) with the source's parameters and BatchNorm
   statistics wherever they are not excluded; a UserError for any other
-  difference, naming the first and counting the rest."""
+  difference, naming the first and counting the rest. Says how many arrays
+  were loaded, left fresh and frozen."""
   checkpointer, step = source_step(config)
   saved = checkpointer.restore_as_saved(step)
+  excluded = _mask(config, "init_from_exclude", fresh.params)  # A pattern matching nothing.
+  frozen = _mask(config, "frozen", fresh.params)
+  problems = _differences(config, {"params": fresh.params, "batch_stats": fresh.batch_stats},
+                          saved)
+  if problems:
+    raise _refusal(checkpointer.directory / str(step), problems)
   patterns = _patterns(config, "init_from_exclude")
-  _mask(config, "init_from_exclude", fresh.params)  # A pattern matching nothing is refused.
-  problems = []
+  counts = {"loaded": 0, "fresh": 0}
 
   def take(collection):
     saved_leaves = {path_name(path): leaf for path, leaf
@@ -131,25 +189,19 @@ def load(config: ml_collections.ConfigDict, fresh):
     def one(path, fresh_leaf):
       name = path_name(path)
       if any(p.search(name) for p in patterns):
+        counts["fresh"] += 1
         return fresh_leaf
-      if name not in saved_leaves:
-        problems.append(f"{collection} {name} is not in the checkpoint")
-        return fresh_leaf
-      loaded = np.asarray(saved_leaves[name])
-      if loaded.shape != np.shape(fresh_leaf):
-        problems.append(f"{collection} {name} is {list(loaded.shape)} there and "
-                        f"{list(np.shape(fresh_leaf))} here")
-        return fresh_leaf
-      return loaded.astype(np.asarray(fresh_leaf).dtype)
+      counts["loaded"] += 1
+      return np.asarray(saved_leaves[name]).astype(np.asarray(fresh_leaf).dtype)
 
     return jax.tree_util.tree_map_with_path(one, getattr(fresh, collection))
 
   params, batch_stats = take("params"), take("batch_stats")
-  if problems:
-    more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-    raise UserError(f"cannot start from {checkpointer.directory / str(step)}: {problems[0]}{more}; "
-                    "leave such parameters at their fresh initialisation with "
-                    "config.init_from_exclude (patterns, e.g. '(\"^fc/\",)' for the classifier)")
   ema = None if fresh.ema is None else {"params": params, "batch_stats": batch_stats}
-  print(f"starting from {checkpointer.directory / str(step)} (config.init_from)", flush=True)
+  leaves = lambda mask: sum(jax.tree.leaves(mask))
+  print(f"starting from {checkpointer.directory / str(step)} (config.init_from): "
+        f"{counts['loaded']} arrays loaded, {counts['fresh']} left fresh "
+        f"({leaves(excluded)} parameters and {counts['fresh'] - leaves(excluded)} BatchNorm "
+        f"statistics, config.init_from_exclude), {leaves(frozen)} parameters frozen "
+        "(config.frozen)", flush=True)
   return fresh.replace(params=params, batch_stats=batch_stats, ema=ema)

@@ -200,6 +200,21 @@ def dense_options(model: nn.Module, image_size: tuple[int, int],
   return {"dense": True} if max(image_size) > train_size else {}
 
 
+def eval_logits(variables, batch: dict[str, jax.Array], *, model: nn.Module,
+                train_size: int | None = None) -> jax.Array:
+  """[batch, classes] logits of the batch's images as `eval_step` scores them:
+  of every view group, the softmax averaged over the views (as logits)."""
+  view_logits = []  # [batch, views, classes] of each group.
+  for images in view_groups(batch):
+    if images.ndim == 4:
+      images = images[:, None]
+    logits = model.apply(variables, images.reshape((-1, *images.shape[2:])), train=False,
+                         **dense_options(model, images.shape[-3:-1], train_size))
+    view_logits.append(logits.reshape((*images.shape[:2], -1)))
+  logits = jnp.concatenate(view_logits, axis=1)
+  return logits[:, 0] if logits.shape[1] == 1 else _log_mean_softmax(logits)
+
+
 def eval_step(state: TrainState, batch: dict[str, jax.Array], *, model: nn.Module,
               train_size: int | None = None) -> dict[str, jax.Array]:
   """Sums of loss and errors over the real (`mask`ed) examples of all devices.
@@ -219,15 +234,7 @@ def eval_step(state: TrainState, batch: dict[str, jax.Array], *, model: nn.Modul
   (`models.evaluates_densely`: VGG §3.2); the others are by construction.
   """
   variables = {"params": state.params, "batch_stats": state.batch_stats}
-  view_logits = []  # [batch, views, classes] of each group.
-  for images in view_groups(batch):
-    if images.ndim == 4:
-      images = images[:, None]
-    logits = model.apply(variables, images.reshape((-1, *images.shape[2:])), train=False,
-                         **dense_options(model, images.shape[-3:-1], train_size))
-    view_logits.append(logits.reshape((*images.shape[:2], -1)))
-  logits = jnp.concatenate(view_logits, axis=1)
-  logits = logits[:, 0] if logits.shape[1] == 1 else _log_mean_softmax(logits)
+  logits = eval_logits(variables, batch, model=model, train_size=train_size)
   mask = batch["mask"]
   top1, top5 = top_k_errors(logits, batch["label"])
   sums = {

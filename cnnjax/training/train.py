@@ -15,6 +15,7 @@ import math
 import pathlib
 import sys
 import time
+from typing import TYPE_CHECKING
 
 import jax
 import jax.numpy as jnp
@@ -25,13 +26,17 @@ from flax import linen as nn
 
 from cnnjax import config as config_lib
 from cnnjax import models
-from cnnjax.data import InputPipeline, describe, open_builder
+from cnnjax.data import describe
 from cnnjax.errors import UserError
 from cnnjax.training import finetune, guards, optim, parallel, steps, stopping
+from cnnjax.workdir import checkpoint as checkpoint_lib
 from cnnjax.workdir import config_file as workdir_lib
 from cnnjax.workdir import metrics as metrics_lib
 from cnnjax.workdir import provenance, results
 from cnnjax.workdir.checkpoint import Checkpointer, CheckpointFailed
+
+if TYPE_CHECKING:
+  from cnnjax.data import pipeline as pipeline_lib
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,7 +45,7 @@ class Plan:
 
   config: ml_collections.ConfigDict
   model: nn.Module
-  pipeline: InputPipeline
+  pipeline: "pipeline_lib.InputPipeline"  # TensorFlow's, imported once `plan` needs data.
   train_batch: parallel.BatchSplit
   eval_batch: parallel.BatchSplit
   steps_per_epoch: int
@@ -68,17 +73,22 @@ def plan(config: ml_collections.ConfigDict, devices: parallel.Devices = None) ->
   eval_batch = parallel.split_batch(config.eval_batch_size or config.batch_size,
                                     "eval_batch_size" if config.eval_batch_size else "batch_size",
                                     devices=devices)
-  pipeline = InputPipeline(
-      open_builder(config.dataset), config.dataset, seed=config.seed,
+  size = config_lib.input_size(config, spec)
+  # Traces the model abstractly, once and before any data is prepared: too
+  # small an input or a bad switch fails here, and so does a fine-tuning
+  # source whose weights do not fit (their shapes are read, not the arrays).
+  variables = jax.eval_shape(functools.partial(model.init, train=False), jax.random.key(0),
+                             jnp.zeros((1, size, size, spec.channels)))
+  if config.init_from:
+    finetune.check_source(config, variables)
+  from cnnjax.data import pipeline as pipeline_lib  # TensorFlow: after every check without data.
+
+  pipeline = pipeline_lib.InputPipeline(
+      pipeline_lib.open_builder(config.dataset), config.dataset, seed=config.seed,
       process_index=jax.process_index(), process_count=jax.process_count(),
       local_devices=len(parallel.local_devices(devices)),
-      extra_evals=tuple(tuple(pair) for pair in config.extra_evals),
-      input_size=config_lib.input_size(config, spec))
+      extra_evals=tuple(tuple(pair) for pair in config.extra_evals), input_size=size)
   pipeline.check_sharding(config.batch_size)
-  size = pipeline.image_size
-  # Traces the model abstractly: too small an input or a bad switch fails here.
-  variables = jax.eval_shape(functools.partial(model.init, train=False), jax.random.key(0),
-                             jnp.zeros((1, size, size, pipeline.spec.channels)))
   pipeline.eval_steps(eval_batch.process_batch)  # A missing eval split fails here.
   for prefix, recipe in eval_modes(config):  # An eval image the model cannot take fails here.
     _check_eval_input(model, variables, pipeline, prefix, recipe)
@@ -93,8 +103,6 @@ def plan(config: ml_collections.ConfigDict, devices: parallel.Devices = None) ->
                                      per_epoch(config.eval_every_steps))
   # The optimizer meets the parameters: a weight-decay pattern matching no layer fails here.
   jax.eval_shape(optimizer.init, variables["params"])
-  if config.init_from:
-    finetune.source_step(config)  # A missing source or step fails here, before compiling.
   return Plan(config, model, pipeline, train_batch, eval_batch, steps_per_epoch, total_steps,
               per_epoch(config.eval_every_steps), per_epoch(config.checkpoint_every_steps),
               schedule, optimizer, devices)
@@ -134,8 +142,8 @@ def restore(checkpointer: Checkpointer, step: int, template: steps.TrainState) -
     raise
 
 
-def _check_eval_input(model: nn.Module, variables, pipeline: InputPipeline, prefix: str,
-                      recipe: str | None) -> None:
+def _check_eval_input(model: nn.Module, variables, pipeline: "pipeline_lib.InputPipeline",
+                      prefix: str, recipe: str | None) -> None:
   """A UserError naming the config key if an eval mode's images (of every
   view group) do not go through the model; traces abstractly."""
   for group, shape in pipeline.eval_image_shapes(recipe).items():
@@ -299,6 +307,9 @@ def _train(plan: Plan, workdir: pathlib.Path, checkpointer: Checkpointer,
   progress = metrics_lib.Progress(plan.total_steps, start_step, enabled=is_writer)
   guard = guards.NonfiniteGuard(config.nonfinite.policy, config.nonfinite.max_consecutive_skips)
   eval_metrics = {}
+  # What an evaluation must beat to be saved as the new best, so that the
+  # best evaluation is one that was saved (see cnnjax.workdir.checkpoint).
+  best_error = checkpointer.best_error()
   started = time.perf_counter()
   throughput = metrics_lib.Throughput(plan.train_batch.global_batch)
   skipped = 0
@@ -345,6 +356,9 @@ def _train(plan: Plan, workdir: pathlib.Path, checkpointer: Checkpointer,
           writer.write(step, eval_metrics)
           progress.write(f"step {step}: " + ", ".join(
               f"{key}={value:.4f}" for key, value in eval_metrics.items()))
+          error = eval_metrics[checkpoint_lib.BEST_METRIC]
+          if best_error is None or error < best_error:  # Equal is not better: the earliest wins.
+            best_error, save = error, True
         if save or signum:
           train_time = previous_train_time + time.perf_counter() - started
           checkpointer.save(step, parallel.unreplicate(state),
@@ -461,26 +475,8 @@ def evaluate_checkpoint(plan: Plan, workdir: pathlib.Path, step: int | None = No
     checkpointer = Checkpointer(workdir / "checkpoints", plan.config.keep_checkpoints,
                                 read_only=True)
     try:
-      chosen = choose_checkpoint(checkpointer, workdir, step, best)
+      chosen = checkpoint_lib.choose(checkpointer, workdir, step, best)
       state = restore(checkpointer, chosen, fresh_state(plan))
     finally:
       checkpointer.close()
   return chosen, evaluate(plan, bind_eval_step(plan), parallel.replicate(state, plan.devices))
-
-
-def choose_checkpoint(checkpointer: Checkpointer, workdir: pathlib.Path, step: int | None,
-                       best: bool) -> int:
-  where = workdir / "checkpoints"
-  kept = checkpointer.all_steps()
-  if not kept:
-    raise UserError(f"no checkpoint in {where}; run `cnnjax train` with this --workdir first")
-  if best:
-    chosen = checkpointer.best_step()
-    if chosen is None:
-      raise UserError(f"no checkpoint in {where} was saved with an evaluation; use --step N "
-                      f"(kept: {', '.join(map(str, kept))})")
-    return chosen
-  if step is not None and step not in kept:
-    raise UserError(f"no checkpoint of step {step} in {where}; kept: "
-                    f"{', '.join(map(str, kept))}")
-  return kept[-1] if step is None else step

@@ -1,6 +1,16 @@
 """Checkpoints, with orbax only: async saves of the train state, the latest N
 kept plus the best by eval top-1 error, and restore of the latest.
 
+The best is the kept step with the lowest `eval/top1_error` saved beside it,
+the earliest of equals: the first step to reach an error is the one that
+results.json's `best_eval` names (cnnjax.workdir.results), and a later step
+that only equals it trained longer for nothing measured. orbax's own `BestN`
+keeps the latest of equals (a stable sort, the last N kept), which deleted
+the step that results.json named once a later evaluation tied with it; so
+the best is kept by `EarliestBest` below. The training loop saves a
+checkpoint at every evaluation that beats the best so far, so the best
+evaluation is always one that was saved.
+
 Saving is asynchronous: `save` returns once the arrays are copied off the
 devices and the files are written in the background; the step directory
 appears under its final name only when complete (orbax writes to
@@ -100,6 +110,24 @@ def _remove_deleted(directory: pathlib.Path, announce: bool = False) -> None:
       print(f"removed {path} (its deletion was interrupted)", flush=True)
 
 
+class EarliestBest(preservation_policy.PreservationPolicy):
+  """Preserves the one checkpoint with the lowest `BEST_METRIC`, the earliest
+  of equals (see the module's docstring); those saved without it never count."""
+
+  def should_preserve(self, checkpoints, *, context) -> list[bool]:
+    del context
+    best = best_of((info.step, info.metrics) for info in checkpoints)
+    return [info.step == best for info in checkpoints]
+
+
+def best_of(scored) -> int | None:
+  """The step with the lowest `BEST_METRIC` of (step, metrics) pairs, the
+  earliest of equals; None when none has it."""
+  ranked = [(metrics[BEST_METRIC], step) for step, metrics in scored
+            if metrics and BEST_METRIC in metrics]
+  return min(ranked)[1] if ranked else None
+
+
 class Checkpointer:
   """The checkpoints under `directory` (a workdir's `checkpoints/`).
 
@@ -113,10 +141,7 @@ class Checkpointer:
     if not read_only:
       remove_incomplete(directory)
     policy = preservation_policy.AnyPreservationPolicy([
-        preservation_policy.LatestN(n=keep),
-        preservation_policy.BestN(get_metric_fn=lambda metrics: metrics[BEST_METRIC],
-                                  reverse=True, n=1, keep_checkpoints_without_metrics=False),
-    ])
+        preservation_policy.LatestN(n=keep), EarliestBest()])
     options = ocp.CheckpointManagerOptions(
         preservation_policy=policy, enable_async_checkpointing=True,
         async_options=None if read_only else ocp.AsyncOptions(
@@ -128,7 +153,9 @@ class Checkpointer:
         read_only=read_only, create=not read_only,
         save_interval_steps=0 if read_only else 1)  # Said, not left to orbax to warn about.
     self._directory, self._read_only = directory, read_only
-    self._manager = ocp.CheckpointManager(directory.absolute(), options=options)
+    # The handler named, so that `shapes` can read a step's metadata alone.
+    self._manager = ocp.CheckpointManager(directory.absolute(), options=options,
+                                          item_handlers=ocp.StandardCheckpointHandler())
     self._saving = None  # The step of the last save started.
     self._committed = None  # The last step known to be in place.
 
@@ -140,10 +167,14 @@ class Checkpointer:
 
   def best_step(self) -> int | None:
     """The kept step with the lowest eval top-1 error saved beside it (the
-    latest of equals), or None when no kept step has one."""
-    scored = [(metrics[BEST_METRIC], step) for step in self.all_steps()
-              if (metrics := self._manager.metrics(step)) and BEST_METRIC in metrics]
-    return min(scored, key=lambda pair: (pair[0], -pair[1]))[1] if scored else None
+    earliest of equals), or None when no kept step has one."""
+    return best_of((step, self._manager.metrics(step)) for step in self.all_steps())
+
+  def best_error(self) -> float | None:
+    """The eval top-1 error of `best_step` (None without one): what a new
+    evaluation must beat to be kept as the best."""
+    best = self.best_step()
+    return None if best is None else float(self._manager.metrics(best)[BEST_METRIC])
 
   def save(self, step: int, state, metrics: dict[str, float] | None = None,
            extra: dict | None = None) -> None:
@@ -197,6 +228,20 @@ class Checkpointer:
       raise UserError(f"cannot read the checkpoint {where}: {reason[:300]}") from None
     return jax.tree.map(np.asarray, restored)
 
+  def shapes(self, step: int) -> dict:
+    """The arrays saved at `step` as nested dicts of `jax.ShapeDtypeStruct`,
+    read from the checkpoint's metadata without restoring any array (a
+    fine-tuning source is checked before any data is prepared); a UserError
+    if it cannot be read."""
+    where = self._directory / str(step)
+    try:
+      metadata = dict(self._manager.item_metadata(step))
+    except (ValueError, KeyError, TypeError, OSError) as error:
+      reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+      raise UserError(f"cannot read the checkpoint {where}: {reason[:300]}") from None
+    return jax.tree.map(lambda leaf: jax.ShapeDtypeStruct(tuple(leaf.shape), leaf.dtype),
+                        metadata)
+
   def extra(self, step: int) -> dict:
     """What was saved as `extra` with the checkpoint at `step` ({} if nothing)."""
     return dict(self._manager.metadata(step).custom_metadata or {})
@@ -233,6 +278,37 @@ class Checkpointer:
       raise CheckpointFailed(
           f"saving a checkpoint failed (the last save started at step {self._saving}): "
           f"{type(error).__name__}: {error}") from error
+
+
+def choose_step(workdir: pathlib.Path, keep: int, step: int | None, best: bool) -> int:
+  """The step a tool reads of `workdir`: `step`, the best (`best`) or the
+  latest, from the checkpoints' index alone (no array read, no data needed,
+  no TensorFlow imported); a UserError naming the steps kept when there is no
+  such checkpoint."""
+  checkpointer = Checkpointer(workdir / "checkpoints", keep, read_only=True)
+  try:
+    return choose(checkpointer, workdir, step, best)
+  finally:
+    checkpointer.close()
+
+
+def choose(checkpointer: Checkpointer, workdir: pathlib.Path, step: int | None,
+           best: bool) -> int:
+  """`choose_step` with the checkpoints already open."""
+  where = workdir / "checkpoints"
+  kept = checkpointer.all_steps()
+  if not kept:
+    raise UserError(f"no checkpoint in {where}; run `cnnjax train` with this --workdir first")
+  if best:
+    chosen = checkpointer.best_step()
+    if chosen is None:
+      raise UserError(f"no checkpoint in {where} was saved with an evaluation; use --step N "
+                      f"(kept: {', '.join(map(str, kept))})")
+    return chosen
+  if step is not None and step not in kept:
+    raise UserError(f"no checkpoint of step {step} in {where}; kept: "
+                    f"{', '.join(map(str, kept))}")
+  return kept[-1] if step is None else step
 
 
 def refuse_untrusted(directory: pathlib.Path) -> None:

@@ -1,7 +1,8 @@
 """Where metrics go: `metrics.jsonl`, TensorBoard event files and the progress
-bar. Keys are `split/metric` (`train/loss`, `eval/top1_error`, ...); every
-record also has its `step` and `epoch` (step / steps per epoch). Only the
-process that `enabled` (process 0) writes anything.
+bar (or plain progress lines where no terminal is). Keys are `split/metric`
+(`train/loss`, `eval/top1_error`, ...); every record also has its `step` and
+`epoch` (step / steps per epoch). Only the process that `enabled` (process 0)
+writes anything.
 """
 
 import contextlib
@@ -9,9 +10,9 @@ import json
 import math
 import os
 import pathlib
+import sys
 import time
 
-import tensorboardX
 import tqdm
 
 
@@ -22,7 +23,11 @@ class MetricWriter:
     self.enabled = enabled
     self.steps_per_epoch = steps_per_epoch
     self.path = workdir / "metrics.jsonl"
-    self._tensorboard = tensorboardX.SummaryWriter(str(workdir / "tensorboard")) if enabled else None
+    self._tensorboard = None
+    if enabled:
+      import tensorboardX  # Here, not at the top: the sweep's launcher reads progress_mode.
+
+      self._tensorboard = tensorboardX.SummaryWriter(str(workdir / "tensorboard"))
 
   def write(self, step: int, metrics: dict[str, float]) -> None:
     if not self.enabled:
@@ -129,8 +134,32 @@ class Throughput:
     return self._steps * self._images_per_step / elapsed if self._steps else 0.0
 
 
+PROGRESS_VARIABLE = "CNNJAX_PROGRESS"  # "bar" or "lines": forces either mode.
+PROGRESS_MODES = ("bar", "lines")
+LINE_EVERY_SECONDS = 30.0  # How often a plain progress line is printed.
+
+
+def progress_mode(stream=None) -> str:
+  """"bar" on a terminal, "lines" where there is none (a file, a pipe, a
+  SLURM log: a bar's carriage returns would glue its redraws and the
+  evaluations together there); CNNJAX_PROGRESS=bar|lines forces either.
+  `stream` is where the bar would be drawn (default: stderr)."""
+  forced = os.environ.get(PROGRESS_VARIABLE, "").strip().lower()
+  if forced:
+    if forced not in PROGRESS_MODES:
+      from cnnjax.errors import UserError
+
+      raise UserError(f"{PROGRESS_VARIABLE}={forced!r}: use bar or lines (default: bar on a "
+                      "terminal, lines otherwise)")
+    return forced
+  stream = sys.stderr if stream is None else stream
+  return "bar" if hasattr(stream, "isatty") and stream.isatty() else "lines"
+
+
 class Progress:
-  """A progress bar over training steps: step count, loss, images/s and an ETA.
+  """Training's progress: step count, loss, images/s and an ETA, as a bar on a
+  terminal or as a plain line every LINE_EVERY_SECONDS elsewhere (and at the
+  first and last log), each evaluation on its own line (see `progress_mode`).
 
   tqdm's own ETA would average over the first step, which compiles: it
   promised 15 minutes for a one-minute run. The ETA here is measured from
@@ -138,29 +167,51 @@ class Progress:
   since they recur, and shown only once a few steps have been timed.
   """
 
-  def __init__(self, total: int, initial: int, enabled: bool):
+  def __init__(self, total: int, initial: int, enabled: bool, mode: str | None = None,
+               every_seconds: float = LINE_EVERY_SECONDS):
     self._enabled = enabled
     self._total = total
     self._clock = None  # (time, step) when steady state began.
-    self._bar = tqdm.tqdm(total=total, initial=initial, disable=not enabled, unit="step",
-                          dynamic_ncols=True, mininterval=1.0, desc="train",
+    self._lines = (mode or progress_mode()) == "lines"
+    self._every_seconds = every_seconds
+    self._last_line = None  # When the last plain line was printed.
+    self._bar = tqdm.tqdm(total=total, initial=initial, disable=not enabled or self._lines,
+                          unit="step", dynamic_ncols=True, mininterval=1.0, desc="train",
                           bar_format="{desc} {n_fmt}/{total_fmt} |{bar}| {elapsed}{postfix}")
 
   def start_clock(self, step: int) -> None:
     self._clock = (time.perf_counter(), step)
 
+  def _eta(self, step: int) -> str | None:
+    if not (self._clock and step > self._clock[1]):
+      return None
+    seconds_per_step = (time.perf_counter() - self._clock[0]) / (step - self._clock[1])
+    return tqdm.tqdm.format_interval(seconds_per_step * (self._total - step))
+
   def update(self, step: int, metrics: dict[str, float]) -> None:
+    loss, speed = f"{metrics['train/loss']:.4f}", f"{metrics['train/images_per_sec']:.0f}"
+    eta = self._eta(step)
+    if self._lines:
+      now = time.monotonic()
+      due = self._last_line is None or now - self._last_line >= self._every_seconds
+      if self._enabled and (due or step == self._total):
+        self._last_line = now
+        print(f"train step {step}/{self._total} ({100 * step / self._total:.0f}%): loss {loss}, "
+              f"{speed} images/s" + (f", eta {eta}" if eta else ""), flush=True)
+      return
     self._bar.update(step - self._bar.n)
-    postfix = {"loss": f"{metrics['train/loss']:.4f}",
-               "images/s": f"{metrics['train/images_per_sec']:.0f}"}
-    if self._clock and step > self._clock[1]:
-      seconds_per_step = (time.perf_counter() - self._clock[0]) / (step - self._clock[1])
-      postfix["eta"] = tqdm.tqdm.format_interval(seconds_per_step * (self._total - step))
+    postfix = {"loss": loss, "images/s": speed}
+    if eta:
+      postfix["eta"] = eta
     self._bar.set_postfix(postfix, refresh=False)
 
   def write(self, text: str, file=None) -> None:
-    """Prints `text` above the bar (on `file`, default stdout)."""
-    if self._enabled:  # tqdm.write prints even when the bar is disabled.
+    """Prints `text` on its own line (on `file`, default stdout), above the bar."""
+    if not self._enabled:  # tqdm.write prints even when the bar is disabled.
+      return
+    if self._lines:
+      print(text, file=file or sys.stdout, flush=True)
+    else:
       self._bar.write(text, file=file)
 
   def close(self) -> None:

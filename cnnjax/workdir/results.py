@@ -7,7 +7,8 @@ reparsing `metrics.jsonl`:
   status           "complete"
   step, total_steps, steps_per_epoch, global_batch, epochs
   final_eval       the last evaluation: step, epoch, eval/loss, eval/top1_error, eval/top5_error
-  best_eval        the evaluation with the lowest eval/top1_error (the earliest of equals)
+  best_eval        the evaluation with the lowest eval/top1_error (the earliest of equals),
+                   whose checkpoint training keeps (`cnnjax eval --best` evaluates it)
   evaluations      every evaluation mode's own final and best (by its own top-1 error),
                    keyed by metric prefix: {"eval": {"final": {step, epoch, eval/loss,
                    eval/top1_error, eval/top5_error}, "best": {...}}, "eval_10crop": ...,
