@@ -14,6 +14,7 @@ from cnnjax import config as config_lib
 from cnnjax import tables
 from cnnjax.errors import UserError
 from cnnjax.training import cluster as cluster_lib
+from cnnjax.training import supervisor
 from cnnjax.workdir import results
 
 
@@ -28,6 +29,12 @@ def train(args, overrides) -> int:
   cluster = cluster_lib.explicit_cluster(args.coordinator_address, args.num_processes,
                                          args.process_id)
   config = config_lib.from_command_line(args.config, overrides)
+  processes = cluster or cluster_lib.launched_processes()
+  if supervisor.supervised():
+    supervisor.follow_lifeline()
+  elif processes and processes.num_processes > 1 and args.own_command_line:
+    return supervisor.supervise(cluster.process_id if cluster else None,
+                                processes.num_processes)
   from cnnjax.training import parallel
 
   parallel.initialize(cluster)  # Before anything asks JAX about devices.
