@@ -6,7 +6,9 @@ tells a scheduler or script what to do next.
   2    usage error: bad config or command line, or a workdir in use (nothing was run)
   3    diverged: a NaN or Inf in the loss, gradients or parameters
   75   preempted (SIGTERM; EX_TEMPFAIL, "try again"): the current step was
-       saved; run the same command to resume
+       saved; run the same command to resume. Also a process of a
+       multi-process run that lost a peer, or whose training was killed
+       (cnnjax.training.supervisor): the last complete checkpoint is kept
   130  interrupted (Ctrl-C, SIGINT): the current step was saved, as for SIGTERM;
        a second Ctrl-C while saving stops at once and saves nothing
 
