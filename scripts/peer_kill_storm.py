@@ -85,11 +85,18 @@ def main(argv=None) -> int:
     workdir = root / f"interrupted_{cycle}"
     for launch in range(1, 4 * args.kills):
       where, victim, statuses, seconds = _interrupted_run(workdir, overrides, environment, rng)
-      if where == "finished":
+      if where == "finished" and statuses == [0, 0]:
         counts["finished"] += 1
-        if statuses != [0, 0]:
-          mismatches.append(f"cycle {cycle}: a run not killed ended with {statuses}")
         break
+      if where == "finished":
+        # Not killed, yet a process lost the other: one that came to a collective
+        # more than gloo's 30 s after the other (an overloaded machine). Both
+        # must say so with 75, and the relaunch resumes.
+        counts["losses without a kill"] += 1
+        if statuses != [75, 75]:
+          mismatches.append(f"cycle {cycle}: a run not killed ended with {statuses}")
+        _keep_logs(workdir, f"{cycle}.{launch}")
+        continue
       counts["kills"] += 1
       counts[f"kills {where}"] += 1
       survivor = 1 - victim

@@ -38,9 +38,12 @@ HEARTBEAT_TIMEOUT_SECONDS = 30
 # How long a finished process waits at exit for the others to finish too.
 SHUTDOWN_TIMEOUT_SECONDS = 60
 # What a collective's error says when a peer process is gone: its connection
-# reset or closed (gloo on CPUs, NCCL on GPUs), or gloo's own timeout.
+# reset or closed (gloo on CPUs, NCCL on GPUs), or a peer that did not come to
+# a collective in time (gloo waits 30 s for the others to set one up; a peer
+# that is merely that late, on an overloaded machine, ends the run too, and
+# the relaunch resumes it).
 PEER_GONE = ("Connection reset by peer", "Connection closed by peer", "Socket closed",
-             "Broken pipe", "Timed out waiting", "remote process exited")
+             "Broken pipe", "Timed out waiting", "remote process exited", "DEADLINE_EXCEEDED")
 Devices = Sequence[jax.Device] | None  # None: every device of every process.
 
 
