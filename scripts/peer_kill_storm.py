@@ -63,11 +63,14 @@ def main(argv=None) -> int:
   parser.add_argument("--keep", action="store_true", help="keep the workdirs and logs")
   args = parser.parse_args(argv)
   root = pathlib.Path(tempfile.mkdtemp(prefix="peer_kill_storm_"))
-  environment = {**os.environ, "PYTHONPATH": str(ROOT), "JAX_PLATFORMS": "cpu",
-                 "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
-                 "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
-                 "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0"}
-  environment.setdefault("JAX_COMPILATION_CACHE_DIR", str(root / "jax_cache"))
+  # No persistent compilation cache: JAX writes only process 0's programs to it,
+  # so on a relaunch process 0 loads its step while process 1 compiles its own,
+  # and on a loaded machine process 0 waits at the first collective for more
+  # than gloo's 30 s.
+  environment = {key: value for key, value in os.environ.items()
+                 if key != "JAX_COMPILATION_CACHE_DIR"}
+  environment.update(PYTHONPATH=str(ROOT), JAX_PLATFORMS="cpu",
+                     XLA_FLAGS="--xla_force_host_platform_device_count=2")
   overrides = {"dataset.data_dir": args.data_dir or str(root / "tfds"), "dataset.num_shards": 4,
                "batch_size": 16, "num_train_steps": args.steps, "log_every_steps": 2,
                "eval_every_steps": 10, "checkpoint_every_steps": 3, "keep_checkpoints": 2,

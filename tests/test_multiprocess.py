@@ -51,8 +51,13 @@ def _launch(workdir: pathlib.Path, digits_dir: str, use_environment=False, fault
                str(workdir), f"--config.dataset.data_dir={digits_dir}",
                "--config.dataset.num_shards=4",  # As tiny_config, for the run in this process.
                *(f"--config.{key}={value}" for key, value in settings.items())]
-  env = {**os.environ, "PYTHONPATH": str(ROOT), "JAX_PLATFORMS": "cpu",
-         "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+  # Without the tests' persistent compilation cache: JAX writes only process
+  # 0's programs to it, so process 0 would load its train step while process 1
+  # compiles its own, and on a loaded machine wait at the first collective for
+  # longer than gloo's 30 s (scripts/peer_kill_storm.py says more).
+  env = {key: value for key, value in os.environ.items() if key != "JAX_COMPILATION_CACHE_DIR"}
+  env.update(PYTHONPATH=str(ROOT), JAX_PLATFORMS="cpu",
+             XLA_FLAGS="--xla_force_host_platform_device_count=2")
   processes = []
   for index in range(2):
     cluster = {"coordinator_address": f"127.0.0.1:{port}", "num_processes": 2,
