@@ -289,9 +289,9 @@ def _lost_one(processes, workdir: pathlib.Path, victim: int) -> None:
   """Waits (bounded) for both processes after `victim` was killed: the other
   exits 75 within KILL_DEADLINE_S with one line naming it, and what is on disk
   is complete checkpoints (with their commit file) or temporary directories."""
-  codes = [p.wait(timeout=RUN_TIMEOUT_S if index == victim else KILL_DEADLINE_S)
-           for index, p in enumerate(processes)]
   survivor = 1 - victim
+  processes[victim].wait(timeout=RUN_TIMEOUT_S)  # Killed when it reaches its fault.
+  codes = {survivor: processes[survivor].wait(timeout=KILL_DEADLINE_S)}
   assert codes[survivor] == 75, pathlib.Path(f"{workdir}.p{survivor}.log").read_text()[-3000:]
   assert _last_line(workdir, survivor).startswith(LOST.format(victim))
   # The runtime's fatal report and its C++ stack trace are withheld.
