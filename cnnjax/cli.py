@@ -34,7 +34,8 @@ status 2, without touching what the workdir already holds; argument and
 config mistakes are found before JAX or TensorFlow is imported. A run that
 stops early prints why on one line and exits with its status (see
 cnnjax.training.stopping). A process of a multi-process run that crashes exits at
-once, so that its peers fail too instead of waiting.
+once, so that its peers fail too instead of waiting; one that loses a peer
+exits with the preempted status, naming it (cnnjax.training.supervisor).
 """
 
 import argparse
@@ -299,6 +300,9 @@ def run(argv: list[str]) -> int:
   if overrides and COMMANDS[args.command].overrides == "none":
     raise UserError(f"cnnjax {args.command} takes no --config.KEY=VALUE overrides (see "
                     f"`cnnjax {args.command} --help`)")
+  # Only the command line this process was started with can be run again in a
+  # child (cnnjax.training.supervisor), not a caller's list.
+  args.own_command_line = argv == sys.argv[1:]
   module, _, function = COMMANDS[args.command].run.partition(":")
   command = getattr(__import__(module, fromlist=[function]), function)
   return command(args, overrides)
@@ -329,12 +333,15 @@ def main(argv: list[str] | None = None) -> int:
   except KeyboardInterrupt:
     print("\ncnnjax: interrupted while starting; nothing was saved", file=sys.stderr)
     return stopping.INTERRUPTED_STATUS
-  except Exception:
+  except Exception as error:
     if not _distributed():
       raise
-    traceback.print_exc()
     from cnnjax.training import parallel
 
+    if lost := parallel.lost_peer(error):  # Resumable: say so in one line.
+      print(f"cnnjax: {lost}", file=sys.stderr)
+      parallel.exit_now(stopping.PREEMPTED_STATUS)
+    traceback.print_exc()
     parallel.exit_now(1)
   finally:  # For a caller in the same process (a test, a notebook).
     for signum, handler in previous.items():

@@ -15,6 +15,7 @@ from cnnjax import config as config_lib
 from cnnjax import tables
 from cnnjax.errors import UserError
 from cnnjax.training import cluster as cluster_lib
+from cnnjax.training import supervisor
 from cnnjax.workdir import ownership, results
 
 
@@ -43,6 +44,12 @@ def train(args, overrides) -> int:
   from cnnjax.workdir import metrics as metrics_lib
 
   metrics_lib.progress_mode()  # A bad CNNJAX_PROGRESS is refused before any work.
+  processes = cluster or cluster_lib.launched_processes()
+  if supervisor.supervised():
+    supervisor.follow_lifeline()
+  elif processes and processes.num_processes > 1 and args.own_command_line:
+    return supervisor.supervise(cluster.process_id if cluster else None,
+                                processes.num_processes)
   with contextlib.ExitStack() as stack:
     _hold_before_jax(stack, cluster, args.workdir, "train")
     from cnnjax.training import parallel

@@ -26,6 +26,7 @@ from jax.experimental import multihost_utils
 
 from cnnjax.errors import UserError
 from cnnjax.training import cluster as cluster_lib
+from cnnjax.training import supervisor
 from cnnjax.training.cluster import Cluster
 from cnnjax.training.steps import AXIS
 from cnnjax.workdir import ownership
@@ -36,6 +37,13 @@ from cnnjax.workdir import ownership
 HEARTBEAT_TIMEOUT_SECONDS = 30
 # How long a finished process waits at exit for the others to finish too.
 SHUTDOWN_TIMEOUT_SECONDS = 60
+# What a collective's error says when a peer process is gone: its connection
+# reset or closed (gloo on CPUs, NCCL on GPUs), or a peer that did not come to
+# a collective in time (gloo waits 30 s for the others to set one up; a peer
+# that is merely that late, on an overloaded machine, ends the run too, and
+# the relaunch resumes it).
+PEER_GONE = ("Connection reset by peer", "Connection closed by peer", "Socket closed",
+             "Broken pipe", "Timed out waiting", "remote process exited", "DEADLINE_EXCEEDED")
 Devices = Sequence[jax.Device] | None  # None: every device of every process.
 
 
@@ -105,6 +113,22 @@ def own_workdir(workdir: pathlib.Path, command: str = "train", shared: bool = Fa
     if not primary_decides(refusal is None):
       raise refusal or ownership.refused_by_primary(workdir)
     yield
+
+
+def lost_peer(error: BaseException) -> str | None:
+  """The line (after `cnnjax: `) that ends a process whose collective failed
+  because a peer process is gone, or None for any other error.
+
+  A killed peer's connections reset, so the collective fails at once, in
+  Python; a peer that hangs instead is declared dead by JAX's runtime after
+  HEARTBEAT_TIMEOUT_SECONDS (see cnnjax.training.supervisor).
+  """
+  text = str(error)
+  if not (is_distributed() and isinstance(error, jax.errors.JaxRuntimeError)
+          and any(sign in text for sign in PEER_GONE)):
+    return None
+  who = supervisor.lost_process(text, jax.process_index(), jax.process_count())
+  return supervisor.lost_message(who, jax.process_count(), text.splitlines()[0])
 
 
 def exit_now(code: int) -> None:

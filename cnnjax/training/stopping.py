@@ -7,7 +7,9 @@ tells a scheduler or script what to do next.
   3    diverged: a NaN or Inf in the loss, gradients or parameters
   75   preempted (SIGTERM, or SIGUSR1: a scheduler's warning ahead of a time
        limit; EX_TEMPFAIL, "try again"): the current step was saved; run the
-       same command to resume (a SLURM batch script requeues its job)
+       same command to resume (a SLURM batch script requeues its job). Also a
+       process of a multi-process run that lost a peer, or whose training was
+       killed (cnnjax.training.supervisor): the last complete checkpoint is kept
   130  interrupted (Ctrl-C, SIGINT): the current step was saved, as for SIGTERM;
        a second Ctrl-C while saving stops at once and saves nothing
 
