@@ -209,7 +209,15 @@ def test_compile_counter_sees_a_compilation():
     (["--model", "lenet5", "--config.model.activation=swish"], "(config.model.activation)"),
     (["--model", "lenet5", "--config.model.no_such=1"], "unknown config key 'config.model.no_such'"),
     (["--model", "lenet5", "--config.optimizer.name=adam"],
-     "takes only --config.model.KEY overrides, not --config.optimizer.name"),
+     "takes only --config.model.KEY overrides (and --config.dataset.KEY with --data), not "
+     "--config.optimizer.name"),
+    (["--model", "lenet5", "--config.dataset.num_shards=2"], "not --config.dataset.num_shards"),
+    (["--model", "lenet5", "--recipe", "flip"], "--recipe is the augmentation of --data's"),
+    (["--model", "lenet5", "--data", "digits", "--recipe", "randm_crop"],
+     "unknown train_preprocess 'randm_crop'"),
+    (["--model", "lenet5", "--data", "digits", "--config.dataset.image_size=3"],
+     "takes --config.dataset.image_size from --image-size"),
+    (["--model", "all", "--data", "digits"], "--data and --config.model.KEY need one --model"),
     (["--model", "lenet5", "--config.model.name=alexnet"], "takes the model from --model"),
 ])
 def test_bad_input_is_one_line_and_exit_2(arguments, message, capsys):
@@ -228,6 +236,30 @@ def test_flag_mistakes_are_reported_before_jax_is_imported():
                        env={**os.environ, "PYTHONPATH": str(ROOT)})
   assert run.returncode == 2 and run.stdout.strip() == "[]"
   assert run.stderr.strip() == "cnnjax: error: --repeats must be a positive integer, got '0'"
+
+
+def test_data_feeds_the_step_from_the_input_pipeline(digits_dir, capsys):
+  """`--data`: the step alone, fed by training's pipeline, and the pipeline
+  alone, from one process, with figures that agree with each other."""
+  assert cli.main(["bench", "--model", "lenet5", "--data", "digits", "--batch-size", "16",
+                   "--steps", "4", "--repeats", "3", "--peak-tflops", "1", "--format", "json",
+                   f"--config.dataset.data_dir={digits_dir}"]) == 0
+  (row,) = json.loads(capsys.readouterr().out)
+  assert (row["data"], row["recipe"], row["steps"], row["repeats"]) == ("digits", "resize", 4, 3)
+  for rate in ("images_per_sec", "end_to_end_images_per_sec", "input_images_per_sec"):
+    assert 0 < row[f"{rate}_min"] <= row[rate] <= row[f"{rate}_max"]
+  assert row["end_to_end_fraction"] == pytest.approx(row["end_to_end_images_per_sec"]
+                                                     / row["images_per_sec"])
+  assert row["limited_by"] == ("input" if row["input_images_per_sec"] < row["images_per_sec"]
+                               else "step")
+  # Fed by the pipeline, the step is no faster than the slower of the two
+  # alone, but for timing noise (a quarter: few steps, a shared machine).
+  slower = min(row["images_per_sec_max"], row["input_images_per_sec_max"])
+  assert row["end_to_end_images_per_sec_min"] <= 1.25 * slower
+  assert row["compile_cpu_s"] > 0
+  table = bench.table([row])
+  (shown,) = markdown_rows(table)
+  assert shown["data"] == "digits" and shown["limited by"] == row["limited_by"]
 
 
 def test_bench_input_times_a_recipe_on_generated_jpegs(capsys):

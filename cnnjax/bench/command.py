@@ -3,6 +3,7 @@
   cnnjax bench --model NAME|all [--image-size N] [--channels C] [--num-classes K]
                [--batch-size B] [--steps S] [--repeats R] [--dtype float32|bfloat16]
                [--format table|json] [--peak-tflops X] [--config.model.KEY=VALUE ...]
+               [--data DATASET [--recipe RECIPE] [--config.dataset.KEY=VALUE ...]]
 
 Times the compiled training step exactly as `cnnjax train` builds it, on
 synthetic data already on the devices (cnnjax.bench.timing says what is
@@ -11,6 +12,14 @@ input (`--model A,B,...` the models named), each in a process of its own (so
 that each one's peak memory is its own and a failure stops only that model),
 with a line per model on stderr.
 
+With `--data DATASET` (a dataset name as config.dataset.name takes it:
+digits, shapes, shapes/jpeg, a TFDS name, folder:PATH) the step is also
+timed fed by the real input pipeline training reads, with `--recipe` as
+config.dataset.train_preprocess (default the base config's) and
+`--config.dataset.KEY=VALUE` as training takes them: images/s end to
+end beside the step alone and the pipeline alone, and which of the two
+limits the run (cnnjax.bench.end_to_end). That path imports TensorFlow.
+
 JSON (`--format json`, on stdout): a list with one object per model, holding
 at least model, image_size, batch_size, dtype, images_per_sec, step_ms,
 compile_s, flops_per_image, achieved_tflops, mfu, peak_memory_bytes (None
@@ -18,8 +27,8 @@ where the backend does not report it), plus the range over repeats, the peak
 the MFU is relative to, and the platform, devices, processor and JAX version.
 
 This module imports neither JAX nor TensorFlow, so flag mistakes are reported
-at once; the whole bench path is free of TensorFlow, so it runs where only
-jax, flax, optax and orbax-checkpoint are installed.
+at once; without --data the whole bench path is free of TensorFlow, so it
+runs where only jax, flax, optax and orbax-checkpoint are installed.
 """
 
 import argparse
@@ -36,6 +45,8 @@ DEFAULT_REPEATS = 3
 # ResNet-50 at 224 batch 32) on one device.
 SMALL_INPUT = 32  # MNIST- and CIFAR-sized networks, whose batches are larger.
 DEFAULT_PER_DEVICE_BATCH = {"small": 128, "large": 32}
+FLAG_OF_DATASET_KEY = {"dataset.name": "--data", "dataset.train_preprocess": "--recipe",
+                       "dataset.image_size": "--image-size"}
 # Settings passed on to each model's process by `--model all`.
 ZOO_FLAGS = ("num_classes", "batch_size", "steps", "repeats", "dtype")
 
@@ -68,6 +79,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
   parser.add_argument("--peak-tflops", "--peak_tflops", dest="peak_tflops", metavar="X",
                       help="one device's peak TFLOP/s for the MFU (on the CPU backend the "
                            "processor's); default: measured by a large matmul of --dtype")
+  parser.add_argument("--data", metavar="DATASET",
+                      help="also time the step fed by training's input pipeline on this "
+                           "dataset (e.g. digits, shapes/jpeg), and the pipeline alone")
+  parser.add_argument("--recipe", metavar="RECIPE",
+                      help="with --data: the training augmentation, a registered name or ops "
+                           "joined by | (default: the base config's train_preprocess)")
 
 
 def _positive(text: str | None, flag: str, kind=int):
@@ -95,32 +112,78 @@ def _settings(args: argparse.Namespace) -> dict:
           "peak_tflops": _positive(args.peak_tflops, "--peak-tflops", float)}
 
 
-def _model_overrides(overrides: list[tuple[str, str]]) -> tuple[tuple[str, str], ...]:
-  """The `--config.model.KEY=VALUE` pairs; any other key is refused."""
-  for key, _ in overrides:
+def dataset_config(dataset: str, recipe: str | None, overrides=()):
+  """config.dataset as `cnnjax train` would have it: the base config's, with
+  `dataset`, `recipe` (default: the base config's) and the
+  ("dataset.KEY", "VALUE") `overrides`; a UserError naming the flag for a
+  bad dataset name or recipe. Free of JAX and TensorFlow, so `cnnjax bench`
+  checks its flags first."""
+  from cnnjax import config as config_lib
+  from cnnjax.data import datasets
+
+  config = config_lib.base_config()
+  config.dataset.name = datasets.canonical_name(dataset)
+  if recipe is not None:
+    config.dataset.train_preprocess = recipe
+  config.lock()
+  for key, text in overrides:
+    config_lib.override(config, key, text)
+  try:
+    config_lib.validate_dataset(config.dataset)
+  except UserError as error:
+    raise UserError(str(error).replace("config.dataset.train_preprocess", "--recipe")
+                    .replace("config.dataset.name", "--data")) from None
+  return config.dataset
+
+
+def _split_overrides(overrides: list[tuple[str, str]], data: str | None
+                     ) -> tuple[tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]]:
+  """The `--config.model.KEY=VALUE` pairs and, with --data, the
+  `--config.dataset.KEY=VALUE` ones; any other key is refused."""
+  model, dataset = [], []
+  for key, text in overrides:
     if key == "model.name":
       raise UserError("cnnjax bench takes the model from --model, not --config.model.name")
-    if not key.startswith("model."):
-      raise UserError(f"cnnjax bench takes only --config.model.KEY overrides, not "
-                      f"--config.{key}: it times the base config's update (SGD with momentum) "
-                      "on synthetic data; see --batch-size and --dtype")
-  return tuple(overrides)
+    if key in ("dataset.name", "dataset.train_preprocess", "dataset.image_size"):
+      raise UserError(f"cnnjax bench takes --config.{key} from "
+                      f"{FLAG_OF_DATASET_KEY[key]}")
+    if key.startswith("model."):
+      model.append((key, text))
+    elif key.startswith("dataset.") and data is not None:
+      dataset.append((key, text))
+    else:
+      raise UserError(f"cnnjax bench takes only --config.model.KEY overrides (and "
+                      f"--config.dataset.KEY with --data), not --config.{key}: it times the "
+                      "base config's update (SGD with momentum); see --batch-size and --dtype")
+  return tuple(model), tuple(dataset)
 
 
 def run(args: argparse.Namespace, overrides: list[tuple[str, str]]) -> int:
   """`cnnjax bench`; returns the exit status."""
   settings = _settings(args)
-  model_overrides = _model_overrides(overrides)
+  model_overrides, dataset_overrides = _split_overrides(overrides, args.data)
+  if args.recipe is not None and args.data is None:
+    raise UserError("--recipe is the augmentation of --data's pipeline; give --data DATASET")
   if args.model == "all" or "," in args.model:
-    if settings["image_size"] or settings["channels"] or model_overrides:
+    if settings["image_size"] or settings["channels"] or model_overrides or args.data:
       raise UserError("--model all (or A,B,...) runs each model at its native input and "
-                      "options; --image-size, --channels and --config.model.KEY need one "
-                      "--model NAME")
+                      "options; --image-size, --channels, --data and --config.model.KEY need "
+                      "one --model NAME")
     return _run_zoo(_zoo_names(args.model), settings, args.format)
+  dataset = (None if args.data is None
+             else dataset_config(args.data, args.recipe, dataset_overrides))
   case = make_case(args.model, settings, model_overrides)
-  from cnnjax.bench import timing as bench_timing
+  if dataset is None:
+    from cnnjax.bench import timing as bench_timing
 
-  row = bench_timing.measure(case, settings["peak_tflops"], say=_progress)
+    row = bench_timing.measure(case, settings["peak_tflops"], say=_progress)
+  else:
+    from cnnjax.bench import end_to_end
+
+    row = end_to_end.measure(case, dataset, settings["peak_tflops"], say=_progress)
+    _progress(f"{row['model']} on {row['data']}: {row['end_to_end_images_per_sec']:,.1f} "
+              f"images/s end to end, {row['input_images_per_sec']:,.1f} the input alone; "
+              f"limited by the {row['limited_by']}")
   _progress(f"{row['model']}: {_rate(row)}")
   print(json.dumps([row], indent=2) if args.format == "json" else table([row]))
   return 0
@@ -218,6 +281,11 @@ TABLE_COLUMNS = (
                   align=tables.RIGHT))
 
 
+END_TO_END_COLUMNS = (
+    tables.Column("data"), tables.Column("end to end images/s", format=",.1f"),
+    tables.Column("input alone images/s", format=",.1f"), tables.Column("limited by"))
+
+
 def _table_row(row: dict) -> dict:
   """A measurement as the table shows it, keyed by the headings (None: not reported)."""
   size, flops, memory, mfu = (row["image_size"], row["flops_per_image"],
@@ -227,15 +295,19 @@ def _table_row(row: dict) -> dict:
           "images/s (min–max)": _rate(row).replace(" images/s", ""), "ms/step": row["step_ms"],
           "compile s": row["compile_s"], "GFLOP/image": None if flops is None else flops / 1e9,
           "TFLOP/s": row["achieved_tflops"], "MFU": None if mfu is None else 100 * mfu,
-          "peak memory": None if memory is None else memory / 2**20}
+          "peak memory": None if memory is None else memory / 2**20,
+          "data": row.get("data"), "end to end images/s": row.get("end_to_end_images_per_sec"),
+          "input alone images/s": row.get("input_images_per_sec"),
+          "limited by": row.get("limited_by")}
 
 
 def table(rows: list[dict]) -> str:
   """A markdown table, headed by what the figures were measured on."""
   first = rows[0]
+  columns = TABLE_COLUMNS + (END_TO_END_COLUMNS if "data" in first else ())
   peak = (f"peak {first['peak_tflops']:.3g} TFLOP/s per device ({first['peak_source']}, "
           f"{first['dtype']} matmul)" if first["peak_source"] == "measured"
           else f"peak {first['peak_tflops']:.3g} TFLOP/s per device (given)")
   return (f"{first['device_count']} x {first['platform']} ({first['device_kind']}), "
           f"host CPU {first['host_cpu']}, JAX {first['jax_version']}; {peak}\n\n" +
-          tables.markdown([_table_row(row) for row in rows], TABLE_COLUMNS).rstrip("\n"))
+          tables.markdown([_table_row(row) for row in rows], columns).rstrip("\n"))

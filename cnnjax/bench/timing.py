@@ -28,6 +28,11 @@ What is measured:
   large square matmul of the same dtype, measured here) times the devices; on
   the CPU backend, whose devices share the processor's cores, the peak is the
   processor's (one device's matmul already uses every core).
+- compile_cpu_s: the processor seconds this process spent meanwhile (all
+  its threads), which a loaded machine inflates less than compile_s.
+- with `batches` (cnnjax.bench.end_to_end): the same step fed by a real input
+  pipeline, timed as above (same steps and repeats, each step waiting for its
+  batch): end_to_end_images_per_sec, with its range.
 - peak_memory_bytes: the largest `peak_bytes_in_use` of the devices'
   `memory_stats()`, read before the matmul; None where the backend reports
   none (CPU). It is the process's high-water mark, hence `cnnjax bench
@@ -42,7 +47,7 @@ import pathlib
 import platform
 import statistics
 import time
-from typing import Callable
+from typing import Callable, Iterator
 
 import jax
 import jax.numpy as jnp
@@ -170,33 +175,38 @@ def compiled_step(case: Case):
   return step.call.lower(step.state, step.batch, step.rng).compile()
 
 
-def _compile(step: _Step) -> tuple[float, float | None]:
-  """Seconds to trace, lower and compile the step, and its FLOPs (one device's program)."""
-  started = time.perf_counter()
+def _compile(step: _Step) -> tuple[float, float, float | None]:
+  """Seconds to trace, lower and compile the step (wall and processor), and
+  its FLOPs (one device's program)."""
+  started, cpu_started = time.perf_counter(), time.process_time()
   compiled = step.call.lower(step.state, step.batch, step.rng).compile()
   # The mapped step reuses this executable from JAX's caches (`_time` refuses a recompile).
-  seconds = time.perf_counter() - started
+  seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
   # Custom calls are invisible to XLA's cost analysis: cuDNN's and cuBLAS's
   # on a GPU (ResNet-50's step counted 0.41 of its 23.7 GFLOP an image on an
   # H200), oneDNN's convolutions on the CPU (cnnjax.kernels.onednn).
   flops = max(filter(None, (_flops(compiled), _flops_on_cpu(step))), default=None)
-  return seconds, flops
+  return seconds, cpu_seconds, flops
 
 
-def _time(step: _Step, case: Case) -> tuple[int, list[float]]:
-  """Steps per timing and the seconds of each of `case.repeats` timings."""
+def _time(step: _Step, case: Case, batches: Iterator | None = None,
+          steps_per_repeat: int | None = None) -> tuple[int, list[float]]:
+  """Steps per timing and the seconds of each of `case.repeats` timings, on
+  the synthetic batch or, given `batches`, on the next of them each step."""
+  next_batch = (lambda: step.batch) if batches is None else (lambda: next(batches))
   for _ in range(WARMUP_STEPS):
     started = time.perf_counter()
-    step.state, _ = step.call(step.state, step.batch, step.rng)
+    step.state, _ = step.call(step.state, next_batch(), step.rng)
     jax.block_until_ready(step.state)
     step_s = time.perf_counter() - started
-  steps_per_repeat = case.steps or max(1, round(SECONDS_PER_REPEAT / step_s))
+  steps_per_repeat = (steps_per_repeat or case.steps
+                      or max(1, round(SECONDS_PER_REPEAT / step_s)))
   seconds = []
   with _CompileCounter() as compilations:
     for _ in range(case.repeats):
       started = time.perf_counter()
       for _ in range(steps_per_repeat):
-        step.state, _ = step.call(step.state, step.batch, step.rng)
+        step.state, _ = step.call(step.state, next_batch(), step.rng)
       jax.block_until_ready(step.state)
       seconds.append(time.perf_counter() - started)
   if compilations.count:
@@ -227,14 +237,25 @@ def steps_timer(case: Case, say: Callable[[str], None] = lambda text: None
 
 
 def measure(case: Case, peak_tflops: float | None = None,
-            say: Callable[[str], None] = lambda text: None) -> dict:
+            say: Callable[[str], None] = lambda text: None,
+            batches: Iterator | None = None) -> dict:
   """Compiles and times the training step of `case`; the figures as a dict
-  (see cnnjax.bench for the keys). `say` receives progress lines."""
+  (see cnnjax.bench for the keys). `say` receives progress lines. Given
+  `batches` (on the devices, as `parallel.to_devices` yields them), the step
+  is timed on them too, after the synthetic timings."""
   per_device_batch = check_devices(case.batch_size)
   step = _build_step(case, per_device_batch, say)
-  compile_s, flops = _compile(step)
-  say(f"{case.model}: compiled in {compile_s:.1f} s; timing")
+  compile_s, compile_cpu_s, flops = _compile(step)
+  say(f"{case.model}: compiled in {compile_s:.1f} s ({compile_cpu_s:.1f} processor s); timing")
   steps_per_repeat, seconds = _time(step, case)
+  fed = {}
+  if batches is not None:
+    say(f"{case.model}: timing the step fed by the input pipeline")
+    _, fed_seconds = _time(step, case, batches, steps_per_repeat)
+    fed_rates = [case.batch_size * steps_per_repeat / s for s in fed_seconds]
+    fed = {"end_to_end_images_per_sec": statistics.median(fed_rates),
+           "end_to_end_images_per_sec_min": min(fed_rates),
+           "end_to_end_images_per_sec_max": max(fed_rates)}
   devices = jax.local_devices()
   memory = _peak_memory_bytes(devices)
   del step  # Frees the devices for the matmul.
@@ -255,6 +276,7 @@ def measure(case: Case, peak_tflops: float | None = None,
       "images_per_sec": images_per_sec, "images_per_sec_min": min(rates),
       "images_per_sec_max": max(rates), "step_ms": 1000 * case.batch_size / images_per_sec,
       "steps": steps_per_repeat, "repeats": case.repeats, "compile_s": compile_s,
+      "compile_cpu_s": compile_cpu_s, **fed,
       "flops_per_image": flops_per_image, "achieved_tflops": achieved,
       "mfu": achieved / total_peak if achieved else None,
       "peak_tflops": peak_tflops, "peak_source": peak_source,
