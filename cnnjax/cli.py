@@ -14,7 +14,7 @@ cnnjax.sweep.command).
   cnnjax filters | activations | occlusion | saliency | probe --workdir DIR --out DIR [...]
   cnnjax predict --workdir DIR IMAGE... [--top-k K] [--format text|json] [--step N | --best]
   cnnjax report [--claims] DIR... [--format md|csv|json]
-  cnnjax bench  --model NAME|all [--batch-size B] [--dtype D] [--format table|json] [...]
+  cnnjax bench  --model NAME|all [--batch-size B] [--dtype D] [--data DATASET] [...]
   cnnjax bench-input --recipe RECIPE [--image-size N] [--batch-size B] [--seconds S]
   cnnjax import-weights --model NAME --from FILE.safetensors --workdir DIR [--config PATH[:ARG]]
   cnnjax --version
@@ -221,11 +221,12 @@ COMMANDS = {
                       "cnnjax report [--claims] DIR... [--format md|csv|json]",
                       report.add_arguments, "cnnjax.report.compare:run", "none"),
     "bench": Command("time the compiled training step of a model, or of every model, on "
-                     "synthetic data: images/s, compile time, FLOPs, MFU, memory",
+                     "synthetic data (and, with --data, fed by the input pipeline): "
+                     "images/s, compile time, FLOPs, MFU, memory",
                      "cnnjax bench --model NAME|all [--image-size N] [--channels C] "
                      "[--num-classes K] [--batch-size B] [--steps S] [--repeats R] "
                      "[--dtype float32|bfloat16] [--format table|json] [--peak-tflops X] "
-                     "[--config.model.KEY=VALUE ...]",
+                     "[--config.model.KEY=VALUE ...] [--data DATASET [--recipe RECIPE]]",
                      bench.add_arguments, "cnnjax.bench.command:run", "model"),
     "bench-input": Command("time the input pipeline alone (JPEG decoding, a recipe's "
                            "augmentation, batching) on generated ImageNet-sized JPEG files",
