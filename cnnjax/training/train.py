@@ -323,6 +323,8 @@ def _train(plan: Plan, workdir: pathlib.Path, checkpointer: Checkpointer,
         example_ids.write(step, ids)
       if step == start_step + 1:  # Compilation is not throughput: start the clock after it.
         jax.block_until_ready(state)
+        # What `cnnjax bench` reports as compile_s, plus this one step.
+        _say(f"the first step took {time.perf_counter() - started:.1f} s, compiling it included")
         if is_writer:  # Once the step has run: its kernels are known.
           _record_start(plan, workdir, start_step, progress)
         throughput.restart()
