@@ -6,6 +6,7 @@ checkpoint; the finished sweep's summary is the local launcher's."""
 
 import csv
 import json
+import re
 import subprocess
 import sys
 import time
@@ -29,7 +30,7 @@ def _sweep(cluster, *arguments):
 
 def _submit(cluster, workdir, digits_dir):
   done = _sweep(cluster, "--config", ABLATION, "--workdir", str(workdir), "--seeds", "2",
-                "--launcher", "slurm", "--slurm.max-running", "2", "--slurm.cpus-per-run", "1",
+                "--launcher", "slurm", "--slurm.max-running", "1", "--slurm.cpus-per-run", "1",
                 f"--config.dataset.data_dir={digits_dir}", STEPS)
   assert done.returncode == 0, done.stdout + done.stderr[-3000:]
   return done.stdout
@@ -75,23 +76,26 @@ def test_a_sweep_on_slurm_submits_lists_resumes_and_ends_as_the_local_one(
 
   status = _status(slurm_cluster, workdir)
   assert sorted(status) == ["relu seed 0", "relu seed 1", "tanh seed 0", "tanh seed 1"]
-  assert all(row.split()[0] in ("pending", "running") for row in status.values()), status
+  # One run at a time (--slurm.max-running 1): the last task waits for the three others.
+  assert status["tanh seed 1"].startswith("pending"), status
+  assert all(row.split()[0] in ("pending", "running", "finished") for row in status.values())
   assert all(f"{job}_" in row for row in status.values()), status
 
   again = _submit(slurm_cluster, workdir, digits_dir)
-  assert "as SLURM job array" not in again
-  assert again.count("not submitted again") == 4, again
+  finished = int(re.search(r"(\d) of 4 runs already finished", again)[1])
+  assert "as SLURM job array" not in again and finished < 4, again
+  assert again.count("not submitted again") == 4 - finished, again
   assert len((workdir / "slurm" / "jobs.jsonl").read_text().splitlines()) == 1
 
-  # Cancel relu seed 0 (task 0) once it has logged a step, then let the rest finish.
-  run = workdir / "relu" / "seed0"
+  # Cancel tanh seed 1 (the last task) once it has logged a step; the others have finished.
+  run = workdir / "tanh" / "seed1"
   _wait(lambda: (run / "metrics.jsonl").exists() and
-        "train/loss" in (run / "metrics.jsonl").read_text(), "relu seed 0 to train")
-  slurm_cluster.run("scancel", f"{job}_0")
+        "train/loss" in (run / "metrics.jsonl").read_text(), "tanh seed 1 to train")
+  slurm_cluster.run("scancel", f"{job}_3")
   _wait(lambda: job not in _queued(slurm_cluster), "the array to end")
   status = _status(slurm_cluster, workdir)
-  assert status["relu seed 0"].startswith("interrupted"), status
-  assert all(status[name].startswith("finished") for name in status if name != "relu seed 0")
+  assert status["tanh seed 1"].startswith("interrupted"), status
+  assert all(status[name].startswith("finished") for name in status if name != "tanh seed 1")
 
   resubmitted = _submit(slurm_cluster, workdir, digits_dir)
   assert "seeds 0 to 1: 3 of 4 runs already finished; training 1" in resubmitted
