@@ -151,20 +151,16 @@ FAMILIES = {
     "vgg11_bn": ADAM | dict(model__stages=((8, (3,)), (16, (3,)), (32, (3, 3)), (32, (3, 3)),
                                            (32, (3, 3))), model__dense_features=64,
                             model__dropout_rate=0.0, dataset__image_size=32),
-    "googlenet_bn": ADAM | dict(dataset__image_size=32, model__dropout_rate=0.0),
     "resnet20": dict(dataset__image_size=8),
     "densenet_bc100": dict(model__block_config=(2, 2, 2), dataset__image_size=8),
 }
-# GoogLeNet's step compiles for longest (minutes on loaded cores): its control runs
-# the program its run compiled, on random labels.
-CONTROLS = {name: "learning_rate_zero" for name in FAMILIES} | {"googlenet_bn": "random_labels"}
+# GoogLeNet is not here: its two runs (googlenet_bn at 32 pixels, Adam, 100 steps:
+# 0.027, and on random labels 0.91, measured) took 7.8 minutes of one worker on an idle
+# 2-core machine, most of it compiling, which the suite's 10 minutes cannot hold.
+CONTROLS = {name: "learning_rate_zero" for name in FAMILIES}
 
 
-# GoogLeNet's two runs took 24 minutes on 2 cores loaded about 30 by other work
-# (measured; 15 minutes at load 35 was not enough): its limit is 30 minutes.
-@pytest.mark.parametrize("name", [pytest.param(name, marks=pytest.mark.timeout(1800))
-                                  if name == "googlenet_bn" else name
-                                  for name in sorted(FAMILIES)])
+@pytest.mark.parametrize("name", sorted(FAMILIES))
 def test_a_small_member_of_each_family_learns_digits_and_not_without_updates(
     name, digits_dir, tmp_path):
   settings = dict(batch_size=32, num_train_steps=50, log_every_steps=50,
@@ -175,7 +171,7 @@ def test_a_small_member_of_each_family_learns_digits_and_not_without_updates(
   error = final_error(config, tmp_path / "run")
   control = final_error(config, tmp_path / "control", CONTROLS[name])
   print(f"digits, {name}: {error:.3f}; {CONTROLS[name]}: {control:.3f}")
-  # Measured: 0.027 (googlenet_bn), 0.033 (alexnet, resnet20), 0.037 (vgg11_bn), 0.067
+  # Measured: 0.033 (alexnet, resnet20), 0.037 (vgg11_bn), 0.067
   # (densenet_bc100); 30% is a third of chance, and several times what the runs reach.
   assert error < 0.3
   assert control > 0.75  # Chance: 0.9 (measured: 0.87 to 0.93).

@@ -294,7 +294,7 @@ def test_too_small_inputs_name_the_minimum(name):
     ("alexnet", "pool5", (6, 6, 256)),
     ("alexnet_owt", "conv1", (55, 55, 64)),
     ("alexnet_owt", "pool5", (6, 6, 256)),
-    ("vgg16", "pool5", (7, 7, 512)),
+    ("vgg_d", "pool5", (7, 7, 512)),
     ("vgg_c", "conv3_3", (56, 56, 256)),
     # GoogLeNet Table 1.
     ("googlenet", "conv1", (112, 112, 64)),

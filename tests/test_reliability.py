@@ -22,6 +22,7 @@ from helpers import CTRL_C_REACHES_IT, LENET_DIGITS, ROOT
 
 from cnnjax import cli
 from cnnjax import config as config_lib
+from cnnjax.data import pipeline as pipeline_lib
 from cnnjax.training import parallel, steps, train
 from cnnjax.training.stopping import DIVERGED_STATUS, INTERRUPTED_STATUS, PREEMPTED_STATUS, Diverged
 from cnnjax.workdir import metrics as metrics_lib
@@ -181,7 +182,7 @@ def test_a_failed_background_save_stops_the_run_within_one_interval(digits_dir, 
 
 def _poison_batch(monkeypatch, step: int):
   """Makes the batch of `step` (1-based) hold a NaN pixel, as a corrupt image would."""
-  original = train.InputPipeline.train_batches
+  original = pipeline_lib.InputPipeline.train_batches
 
   def train_batches(self, process_batch, start_step=0):
     for index, batch in enumerate(original(self, process_batch, start_step), start_step + 1):
@@ -190,7 +191,7 @@ def _poison_batch(monkeypatch, step: int):
         batch["image"][0, 0, 0, 0, 0] = np.nan
       yield batch
 
-  monkeypatch.setattr(train.InputPipeline, "train_batches", train_batches)
+  monkeypatch.setattr(pipeline_lib.InputPipeline, "train_batches", train_batches)
 
 
 def test_a_nan_stops_the_run_naming_the_step_and_saves_nothing_of_it(
