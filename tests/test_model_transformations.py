@@ -23,25 +23,12 @@ import optax
 import pytest
 from flax import linen as nn
 
+from small_members import GoogLeNetStem
+
 from cnnjax import kernels
-from cnnjax.models import create_model, googlenet, layers
+from cnnjax.models import create_model
 
 BATCH = 2
-
-
-class GoogLeNetStem(nn.Module):
-  """GoogLeNet's layers up to and with inception 3a (Table 1), then its head."""
-
-  @nn.compact
-  def __call__(self, images: jax.Array, *, train: bool) -> jax.Array:
-    conv = functools.partial(layers.ConvNormAct, kernel_init=googlenet.XAVIER)
-    lrn = layers.lrn("paper")
-    x = conv(64, 7, strides=2, name="conv1")(images, train=train)
-    x = lrn(layers.max_pool_ceil(x, 3, 2))
-    x = conv(64, 1, name="conv2_reduce")(x, train=train)
-    x = layers.max_pool_ceil(lrn(conv(192, 3, name="conv2")(x, train=train)), 3, 2)
-    x = googlenet.Inception(googlenet.INCEPTION["3a"], conv, name="inception3a")(x, train=train)
-    return nn.Dense(10, name="fc")(jnp.mean(x, axis=(1, 2)))
 
 
 # Family: (the network, its input side, channels).
@@ -52,7 +39,7 @@ FAMILIES: dict[str, tuple[Any, int, int]] = {
                              dense_features=16), 67, 3),
     "vgg11": (create_model("vgg11", num_classes=10, dense_features=16, stages=(
         (8, (3,)), (8, (3,)), (16, (3, 3)), (16, (3, 3)), (16, (3, 3)))), 32, 3),
-    "googlenet": (GoogLeNetStem(), 32, 3),
+    "googlenet": (GoogLeNetStem(num_classes=10), 32, 3),
     "resnet20": (create_model("resnet20", num_classes=10, stage_sizes=(1, 1, 1)), 8, 3),
     "densenet_bc100": (create_model("densenet_bc100", num_classes=10, block_config=(1, 1, 1)),
                        8, 3),
