@@ -6,7 +6,6 @@ resuming the two-process run from its checkpoint; killing one process."""
 import json
 import os
 import pathlib
-import shutil
 import signal
 import socket
 import subprocess
@@ -124,10 +123,17 @@ def _identical(a, b) -> bool:
                                                    strict=True))
 
 
-def test_two_processes_train_as_one_and_resume_identically(digits_dir, tmp_path):
-  straight, resumed = tmp_path / "two", tmp_path / "resumed"
-  _finish(_launch(straight, digits_dir), straight)
+@pytest.fixture(scope="module")
+def two_process_run(digits_dir, tmp_path_factory) -> pathlib.Path:
+  """The workdir of an uninterrupted two-process run of STEPS steps: the
+  reference that the tests training the same run another way compare with."""
+  workdir = tmp_path_factory.mktemp("two_processes") / "run"
+  _finish(_launch(workdir, digits_dir), workdir)
+  return workdir
 
+
+def test_two_processes_train_as_one(two_process_run, digits_dir, tmp_path):
+  straight = two_process_run
   # The same run in this process, on its four devices: the same global batches.
   plan = train.plan(tiny_config(digits_dir, **OVERRIDES))
   train.train_and_evaluate(plan, tmp_path / "one")
@@ -146,17 +152,6 @@ def test_two_processes_train_as_one_and_resume_identically(digits_dir, tmp_path)
   assert records[-1]["eval/loss"] == pytest.approx(reference[-1]["eval/loss"], abs=1e-5)
   assert f"step {STEPS}: eval/loss=" in pathlib.Path(f"{straight}.p0.log").read_text()
   assert "eval/loss=" not in pathlib.Path(f"{straight}.p1.log").read_text()
-
-  # Resume: the run as it stood at step EVERY, restarted by both processes (told
-  # by environment variables this time) to step STEPS.
-  shutil.copytree(straight, resumed, ignore=shutil.ignore_patterns(str(STEPS)))
-  assert sorted(os.listdir(resumed / "checkpoints")) == [str(EVERY)]
-  _finish(_launch(resumed, digits_dir, use_environment=True), resumed)
-  assert f"resuming from the checkpoint at step {EVERY}" in pathlib.Path(
-      f"{resumed}.p0.log").read_text()
-  again = _final_state(plan, resumed)
-  print(f"max |resumed - straight| two-process state: {_max_difference(again, two):.3g}")
-  assert _identical(again, two)
 
 
 @pytest.mark.parametrize("flags, message", [
@@ -315,14 +310,15 @@ def _lost_one(processes, workdir: pathlib.Path, victim: int) -> None:
             or (path / "commit_success.txt").exists()), path
 
 
-def test_a_storm_of_lost_processes_resumes_bitwise(digits_dir, tmp_path):
+def test_a_storm_of_lost_processes_resumes_bitwise(two_process_run, digits_dir, tmp_path):
   """One process of a two-process run killed three times, during a step (the
   whole process, its training child following), amid a save's array writes
   (its training child only) and as an evaluation begins, each followed by a
-  relaunch of both: the run ends as the uninterrupted one, bitwise, with the
-  same metrics. scripts/peer_kill_storm.py does the same at random, 20 times."""
-  straight, workdir = tmp_path / "straight", tmp_path / "stormed"
-  _finish(_launch(straight, digits_dir), straight)
+  relaunch of both; the last relaunch, told its cluster by environment
+  variables, resumes from the step saved before that evaluation: the run ends
+  as the uninterrupted one, bitwise, with the same metrics.
+  scripts/peer_kill_storm.py does the same at random, 20 times."""
+  straight, workdir = two_process_run, tmp_path / "stormed"
 
   processes = _launch(workdir, digits_dir)
   try:
@@ -331,7 +327,9 @@ def test_a_storm_of_lost_processes_resumes_bitwise(digits_dir, tmp_path):
     _lost_one(processes, workdir, victim=1)
   finally:
     _kill(processes)
-  for victim, fault in ((0, "kill@writing#1"), (1, "kill@cnnjax.training.train:evaluate#1")):
+  # From scratch, step EVERY saved, then killed amid the writes of step STEPS's save;
+  # resumed from EVERY, killed as the evaluation of step STEPS begins (before its save).
+  for victim, fault in ((0, f"kill@writing:{STEPS}"), (1, "kill@cnnjax.training.train:evaluate#1")):
     processes = _launch(workdir, digits_dir, faults=tuple(
         fault if index == victim else "" for index in range(2)))
     try:
@@ -339,7 +337,9 @@ def test_a_storm_of_lost_processes_resumes_bitwise(digits_dir, tmp_path):
       assert "fault: kill at " in pathlib.Path(f"{workdir}.p{victim}.log").read_text()
     finally:
       _kill(processes)
-  _finish(_launch(workdir, digits_dir), workdir)
+  _finish(_launch(workdir, digits_dir, use_environment=True), workdir)
+  assert f"resuming from the checkpoint at step {EVERY}" in pathlib.Path(
+      f"{workdir}.p0.log").read_text()
 
   plan = train.plan(tiny_config(digits_dir, **OVERRIDES))
   assert _identical(_final_state(plan, workdir), _final_state(plan, straight))
