@@ -586,7 +586,8 @@ def _alive(pid: int) -> bool:
 
 
 def test_a_slurm_sweep_where_slurm_does_not_answer_is_one_line_and_creates_nothing(tmp_path):
-  """No SLURM client, or one without a cluster: one line before DIR exists."""
+  """SLURM's clients told to read a configuration that is not there: one line
+  at once (the clients themselves take a minute to fail), before DIR exists."""
   env = {**os.environ, "SLURM_CONF": str(tmp_path / "no-such-slurm.conf")}
   done = subprocess.run([sys.executable, "-m", "cnnjax", "sweep", "--config",
                          str(ROOT / "tests" / "sweep_lenet_digits.py"), "--workdir",
@@ -594,7 +595,29 @@ def test_a_slurm_sweep_where_slurm_does_not_answer_is_one_line_and_creates_nothi
                         capture_output=True, text=True, cwd=ROOT, env=env, timeout=120)
   assert done.returncode == 2, done.stderr
   assert done.stderr.startswith("cnnjax: error: ") and len(done.stderr.splitlines()) == 1
-  assert "squeue" in done.stderr or "sbatch" in done.stderr
+  assert f"SLURM_CONF={tmp_path / 'no-such-slurm.conf'} is not a file" in done.stderr
+  assert not (tmp_path / "sweep").exists()
+
+
+def test_a_slurm_sweep_whose_squeue_fails_is_one_line_and_creates_nothing(tmp_path):
+  """A scheduler that does not answer (here clients that fail as SLURM's do
+  without a controller): squeue's own words in one line, before DIR exists."""
+  clients = tmp_path / "bin"
+  clients.mkdir()
+  for name in ("sbatch", "scontrol", "squeue"):
+    (clients / name).write_text("#!/bin/sh\necho 'squeue: error: Unable to contact slurm "
+                                "controller (connect failure)' >&2\nexit 1\n")
+    (clients / name).chmod(0o755)
+  env = {**os.environ, "PATH": f"{clients}:{os.environ['PATH']}"}
+  env.pop("SLURM_CONF", None)
+  done = subprocess.run([sys.executable, "-m", "cnnjax", "sweep", "--config",
+                         str(ROOT / "tests" / "sweep_lenet_digits.py"), "--workdir",
+                         str(tmp_path / "sweep"), "--launcher", "slurm"],
+                        capture_output=True, text=True, cwd=ROOT, env=env, timeout=120)
+  assert done.returncode == 2, done.stderr
+  assert done.stderr == ("cnnjax: error: SLURM's squeue failed (is this a machine that submits "
+                         "SLURM jobs?): squeue: error: Unable to contact slurm controller "
+                         "(connect failure)\n"), done.stderr
   assert not (tmp_path / "sweep").exists()
 
 

@@ -153,8 +153,19 @@ def read_jobs(workdir: pathlib.Path) -> dict[str, dict]:
   return runs
 
 
+def check_configuration(environ=os.environ) -> None:
+  """A SLURM_CONF naming no file is a UserError at once: SLURM's clients, told
+  to read a file that is not there, take about a minute to fail (squeue and
+  sbatch: 59 s each, measured with Debian's slurm-wlm 22.05)."""
+  path = environ.get("SLURM_CONF")
+  if path and not os.path.isfile(path):
+    raise UserError(f"SLURM_CONF={path} is not a file: point it at the cluster's slurm.conf, "
+                    "or unset it to use the system's")
+
+
 def queue() -> dict[str, tuple[str, str]]:
   """This user's queued and running array tasks: job id (`123_4`) -> (state, reason)."""
+  check_configuration()
   done = subprocess.run([client("squeue"), "--noheader", "--array", "--me",
                          "--format=%i|%T|%r"], capture_output=True, text=True)
   if done.returncode != 0:
