@@ -57,7 +57,7 @@ from cnnjax.bench import input_pipeline as bench_input
 from cnnjax.data import command as data_command
 from cnnjax.errors import USAGE_ERROR_STATUS, StopRun, UserError
 from cnnjax.pretrained import import_weights
-from cnnjax.report import compare as report
+from cnnjax.report import command as report
 from cnnjax.sweep import command as sweep
 from cnnjax.training import stopping
 from cnnjax.workdir.config_file import EVAL_OVERRIDES
@@ -219,7 +219,7 @@ COMMANDS = {
                       "errors, one row per run and evaluation mode; or, with --claims, every "
                       "sweep's claims with their verdicts",
                       "cnnjax report [--claims] DIR... [--format md|csv|json]",
-                      report.add_arguments, "cnnjax.report.compare:run", "none"),
+                      report.add_arguments, "cnnjax.report.command:run", "none"),
     "bench": Command("time the compiled training step of a model, or of every model, on "
                      "synthetic data (and, with --data, fed by the input pipeline): "
                      "images/s, compile time, FLOPs, MFU, memory",
