@@ -58,10 +58,13 @@ def train(args, overrides) -> int:
     with parallel.own_workdir(args.workdir):
       if _already_complete(config, args.workdir):
         return 0
-      _say(f"preparing {config.dataset.name} and the input pipeline")
       from cnnjax.training import train as train_lib
 
-      plan = train_lib.plan(config)
+      # Everything that needs no data, a fine-tuning source's weights
+      # included, is refused before this line.
+      checked = train_lib.check(config, workdir=args.workdir)
+      _say(f"preparing {config.dataset.name} and the input pipeline")
+      plan = train_lib.plan(config, checked=checked)
       train_lib.train_and_evaluate(plan, args.workdir,
                                    allow_config_change=args.allow_config_change)
   return 0

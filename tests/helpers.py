@@ -1,5 +1,7 @@
-"""Small configs for tests: the real code paths on tiny data."""
+"""Small configs for tests: the real code paths on tiny data; and the
+repository's scripts as modules."""
 
+import importlib.util
 import os
 import pathlib
 import re
@@ -12,6 +14,15 @@ from cnnjax import config as config_lib
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 LENET_DIGITS = str(ROOT / "experiments" / "lenet5_digits.py")
+
+
+def script(name: str):
+  """scripts/NAME.py as a module (the scripts are not a package), for tests
+  of what a script checks, renders or runs."""
+  spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
 
 
 def tiny_config(data_dir: str, **overrides):

@@ -1,7 +1,6 @@
 """`cnnjax bench`: the real train step timed without TensorFlow, figures that
 hang together, and bad input refused in one line before anything compiles."""
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -10,13 +9,12 @@ import time
 
 import jax
 import pytest
-from helpers import ROOT, markdown_rows
+from helpers import ROOT, markdown_rows, script
 
-from cnnjax import cli, models
+from cnnjax import cli, kernels, models
 from cnnjax.analysis import summary
 from cnnjax.bench import command as bench
 from cnnjax.bench import timing as bench_timing
-from cnnjax import kernels
 from cnnjax.kernels import onednn
 from cnnjax.training import parallel
 
@@ -150,13 +148,6 @@ def test_flops_are_counted_with_xlas_own_convolutions():
     assert compiled < 0.5 * on_cpu
 
 
-def _script(name: str):
-  spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
-
-
 # Three instructions of a bfloat16 ResNet step as XLA's GPU backend compiles
 # them (cuDNN and cuBLAS calls), shortened, with one float32 product planted.
 GPU_HLO = """
@@ -171,7 +162,7 @@ GPU_HLO = """
 
 
 def test_check_step_precision_reads_library_calls_and_their_operand_types():
-  products = _script("check_step_precision").products(GPU_HLO)
+  products = script("check_step_precision").products(GPU_HLO)
   assert products == [
       {"kind": "__cudnn$convForward", "operands": ("bf16", "bf16"), "dim_labels": "b01f_o01i->b01f"},
       {"kind": "__cublas$gemm", "operands": ("f32", "f32"), "dim_labels": ""}]
@@ -179,7 +170,7 @@ def test_check_step_precision_reads_library_calls_and_their_operand_types():
 
 def test_check_step_precision_finds_the_products_of_a_compiled_cpu_step():
   case = bench_timing.Case("lenet5_modern", 32, 1, 10, 4, "float32", steps=None, repeats=1)
-  products = _script("check_step_precision").products(bench_timing.compiled_step(case).as_text())
+  products = script("check_step_precision").products(bench_timing.compiled_step(case).as_text())
   kinds = {product["kind"] for product in products}
   # LeNet-5's convolutions are oneDNN's custom calls where it is built, else XLA's.
   convolutions = set(onednn.TARGETS) if onednn.available() else {"convolution"}

@@ -2,22 +2,15 @@
 every option of every subcommand says what it does."""
 
 import argparse
-import importlib.util
 
 import doc_pages
+from helpers import script
 
 from cnnjax import cli
 
 
-def _script(name: str):
-  spec = importlib.util.spec_from_file_location(name, doc_pages.ROOT / "scripts" / f"{name}.py")
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
-
-
 def test_cli_reference_is_up_to_date():
-  make_cli_docs = _script("make_cli_docs")
+  make_cli_docs = script("make_cli_docs")
   page = doc_pages.ROOT / "docs" / "cli.md"
   assert page.read_text() == make_cli_docs.render(), (
       f"docs/cli.md is stale: run `{make_cli_docs.REGENERATE}`")

@@ -34,13 +34,13 @@ imports no JAX; the model options come from the registry (cnnjax.models).
 """
 
 import argparse
-import importlib.util
 import re
 import shlex
 
 import doc_pages
 import ml_collections
 import pytest
+from helpers import script
 
 from cnnjax import cli
 from cnnjax import config as config_lib
@@ -228,11 +228,7 @@ def test_the_documentation_has_commands_to_check():
 
 def test_ci_runs_the_readmes_first_command_and_a_getting_started_block():
   """What scripts/run_doc_commands.py (.ci/run) runs end to end: the marked blocks."""
-  spec = importlib.util.spec_from_file_location(
-      "run_doc_commands", doc_pages.ROOT / "scripts" / "run_doc_commands.py")
-  script = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(script)
-  marked = script.marked_blocks()
+  marked = script("run_doc_commands").marked_blocks()
   assert [page for page, _, _ in marked] == ["README.md", "docs/getting-started.md"]
   assert "cnnjax train --config experiments/lenet5_digits.py --workdir runs/lenet5_digits" in (
       marked[0][2])

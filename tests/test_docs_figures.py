@@ -1,21 +1,15 @@
 """No measured figure has two values on two pages (scripts/check_doc_figures.py
 says how it decides), and the check finds a conflict when there is one."""
 
-import importlib.util
-
-import doc_pages
 import pytest
+from helpers import script
 
 TABLE = "| experiment | test error |\n| --- | ---: |\n| `lenet5_shapes.py` | 23.75% |\n"
 
 
 @pytest.fixture(scope="module")
 def check():
-  path = doc_pages.ROOT / "scripts" / "check_doc_figures.py"
-  spec = importlib.util.spec_from_file_location("check_doc_figures", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+  return script("check_doc_figures")
 
 
 def test_no_figure_has_two_values_on_two_pages(check):

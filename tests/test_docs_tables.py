@@ -3,22 +3,18 @@ scripts/render_docs_tables.py writes from docs/data/*.json; each JSON table
 says how it was measured and is shown on one page; the zoo's JSON lists
 the registry's models with their inputs and options."""
 
-import importlib.util
 import json
 
 import doc_pages
 import pytest
+from helpers import script
 
 from cnnjax import models
 
 
 @pytest.fixture(scope="module")
 def render():
-  path = doc_pages.ROOT / "scripts" / "render_docs_tables.py"
-  spec = importlib.util.spec_from_file_location("render_docs_tables", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+  return script("render_docs_tables")
 
 
 def test_tables_match_their_json(render):

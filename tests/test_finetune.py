@@ -3,6 +3,7 @@ with layers left fresh, frozen, or learning at their own rate; and the
 mistakes a user makes there, each one line before anything is compiled."""
 
 import functools
+import shutil
 
 import jax
 import jax.numpy as jnp
@@ -106,14 +107,28 @@ def test_a_frozen_batchnorm_keeps_its_running_statistics():
 
 
 def test_mistakes_are_one_line_before_compiling(digits_dir, source, tmp_path):
+  run = tmp_path / "run"  # A run about to start there, from config.init_from.
   with pytest.raises(UserError, match="is neither a workdir with checkpoints"):
-    train.plan(tiny_config(digits_dir, init_from=str(tmp_path / "missing")))
+    train.check(tiny_config(digits_dir, init_from=str(tmp_path / "missing")), workdir=run)
   with pytest.raises(UserError, match="has no checkpoint of step 4 .it has 3, 6."):
-    train.plan(tiny_config(digits_dir, init_from=str(source), init_from_step=4))
+    train.check(tiny_config(digits_dir, init_from=str(source), init_from_step=4), workdir=run)
   with pytest.raises(UserError, match=r"config.frozen: '\^conv1/' matches no parameter"):
-    train.plan(tiny_config(digits_dir, init_from=str(source), frozen=("^conv1/",)))
+    train.check(tiny_config(digits_dir, init_from=str(source), frozen=("^conv1/",)), workdir=run)
   with pytest.raises(UserError, match="not a regular expression"):
     train.plan(tiny_config(digits_dir, frozen=("C1[",)))
+
+
+def test_the_source_is_read_only_by_a_run_that_starts_from_it(digits_dir, source, tmp_path):
+  """A workdir with a checkpoint of its own resumes from it, and a plan (what
+  `cnnjax eval` builds) never reads the source: a fine-tuned run still
+  evaluates and resumes once its source has been moved away."""
+  config = tiny_config(digits_dir, init_from=str(tmp_path / "moved"))
+  train.plan(config)
+  resumed = tmp_path / "resumed"  # Checkpoints of its own (the source's steps 3 and 6).
+  shutil.copytree(source / "checkpoints", resumed / "checkpoints")
+  train.check(config, workdir=resumed)
+  with pytest.raises(UserError, match="is neither a workdir with checkpoints"):
+    train.check(config, workdir=tmp_path / "new")
 
 
 def test_another_network_names_the_first_difference_and_the_fix_before_the_data(
@@ -121,17 +136,18 @@ def test_another_network_names_the_first_difference_and_the_fix_before_the_data(
   """The paper's LeNet-5 connects C3 partially; the modern one fully: C3's
   kernel differs. Refused from the checkpoint's shapes, before the dataset is
   prepared (its data dir is never made), with this model's own layer names."""
-  data_dir = tmp_path / "tfds"
+  data_dir, run = tmp_path / "tfds", tmp_path / "run"
   config = tiny_config(str(data_dir), model__name="lenet5_modern", init_from=str(source))
   with pytest.raises(UserError, match=r"params C3/kernel is .* there and .* here.*"
                                       r"""init_from_exclude='\("\^C3/",\)'"""):
-    train.plan(config)
+    train.check(config, workdir=run)
   assert not data_dir.exists()
   # CIFAR-100: colour images and 100 classes; only the ImageNet-free table is read.
   with pytest.raises(UserError, match=r"params C1/kernel is \[5, 5, 1, 6\] there and "
                                       r"\[5, 5, 3, 6\] here \(and 2 more\).*"
                                       r"""'\("\^C1/", "\^output/",\)'"""):
-    train.plan(tiny_config(str(data_dir), init_from=str(source), dataset__name="cifar100"))
+    train.check(tiny_config(str(data_dir), init_from=str(source), dataset__name="cifar100"),
+                workdir=run)
   assert not data_dir.exists()
 
 

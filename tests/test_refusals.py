@@ -3,12 +3,14 @@ or the shapes of the weights come before any dataset is prepared or any step
 compiled: each is one line, and the data dir of the run is never made (the
 digits dataset is built in it on first use)."""
 
+import jax
 import numpy as np
 import pytest
 from helpers import LENET_DIGITS, hold
 
-from cnnjax import cli
+from cnnjax import cli, models
 from cnnjax import config as config_lib
+from cnnjax.data import describe
 from cnnjax.workdir import config_file as workdir_lib
 from cnnjax.workdir.checkpoint import Checkpointer
 
@@ -60,6 +62,29 @@ def test_eval_of_a_workdir_a_training_owns_is_refused_before_the_data(trained, c
     holder.kill()
     holder.wait()
   assert f"{workdir} is in use by `cnnjax train` (process {holder.pid} " in error
+  assert not data_dir.exists()
+
+
+def test_a_fine_tuning_source_that_does_not_fit_is_refused_before_the_data(tmp_path, capsys):
+  """LeNet-5's weights for 1000 classes (an ImageNet-sized classifier) to
+  fine-tune on the 10 digits, without leaving the classifier fresh: refused
+  from the checkpoint's shapes, naming this model's own layer, before the
+  dataset is prepared or anything compiled."""
+  source, data_dir = tmp_path / "source", tmp_path / "tfds"
+  config = config_lib.from_command_line(LENET_DIGITS, [])
+  spec = describe(config.dataset)
+  size = config_lib.input_size(config, spec)
+  model = models.from_config(config, "batch", num_classes=1000)
+  shapes = jax.eval_shape(lambda images: model.init(jax.random.key(0), images, train=False),
+                          jax.ShapeDtypeStruct((1, size, size, spec.channels), np.float32))
+  checkpointer = Checkpointer(source / "checkpoints", keep=1)
+  checkpointer.save(0, jax.tree.map(lambda leaf: np.zeros(leaf.shape, leaf.dtype), shapes))
+  checkpointer.close()
+  error = _refused(["train", "--config", LENET_DIGITS, "--workdir", str(tmp_path / "tuned"),
+                    f"--config.dataset.data_dir={data_dir}", f"--config.init_from={source}"],
+                   capsys)
+  assert "params output/bias is [1000] there and [10] here (and 1 more)" in error
+  assert """--config.init_from_exclude='("^output/",)'""" in error
   assert not data_dir.exists()
 
 

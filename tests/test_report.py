@@ -514,7 +514,9 @@ def test_the_claims_table_gathers_every_sweep_under_the_directories(tmp_path, ca
           relu_row["train time"], relu_row["wall time"]) == (
       "AlexNet §3.1, Figure 1", "2.00x", "reproduced", "3", "0:01:15", "0:12:34")
   low, high = lower.claims[0].effect_low, lower.claims[0].effect_high
-  assert lrn_row["measured"] == f"+2.33 pts (95%: {100 * low:+.2f} pts to {100 * high:+.2f} pts)"
+  # Worded as the sweep's summary words effects (cnnjax.sweep.spec.effect_text).
+  assert lrn_row["measured"] == (f"+2.33 points (95%: {100 * low:+.2f} points to "
+                                 f"{100 * high:+.2f} points)")
   assert lrn_row["verdict"] == f"inconclusive (~{lower.claims[0].seeds_to_settle} seeds would " \
                                "settle it)"
   assert lrn_row["setting"] == "`lrn.py:shapes`"

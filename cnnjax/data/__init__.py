@@ -15,7 +15,8 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
-from cnnjax.data.datasets import DATASETS, DatasetSpec, dataset_spec, describe  # noqa: E402
+from cnnjax.data.datasets import DATASETS, DatasetSpec, dataset_spec  # noqa: E402
+from cnnjax.data.lookup import describe  # noqa: E402
 
 _PIPELINE_NAMES = ("InputPipeline", "open_builder")
 

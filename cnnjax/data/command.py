@@ -37,7 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args, overrides) -> int:
   from cnnjax import config as config_lib
-  from cnnjax.data import datasets
+  from cnnjax.data import datasets, lookup
 
   config = config_lib.base_config()
   config.lock()
@@ -48,7 +48,7 @@ def run(args, overrides) -> int:
     config_lib.override(config, key, text)
   config.dataset.name = datasets.canonical_name(args.name)
   config_lib.validate_dataset(config.dataset)
-  datasets.describe(config.dataset, splits=False)  # Its mistakes, before any preparing.
+  lookup.describe(config.dataset, splits=False)  # Its mistakes, before any preparing.
   if args.format == "json":  # Status lines (preparing, computing) to stderr: stdout is JSON.
     with contextlib.redirect_stdout(sys.stderr):
       description = describe(config.dataset)

@@ -7,8 +7,10 @@ Three kinds of `config.dataset.name`:
   (cnnjax.data.tfds_info reads what it needs from its DatasetInfo);
 - `folder:PATH`, a folder of images in class sub-folders (cnnjax.data.folders).
 
-Kept free of TensorFlow so a config can be checked (dataset name, classes,
-image size) before any input pipeline or device work starts.
+This module holds the table and the names; cnnjax.data.lookup describes a
+dataset of any kind. Kept free of TensorFlow so a config can be checked
+(dataset name, classes, image size) before any input pipeline or device work
+starts.
 """
 
 import dataclasses
@@ -74,45 +76,6 @@ def dataset_spec(name: str) -> DatasetSpec:
     raise UserError(f"unknown dataset {name!r} (config.dataset.name); supported: "
                     f"{', '.join(sorted(DATASETS))}")
   return DATASETS[name]
-
-
-def describe(dataset, splits: bool = True) -> DatasetSpec:
-  """What cnnjax trains with on `dataset` (config.dataset: its name and
-  data_dir), any kind; a UserError naming what is wrong with it, and with
-  `splits`, naming a train or eval split it lacks. A folder is checked (its
-  class folders, without decoding), a TFDS dataset looked up (without
-  TensorFlow); neither is prepared here. (A table dataset's splits are
-  checked when it is opened.)"""
-  if dataset.name in DATASETS:
-    return DATASETS[dataset.name]
-  if is_folder(dataset.name):
-    from cnnjax.data import folders
-
-    folder = folders.scan(folder_path(dataset.name))
-    if splits:
-      check_splits(dataset, folder.splits)
-    return folder.spec
-  from cnnjax.data import tfds_info
-
-  builder = tfds_info.open_builder(dataset.name, dataset.data_dir)
-  if splits:
-    check_splits(dataset, list(builder.info.splits))
-  return tfds_info.spec(dataset.name, builder)
-
-
-def check_splits(dataset, available) -> None:
-  """A UserError naming config.dataset.train_split or eval_split if a split
-  it reads ("train", "train[:90%]", "train+validation") is not `available`
-  (none: TFDS does not say, as under tfds.testing.mock_data)."""
-  if not available:
-    return
-  for key in ("train_split", "eval_split"):
-    for part in dataset[key].split("+"):
-      split = part.partition("[")[0].strip()
-      if split not in available:
-        raise UserError(f"dataset {dataset.name!r} has no split {split!r} "
-                        f"(config.dataset.{key}={dataset[key]!r}); it has "
-                        f"{', '.join(available)}: set config.dataset.{key} to one of them")
 
 
 def is_folder(name: str) -> bool:

@@ -28,7 +28,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 from google.protobuf import json_format
 
-from cnnjax.data.datasets import TFDS_BUILD, DatasetSpec
+from cnnjax.data.datasets import DATASETS, TFDS_BUILD, DatasetSpec
 from cnnjax.errors import UserError
 
 MANUAL_DOWNLOAD = ("it needs files downloaded by hand: put them in {dir}/downloads/manual as "
@@ -68,8 +68,6 @@ def how_to_get(builder: tfds.core.DatasetBuilder) -> str:
 
 
 def unknown_name(name: str, root: str) -> str:
-  from cnnjax.data.datasets import DATASETS
-
   known = list(dict.fromkeys([*DATASETS, *tfds.list_builders()]))
   close = difflib.get_close_matches(name.partition("/")[0], known, n=3)
   guess = f"; did you mean {' or '.join(map(repr, close))}?" if close else ""

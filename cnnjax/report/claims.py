@@ -20,7 +20,8 @@ import pathlib
 
 from cnnjax import tables
 from cnnjax.errors import UserError
-from cnnjax.report.compare import CONFIG_FILE, SWEEP_FILE, json_object
+from cnnjax.report.compare import CONFIG_FILE, SWEEP_FILE, duration, sweep_entries
+from cnnjax.sweep import spec as sweep_spec
 
 
 @dataclasses.dataclass
@@ -76,14 +77,7 @@ def _count(value) -> int | None:
 
 def read_claims(directory: pathlib.Path) -> list[ClaimRow]:
   """The claims of the sweep in `directory`, a UserError if its sweep.json is damaged."""
-  path = directory / SWEEP_FILE
-  sweep = json_object(path, "rerun `cnnjax sweep ... --summarize` to rebuild it")
-  claims = sweep.get("claims")
-  if not isinstance(claims, list) or not all(
-      isinstance(claim, dict) and isinstance(claim.get("text"), str)
-      and isinstance(claim.get("verdict"), str) for claim in claims):
-    raise UserError(f"{path} lists no claims as `cnnjax sweep` writes them; rerun `cnnjax sweep "
-                    "... --summarize` to rebuild it")
+  sweep, claims = sweep_entries(directory, "claims", {"text": str, "verdict": str})
   compute = sweep.get("compute") if isinstance(sweep.get("compute"), dict) else {}
   runs = _number(compute.get("train_time_s"))
   trials = _number(compute.get("tuning_train_time_s"))
@@ -127,11 +121,7 @@ def claim_rows(paths: list[pathlib.Path]) -> list[ClaimRow]:
 # --- Rendering -------------------------------------------------------------------
 
 def _scaled(row: ClaimRow, value: float) -> str:
-  if row.paper_ratio is not None:
-    return f"{value:.2f}x"
-  if row.metric == "epochs_to_target":
-    return f"{value:+.2f} epochs"
-  return f"{100 * value:+.2f} pts"
+  return sweep_spec.effect_text(value, ratio=row.paper_ratio is not None, metric=row.metric)
 
 
 def effect_text(row: ClaimRow) -> str:
@@ -159,14 +149,6 @@ def _paper(row: ClaimRow) -> str:
   return _scaled(row, row.paper_ratio if row.paper_ratio is not None else row.paper_difference)
 
 
-def _duration(seconds: float | None) -> str:
-  if seconds is None:
-    return ""
-  minutes, seconds = divmod(round(seconds), 60)
-  hours, minutes = divmod(minutes, 60)
-  return f"{hours}:{minutes:02d}:{seconds:02d}"
-
-
 MARKDOWN_COLUMNS = (
     tables.Column("paper"), tables.Column("claim"), tables.Column("setting"),
     tables.Column("the paper's", align=tables.RIGHT), tables.Column("measured", align=tables.RIGHT),
@@ -185,8 +167,8 @@ def as_markdown(rows: list[ClaimRow]) -> str:
             "setting": f"`{pathlib.Path(row.config).name}`" + (
                 f", {row.datasets}" if row.datasets else ""),
             "the paper's": _paper(row), "measured": effect_text(row), "verdict": verdict,
-            "seeds": seeds, "train time": _duration(row.train_time_s),
-            "wall time": _duration(row.wall_time_s)}
+            "seeds": seeds, "train time": duration(row.train_time_s),
+            "wall time": duration(row.wall_time_s)}
 
   lines = [tables.markdown([cells(row) for row in rows], MARKDOWN_COLUMNS).rstrip("\n"), "",
            "Measured: the effect as the claim states it (a ratio worse / better of geometric "

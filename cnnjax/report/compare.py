@@ -44,7 +44,6 @@ rewrites a finished run's results.json).
 Reads only; imports neither JAX nor TensorFlow, so it answers at once.
 """
 
-import argparse
 import dataclasses
 import json
 import pathlib
@@ -180,16 +179,27 @@ def read_workdir(workdir: pathlib.Path, label: str) -> Run:
              provenance.changes_during_run(workdir))
 
 
+REBUILD_SWEEP = "rerun `cnnjax sweep ... --summarize` to rebuild it"
+
+
+def sweep_entries(directory: pathlib.Path, key: str, fields: dict[str, type]
+                  ) -> tuple[dict, list[dict]]:
+  """The sweep.json in `directory` and its list `key` of objects, each with
+  `fields` of the given types; a UserError naming the file if it is damaged
+  or does not list them so."""
+  path = directory / SWEEP_FILE
+  sweep = json_object(path, REBUILD_SWEEP)
+  entries = sweep.get(key) if sweep is not None else None
+  if not isinstance(entries, list) or not all(
+      isinstance(entry, dict) and all(isinstance(entry.get(field), kind)
+                                      for field, kind in fields.items()) for entry in entries):
+    raise UserError(f"{path} lists no {key} as `cnnjax sweep` writes them; {REBUILD_SWEEP}")
+  return sweep, entries
+
+
 def read_sweep(directory: pathlib.Path, label: str) -> list[Run]:
   """Every (variant, seed) run that the sweep in `directory` planned, in its order."""
-  sweep = json_object(directory / SWEEP_FILE, "rerun `cnnjax sweep ... --summarize` to rebuild "
-                       "it")
-  planned = sweep.get("runs")
-  if not isinstance(planned, list) or not all(
-      isinstance(run, dict) and isinstance(run.get("variant"), str)
-      and isinstance(run.get("seed"), int) for run in planned):
-    raise UserError(f"{directory / SWEEP_FILE} lists no runs; rerun `cnnjax sweep ... "
-                    "--summarize` to rebuild it")
+  _, planned = sweep_entries(directory, "runs", {"variant": str, "seed": int})
   runs = []
   for run in planned:
     # The run's place in DIR, not the path it was started with (relative to another cwd, maybe).
@@ -425,7 +435,8 @@ def _pair(top1: float | None, top5: float | None, sign: bool = False) -> str:
   return f"{_number(top1, sign=sign) or '–'} / {_number(top5, sign=sign) or '–'}"
 
 
-def _duration(seconds: float | None) -> str:
+def duration(seconds: float | None) -> str:
+  """H:MM:SS, "" for None."""
   if seconds is None:
     return ""
   minutes, seconds = divmod(round(seconds), 60)
@@ -466,7 +477,7 @@ def as_markdown(rows: list[Row]) -> str:
     return {"experiment": row.experiment, "model": row.model, "dataset": row.dataset,
             "evaluation": row.mode, "status": row.status, "measured": _measured(row),
             "epochs": "" if row.epochs is None else f"{row.epochs:.3g}",
-            "train time": _duration(row.train_time_s),
+            "train time": duration(row.train_time_s),
             "error % (top-1 / top-5)": _pair(row.top1_error, row.top5_error),
             "best top-1": best, "paper": cite(row.paper),
             "Δ paper": _pair(row.difference(row.paper, "top1_error"),
@@ -531,33 +542,3 @@ def as_csv(rows: list[Row]) -> str:
 
 def as_json(rows: list[Row]) -> str:
   return json.dumps([as_dict(row) for row in rows], indent=2) + "\n"
-
-
-# --- The command -----------------------------------------------------------------
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-  parser.add_argument("directories", nargs="+", type=pathlib.Path, metavar="DIR",
-                      help="workdirs of `cnnjax train` runs, or sweep DIRs (each of their runs); "
-                           "with --claims, sweep DIRs or directories holding them")
-  parser.add_argument("--claims", action="store_true",
-                      help="one row per claim of every sweep found: the paper, the claim, the "
-                           "setting, the effect with its interval, the verdict, seeds, compute")
-  parser.add_argument("--format", choices=FORMATS, default="md",
-                      help="md: a markdown table with the citations as footnotes (default); "
-                           "csv or json: raw numbers, one row each")
-
-
-def run(args: argparse.Namespace, overrides: list[tuple[str, str]]) -> int:
-  if overrides:
-    raise UserError("cnnjax report takes no --config overrides")
-  if args.claims:
-    from cnnjax.report import claims
-
-    rows = claims.claim_rows(args.directories)
-    render = {"md": claims.as_markdown, "csv": claims.as_csv, "json": claims.as_json}
-    print(render[args.format](rows), end="")
-    return 0
-  rows = report_rows(args.directories)
-  render = {"md": as_markdown, "csv": as_csv, "json": as_json}[args.format]
-  print(render(rows), end="")
-  return 0

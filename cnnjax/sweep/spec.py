@@ -176,6 +176,18 @@ class Claim:
                       f"{', '.join(sorted(_RATIO_METRICS))}")
 
 
+def effect_text(value: float, *, ratio: bool, metric: str) -> str:
+  """An effect or a threshold as a claim states it: a ratio worse / better
+  ("1.09x"), a difference worse - better in epochs ("+0.50 epochs") or in
+  error points ("+2.10 points"). The sweep's summary and `cnnjax report
+  --claims` both word effects so."""
+  if ratio:
+    return f"{value:.2f}x"
+  if metric == "epochs_to_target":
+    return f"{value:+.2f} epochs"
+  return f"{100 * value:+.2f} points"
+
+
 def _grid(grid, where: str) -> dict[str, tuple]:
   """`grid` (dotted key: values) checked, its values as tuples."""
   if not isinstance(grid, dict):

@@ -48,7 +48,7 @@ from cnnjax import tables
 from cnnjax.sweep import intervals
 from cnnjax.sweep import tuning as tuning_lib
 from cnnjax.sweep.results import RunResult, read_run, samples
-from cnnjax.sweep.spec import METRICS, Claim, Run, Sweep
+from cnnjax.sweep.spec import METRICS, Claim, Run, Sweep, effect_text
 
 REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE = "reproduced", "not reproduced", "inconclusive"
 SETTLED = (REPRODUCED, NOT_REPRODUCED)
@@ -117,11 +117,7 @@ def _percent(value: float) -> str:
 
 
 def _effect_text(claim: Claim, value: float) -> str:
-  if claim.ratio is not None:
-    return f"{value:.2f}x"
-  if claim.metric == "epochs_to_target":
-    return f"{value:+.2f} epochs"
-  return f"{100 * value:+.2f} points"
+  return effect_text(value, ratio=claim.ratio is not None, metric=claim.metric)
 
 
 def _threshold(claim: Claim) -> float:

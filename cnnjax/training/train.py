@@ -26,7 +26,7 @@ from flax import linen as nn
 
 from cnnjax import config as config_lib
 from cnnjax import models
-from cnnjax.data import describe
+from cnnjax.data import DatasetSpec, describe
 from cnnjax.errors import UserError
 from cnnjax.training import finetune, guards, optim, parallel, steps, stopping
 from cnnjax.workdir import checkpoint as checkpoint_lib
@@ -37,6 +37,19 @@ from cnnjax.workdir.checkpoint import Checkpointer, CheckpointFailed
 
 if TYPE_CHECKING:
   from cnnjax.data import pipeline as pipeline_lib
+
+
+@dataclasses.dataclass(frozen=True)
+class Checked:
+  """What `check` derives from a config without any data: the network, the
+  batches split over the devices, and its variables' shapes."""
+
+  spec: DatasetSpec
+  model: nn.Module
+  train_batch: parallel.BatchSplit
+  eval_batch: parallel.BatchSplit
+  input_size: int
+  variables: dict  # params and batch_stats as jax.ShapeDtypeStructs.
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,10 +75,15 @@ class Plan:
     return (size, size, self.pipeline.spec.channels)
 
 
-def plan(config: ml_collections.ConfigDict, devices: parallel.Devices = None) -> Plan:
-  """Checks the config against the model, data and devices; compiles nothing.
+def check(config: ml_collections.ConfigDict, devices: parallel.Devices = None,
+          workdir: pathlib.Path | None = None) -> Checked:
+  """Every check of `config` that needs no data, so that its refusals come
+  before any dataset is prepared: the model and its input size, the batch
+  sizes against `devices` (default: all of every process).
 
-  `devices` (default: all of every process) are the devices to train on.
+  With `workdir`, a run about to train there: unless the workdir resumes
+  from a checkpoint of its own, the fine-tuning source of config.init_from,
+  from its checkpoints' index and the shapes of its weights (no array read).
   """
   spec = describe(config.dataset)
   model = models.from_config(config, steps.AXIS, num_classes=spec.num_classes)
@@ -74,13 +92,39 @@ def plan(config: ml_collections.ConfigDict, devices: parallel.Devices = None) ->
                                     "eval_batch_size" if config.eval_batch_size else "batch_size",
                                     devices=devices)
   size = config_lib.input_size(config, spec)
-  # Traces the model abstractly, once and before any data is prepared: too
-  # small an input or a bad switch fails here, and so does a fine-tuning
-  # source whose weights do not fit (their shapes are read, not the arrays).
-  variables = jax.eval_shape(functools.partial(model.init, train=False), jax.random.key(0),
-                             jnp.zeros((1, size, size, spec.channels)))
-  if config.init_from:
+  # Traces the model abstractly (too small an input or a bad switch fails
+  # here). The key is made inside the trace and the input is a shape: made
+  # outside, each would be a computation compiled and run first.
+  variables = jax.eval_shape(
+      lambda images: model.init(jax.random.key(0), images, train=False),
+      jax.ShapeDtypeStruct((1, size, size, spec.channels), jnp.float32))
+  if workdir is not None and config.init_from and not _resumes(workdir):
     finetune.check_source(config, variables)
+  return Checked(spec, model, train_batch, eval_batch, size, variables)
+
+
+def _resumes(workdir: pathlib.Path) -> bool:
+  """Whether a run in `workdir` starts from a checkpoint of its own (as
+  `initial_state` will), rather than from config.init_from."""
+  checkpointer = Checkpointer(workdir / "checkpoints", keep=1, read_only=True)
+  try:
+    return checkpointer.latest_step() is not None
+  finally:
+    checkpointer.close()
+
+
+def plan(config: ml_collections.ConfigDict, devices: parallel.Devices = None,
+         checked: Checked | None = None) -> Plan:
+  """Prepares the data and checks the config against it; compiles nothing.
+
+  `devices` (default: all of every process) are the devices to train on;
+  `checked` is `check(config, devices)`'s result, made here if not given.
+  The fine-tuning source is `check`'s with a workdir, not this: it is read
+  only by a run that starts from it (cnnjax eval of a fine-tuned workdir
+  never needs it).
+  """
+  checked = checked or check(config, devices)
+  model, variables, size = checked.model, checked.variables, checked.input_size
   from cnnjax.data import pipeline as pipeline_lib  # TensorFlow: after every check without data.
 
   pipeline = pipeline_lib.InputPipeline(
@@ -89,7 +133,7 @@ def plan(config: ml_collections.ConfigDict, devices: parallel.Devices = None) ->
       local_devices=len(parallel.local_devices(devices)),
       extra_evals=tuple(tuple(pair) for pair in config.extra_evals), input_size=size)
   pipeline.check_sharding(config.batch_size)
-  pipeline.eval_steps(eval_batch.process_batch)  # A missing eval split fails here.
+  pipeline.eval_steps(checked.eval_batch.process_batch)  # A missing eval split fails here.
   for prefix, recipe in eval_modes(config):  # An eval image the model cannot take fails here.
     _check_eval_input(model, variables, pipeline, prefix, recipe)
   steps_per_epoch = pipeline.steps_per_epoch(config.batch_size)
@@ -103,9 +147,9 @@ def plan(config: ml_collections.ConfigDict, devices: parallel.Devices = None) ->
                                      per_epoch(config.eval_every_steps))
   # The optimizer meets the parameters: a weight-decay pattern matching no layer fails here.
   jax.eval_shape(optimizer.init, variables["params"])
-  return Plan(config, model, pipeline, train_batch, eval_batch, steps_per_epoch, total_steps,
-              per_epoch(config.eval_every_steps), per_epoch(config.checkpoint_every_steps),
-              schedule, optimizer, devices)
+  return Plan(config, model, pipeline, checked.train_batch, checked.eval_batch, steps_per_epoch,
+              total_steps, per_epoch(config.eval_every_steps),
+              per_epoch(config.checkpoint_every_steps), schedule, optimizer, devices)
 
 
 def fresh_state(plan: Plan) -> steps.TrainState:

@@ -23,6 +23,7 @@ import sys
 import ml_collections
 
 from cnnjax.errors import UserError
+from cnnjax.workdir.provenance import flatten  # Dotted keys, as config overrides name them.
 
 CONFIG_FILE = "config.json"
 OVERRIDE_FLAG = "--allow_config_change"
@@ -47,17 +48,6 @@ EVAL_OVERRIDES = frozenset({"dataset.eval_split", "dataset.eval_preprocess", "da
 EVAL_KEYS = RESUMABLE_KEYS | EVAL_OVERRIDES
 _TOTAL_STEP_KEYS = ("num_train_steps", "num_epochs")
 _ABSENT = "<absent>"
-
-
-def flatten(tree: dict, prefix: str = "") -> dict:
-  """`{"a": {"b": 1}}` as `{"a.b": 1}`."""
-  flat = {}
-  for key, value in tree.items():
-    if isinstance(value, dict):
-      flat.update(flatten(value, f"{prefix}{key}."))
-    else:
-      flat[f"{prefix}{key}"] = value
-  return flat
 
 
 def as_json(config: ml_collections.ConfigDict) -> str:

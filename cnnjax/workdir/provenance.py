@@ -98,10 +98,12 @@ def _git(directory: pathlib.Path, *arguments: str) -> str:
                         text=True, check=True, timeout=_GIT_TIMEOUT_S).stdout
 
 
-def flatten(environment: dict, prefix: str = "") -> dict:
-  """`{"packages": {"jax": "0.10.2"}}` as `{"packages.jax": "0.10.2"}` (report columns)."""
+def flatten(tree: dict, prefix: str = "") -> dict:
+  """Nested dicts with dotted keys: an environment `{"packages": {"jax": "0.10.2"}}`
+  as `{"packages.jax": "0.10.2"}` (report columns), a config.json's
+  `{"optimizer": {"name": "sgd"}}` as `{"optimizer.name": "sgd"}` (cnnjax.workdir.config_file)."""
   flat = {}
-  for key, value in environment.items():
+  for key, value in tree.items():
     if isinstance(value, dict):
       flat.update(flatten(value, f"{prefix}{key}."))
     else:

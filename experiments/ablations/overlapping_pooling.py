@@ -20,22 +20,14 @@ and FC7 of 512 units, the first 10,000 training images, 2,000 test images,
 3 epochs (the ÷10 steps at a third and two thirds); 2 variants x 3
 seeds, two runs at a time on 2 cores.
 
-Not yet measured: this `shapes` sweep has been sized and smoke-run, not run in
-full. Sizing (2-core AMD EPYC, commit 9254c78): AlexNet at 67x67 trains at 75
-images/s on one core, so the sweep should take about 22 minutes (6 runs, two
-at a time, plus compiling and evaluating).
+Not yet measured: this `shapes` sweep has been sized (ablation_common.alexnet_shapes)
+and smoke-run, not run in full.
 
 Whether `shapes` measures the claims: not yet, and it was not run in full
-on 2026-12-07. The paper's network does not leave chance here: with LRN and the §5
-initialisation (weights N(0, 0.01), biases of 1) AlexNet stayed at 88-91%
-training and test error for 5 epochs of dropout.py's `shapes` (pilots in
-dropout.py), as it did on `digits` (experiments/alexnet_digits.py), so its
-two arms would be compared at chance and a verdict would be the setting's
-accident. `shapes` therefore puts BatchNorm after every convolution in
-place of LRN in both arms, as alexnet_digits.py does (the paper's setting
-keeps LRN); the ablated switch is still the only difference between the
-arms. With it the network leaves chance, but slowly: 80-81% training and
-test error after 3 epochs (117 steps). Both claims are about
+on 2026-12-07. `shapes` puts BatchNorm in place of LRN in both arms, since
+with LRN the paper's network stays at chance here; with it the network
+leaves chance, but slowly (ablation_common.alexnet_shapes gives the pilots
+and the rate). Both claims are about
 trained networks (0.4 points of top-1 error, and the gap between training
 and test error); at this rate of fall 3 epochs of 10,000 images (234 steps)
 end far above either arm's floor, and 30 minutes allow no more steps at 75
