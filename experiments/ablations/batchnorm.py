@@ -24,14 +24,21 @@ warmup), the first 10,000 training images of shapes/hard at 32x32, 2,000
 test images, 3.5 epochs, target 50% training error; 2 variants
 x 3 seeds, two runs at a time on 2 cores.
 
-Not yet measured: this `shapes` sweep has been sized and smoke-run, not run in
-full. Sizing (2-core AMD EPYC, commit 9254c78): VGG-A at half width and 32x32
+Measured on `:shapes` (commit c3f7440, 2-core AMD EPYC, under nice 19 beside
+other work, load average 15-20): 1793 s wall for the sweep (29.9 minutes),
+893 s of CPU (user 760, sys 133); 3 seeds each.
+  batchnorm  final eval error 89.77 ± 0.03%, final train error 89.06 ± 0.45%
+  plain      final eval error 89.52 ± 0.76%, final train error 89.67 ± 2.18%
+Neither arm left chance (90%) in 3.5 epochs, so neither reached the 50%
+target: the interval is open both ways, INCONCLUSIVE, and this setting
+measures nothing of the claim (below). Sizing (2-core AMD EPYC, commit 9254c78): VGG-A at half width and 32x32
 trains at 84-85 images/s on one core with or without BatchNorm, so the sweep
 should take about 23 minutes (6 runs, two at a time, plus compiling and
 evaluating).
 
-Whether `shapes` measures the claim: unverified, and not run in full on
-2026-12-07. The target must be one that no arm reaches trivially early and
+Whether `shapes` measures the claim: no. Both arms stayed at chance for all
+273 steps, so the setting needs a network or rate that leaves chance before
+the target means anything. The target must be one that no arm reaches trivially early and
 that the plain net, if it learns at all, reaches within the 273 steps: no
 run has shown where either arm's training error is after 3.5 epochs on
 shapes/hard, so 50% is a guess made before any run. If the plain net misses

@@ -20,11 +20,17 @@ and FC7 of 512 units, the first 10,000 training images, 2,000 test images,
 3 epochs (the ÷10 steps at a third and two thirds); 2 variants x 3
 seeds, two runs at a time on 2 cores.
 
-Not yet measured: this `shapes` sweep has been sized (ablation_common.alexnet_shapes)
-and smoke-run, not run in full.
+Measured on `:shapes` (commit c3f7440, 2-core AMD EPYC, under nice 19 beside
+other work, load average 6-15): 1420 s wall for the sweep (23.7 minutes),
+874 s of CPU (user 719, sys 155); runs of 436-476 s; 3 seeds each.
+  overlapping      final eval error 77.45 ± 0.68%, final train error 78.39 ± 1.00%
+  non_overlapping  final eval error 83.18 ± 3.24%, final train error 85.09 ± 2.88%
+Top-1 error: overlapping 5.73 points lower, 95% Welch interval -1.88 to
++13.35 points: INCONCLUSIVE (it contains the paper's 0.4; about 6 seeds per
+variant would likely settle it). Train-test gap: overlapping 0.97 points
+higher, interval -2.20 to +0.26: INCONCLUSIVE (it contains zero).
 
-Whether `shapes` measures the claims: not yet, and it was not run in full
-on 2026-12-07. `shapes` puts BatchNorm in place of LRN in both arms, since
+Whether `shapes` measures the claims: not yet. `shapes` puts BatchNorm in place of LRN in both arms, since
 with LRN the paper's network stays at chance here; with it the network
 leaves chance, but slowly (ablation_common.alexnet_shapes gives the pilots
 and the rate). Both claims are about
