@@ -20,6 +20,16 @@ if "--xla_backend_optimization_level" not in os.environ["XLA_FLAGS"]:
   # 5.8 s. Only where the flag is known to exist (XLA aborts on unknown ones).
   if importlib.metadata.version("jaxlib").startswith("0.10."):
     os.environ["XLA_FLAGS"] += " --xla_cpu_use_fusion_emitters=false"
+# XLA's CPU collectives end the whole process (LOG(FATAL), SIGABRT) when one of
+# the four device threads has not joined an all-reduce within 40 s: on 2 cores
+# loaded 10-20 by other work, workers died so mid-run, taking the tests they had
+# with them (seen three times, the rendezvous message naming 3 of 4 threads).
+# Waiting as long as a test may run leaves a real hang to pytest-timeout, which
+# fails that one test with its traceback.
+if ("--xla_cpu_collective_call_terminate_timeout_seconds" not in os.environ["XLA_FLAGS"]
+    and importlib.metadata.version("jaxlib").startswith("0.10.")):
+  os.environ["XLA_FLAGS"] += (" --xla_cpu_collective_call_terminate_timeout_seconds=900"
+                              " --xla_cpu_collective_call_warn_stuck_timeout_seconds=120")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # As pyproject.toml's filterwarnings in this process, with its exception: a
 # deprecated call in a `cnnjax` process that a test starts ends it with the
