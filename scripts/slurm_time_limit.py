@@ -1,7 +1,7 @@
 """A training that outlives its SLURM time limit: warned by SLURM's own clock,
 it saves, is requeued and finishes exactly as an uninterrupted run.
 
-  python scripts/slurm_time_limit.py [--time 1] [--warning 10] [--steps 600]
+  python scripts/slurm_time_limit.py [--time 3] [--warning 30] [--steps 600]
 
 Needs root and Debian's `slurm-wlm` and `munge`: it starts the one-node
 cluster of the tests (tests/slurm.py), with slurmctld logging at "debug" so
@@ -23,10 +23,10 @@ Prints what each attempt did and a summary; exits 1 on any failed check.
 
 SLURM checks time limits and the warning once every 30 s, so the warning
 comes between WARNING and WARNING + 30 s before the limit (tests/slurm.py):
-with --time 1 and --warning 10, 20 to 50 s into each attempt, which must
-leave the tasks time to start and train a step on a loaded machine
-(otherwise an attempt saves nothing new; after --attempts attempts the
-script gives up). Give a longer --time on a slow machine.
+with --time 3 and --warning 30, 120 to 150 s into each attempt, which must
+leave the tasks time to start and train (otherwise an attempt saves little
+or nothing new; after --attempts attempts the script gives up). --time 1
+--warning 10 leaves 20 to 50 s: too little on a loaded 2-core machine.
 """
 
 import argparse
@@ -57,9 +57,9 @@ ENDED = ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEM
 
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--time", type=int, default=1, help="the job's limit, minutes (sbatch "
+  parser.add_argument("--time", type=int, default=3, help="the job's limit, minutes (sbatch "
                       "--time; SLURM's smallest is 1)")
-  parser.add_argument("--warning", type=int, default=10,
+  parser.add_argument("--warning", type=int, default=30,
                       help="seconds before the limit to send SIGUSR1 (sbatch --signal=USR1@N)")
   parser.add_argument("--steps", type=int, default=600, help="of the training; it must "
                       "take longer than --time")
