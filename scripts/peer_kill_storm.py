@@ -6,7 +6,8 @@ that the other always ends with the "resume me" status and that resuming loses n
 Trains the digits LeNet-5 for --steps steps as two processes (two CPU devices
 each, collectives through gloo) once without interruption, then again in a
 fresh workdir while SIGKILLing one of the two processes at a time and
-relaunching both, until it finishes; repeats until --kills kills were made.
+relaunching both, until it finishes; repeats until --kills kills were made
+(the run of the last kill is then relaunched without more, until it finishes).
 Each kill lands in one of three places:
   - during a step: after the run has logged, at a random moment, from
     outside; either the whole process (its supervising `cnnjax train`, whose
@@ -87,7 +88,8 @@ def main(argv=None) -> int:
     cycle += 1
     workdir = root / f"interrupted_{cycle}"
     for launch in range(1, 4 * args.kills):
-      where, victim, statuses, seconds = _interrupted_run(workdir, overrides, environment, rng)
+      where, victim, statuses, seconds = _interrupted_run(
+          workdir, overrides, environment, rng, kill=counts["kills"] < args.kills)
       if where == "finished" and statuses == [0, 0]:
         counts["finished"] += 1
         break
@@ -174,10 +176,15 @@ def _wait(processes, workdir, until=None) -> list[int]:
         process.wait()
 
 
-def _interrupted_run(workdir, overrides, environment, rng):
-  """One launch with one kill planned; (where, victim, statuses, survivor's exit
-  delay in seconds) or ("finished", ...) when the run ended before the kill."""
+def _interrupted_run(workdir, overrides, environment, rng, kill=True):
+  """One launch with one kill planned (none if not `kill`); (where, victim,
+  statuses, survivor's exit delay in seconds) or ("finished", ...) when the
+  run ended before the kill."""
   victim, roll = rng.randrange(2), rng.random()
+  if not kill:
+    processes = _launch(workdir, overrides, environment)
+    _exit_times(processes)
+    return "finished", victim, [process.returncode for process in processes], None
   if roll < 0.5:
     return _kill_from_outside(workdir, overrides, environment, rng, victim)
   if roll < 0.85:

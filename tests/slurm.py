@@ -11,6 +11,29 @@ they ran), by their process ids.
 
 Accounting (slurmdbd) is not run: `scontrol show job` knows a job until
 MinJobAge after it ends, which the tests set long enough to read its state.
+
+Tasks are bound to the CPUs SLURM allotted them (TaskPlugin=task/affinity),
+as real clusters bind them (task/affinity or task/cgroup): a task of
+`--cpus-per-task=C` may run on C cores, not on all of the node's. On a CPU
+that decides a run's numbers, not only its speed: XLA sizes its thread pool
+from the cores a process may use, and its matrix products and convolutions
+sum in an order that depends on the pool's size (docs/clusters.md). Without
+binding, a run launched by SLURM would not equal the same run launched here
+on its share of the cores.
+
+SLURM's clocks, shortened where the defaults would make tests wait idly:
+- A requeued job may not start again until its launch credential has
+  expired: `cred_expire` seconds (AuthInfo; default 120, minimum 5). 10
+  here: a batch job's and a step's credentials are checked by slurmd within
+  a second of their creation on this one host, so 10 s is still far from
+  rejecting a launch on a loaded machine.
+- A pending job that no event wakes (a requeued one whose wait is over) is
+  started by the scheduler's full pass, every `sched_interval` seconds
+  (SchedulerParameters; default 60). 5 here.
+- Time limits and the warning signal (`--signal`) are checked every 30 s
+  (slurmctld's PERIODIC_TIMEOUT, compiled in; no setting): the warning comes
+  between SECONDS and SECONDS + 30 before the limit, and SIGTERM at the limit
+  or up to 30 s after it (OverTimeLimit=0), then SIGKILL KillWait seconds later.
 """
 
 import contextlib
@@ -27,6 +50,8 @@ import time
 BINARIES = ("munged", "slurmctld", "slurmd", "srun", "sbatch", "scontrol", "squeue", "scancel")
 # Seconds between SIGTERM and SIGKILL at a time limit or scancel; short for the tests.
 KILL_WAIT_SECONDS = 5
+CREDENTIAL_SECONDS = 10  # How long a requeued job waits before it may start again.
+SCHEDULER_INTERVAL_SECONDS = 5  # The full scheduling pass.
 
 CONFIG = """\
 ClusterName=cnnjaxtest
@@ -36,16 +61,17 @@ SlurmdPort={node_port}
 SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
-AuthInfo=socket={root}/munge.socket
+AuthInfo=socket={root}/munge.socket,cred_expire={credential_seconds}
 CredType=cred/munge
 StateSaveLocation={root}/state
 SlurmdSpoolDir={root}/spool
 SlurmctldPidFile={root}/slurmctld.pid
 SlurmdPidFile={root}/slurmd.pid
 SlurmctldLogFile={root}/slurmctld.log
+SlurmctldDebug={controller_log_level}
 SlurmdLogFile={root}/slurmd.log
 ProctrackType=proctrack/linuxproc
-TaskPlugin=task/none
+TaskPlugin=task/affinity
 JobAcctGatherType=jobacct_gather/none
 AccountingStorageType=accounting_storage/none
 JobCompType=jobcomp/none
@@ -61,7 +87,7 @@ KillWait={kill_wait}
 OverTimeLimit=0
 InactiveLimit=0
 JobRequeue=0
-SchedulerParameters=defer_batch
+SchedulerParameters=defer_batch,sched_interval={scheduler_interval}
 NodeName={host} NodeAddr=127.0.0.1 CPUs={cpus} RealMemory={memory} State=UNKNOWN
 PartitionName=debug Nodes={host} Default=YES MaxTime=INFINITE State=UP
 """
@@ -87,7 +113,10 @@ def _free_port() -> int:
 class Cluster:
   """A one-node SLURM cluster; `environment` is what its clients need (SLURM_CONF)."""
 
-  def __init__(self, cpus: int | None = None):
+  def __init__(self, cpus: int | None = None, controller_log_level: str = "info"):
+    """`controller_log_level`: slurmctld's (SlurmctldDebug); at "debug" its log
+    names each warning signal it sends (scripts/slurm_time_limit.py reads it)."""
+    self.controller_log_level = controller_log_level
     self.root = pathlib.Path(tempfile.mkdtemp(prefix="cnnjax-slurm-"))
     self.host = socket.gethostname()
     self.cpus = cpus or len(os.sched_getaffinity(0))
@@ -107,7 +136,8 @@ class Cluster:
     (self.root / "slurm.conf").write_text(CONFIG.format(
         host=self.host, root=self.root, controller_port=_free_port(), node_port=_free_port(),
         first_job_id=random.randrange(1000, 1_000_000), kill_wait=KILL_WAIT_SECONDS,
-        cpus=self.cpus, memory=1000))
+        credential_seconds=CREDENTIAL_SECONDS, scheduler_interval=SCHEDULER_INTERVAL_SECONDS,
+        controller_log_level=self.controller_log_level, cpus=self.cpus, memory=1000))
     self._spawn("munged", "--foreground", "--force", f"--key-file={key}",
                 f"--socket={self.root / 'munge.socket'}", f"--pid-file={self.root / 'munged.pid'}",
                 f"--log-file={self.root / 'munged.log'}", f"--seed-file={self.root / 'munge.seed'}")

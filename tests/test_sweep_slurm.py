@@ -2,10 +2,12 @@
 tiny digits ablation submitted as one job array; `--status` while it runs;
 the same command again submits nothing while its runs are queued; one task
 cancelled mid-run, resubmitted by the next command, resumes from its
-checkpoint; the finished sweep's summary is the local launcher's."""
+checkpoint; the finished sweep's summary is the local launcher's, and so are
+its runs' metrics, bit for bit, each run having as many cores under either."""
 
 import csv
 import json
+import os
 import re
 import subprocess
 import sys
@@ -13,6 +15,8 @@ import time
 
 import pytest
 from helpers import ROOT
+
+from cnnjax.workdir import metrics as metrics_lib
 
 pytestmark = pytest.mark.slurm
 
@@ -63,6 +67,11 @@ def _summary(workdir) -> list[dict]:
             for row in csv.DictReader(file)]
 
 
+def _untimed_metrics(run) -> list[dict]:
+  return [{key: value for key, value in record.items() if key != "train/images_per_sec"}
+          for record in metrics_lib.read(run)]
+
+
 def test_a_sweep_on_slurm_submits_lists_resumes_and_ends_as_the_local_one(
     slurm_cluster, digits_dir, tmp_path):
   workdir = tmp_path / "sweep"
@@ -110,15 +119,20 @@ def test_a_sweep_on_slurm_submits_lists_resumes_and_ends_as_the_local_one(
   assert "4 of 4 runs already finished: nothing to train" in done
   assert all(row.startswith("finished") for row in _status(slurm_cluster, workdir).values())
 
-  # The same sweep trained here by the local launcher: the same summary (times aside).
+  # The same sweep trained here by the local launcher: the same summary (times
+  # aside). One core per run, as each SLURM task is bound to its one CPU: on a
+  # CPU the thread pool's size decides the order of XLA's sums (docs/clusters.md).
   here = tmp_path / "local"
   local = subprocess.run(
       [sys.executable, "-m", "cnnjax", "sweep", "--config", ABLATION, "--workdir", str(here),
-       "--seeds", "2", "--jobs", "2", f"--config.dataset.data_dir={digits_dir}", STEPS],
+       "--seeds", "2", "--jobs", str(len(os.sched_getaffinity(0))),
+       f"--config.dataset.data_dir={digits_dir}", STEPS],
       capture_output=True, text=True, cwd=ROOT, timeout=TIMEOUT_S)
   assert local.returncode == 0, local.stderr[-3000:]
   assert _summary(workdir) == _summary(here)
   assert (workdir / "claims.csv").read_text() == (here / "claims.csv").read_text()
+  for run in ("relu/seed0", "relu/seed1", "tanh/seed0", "tanh/seed1"):
+    assert _untimed_metrics(workdir / run) == _untimed_metrics(here / run), run
 
 
 def test_a_partition_that_does_not_exist_is_one_line_and_submits_nothing(

@@ -51,8 +51,8 @@ from cnnjax.workdir import run_log
 
 RECORDS_DIR = "slurm"
 JOBS_FILE = "jobs.jsonl"
-# The warning ahead of a time limit; SLURM may send it up to 60 s earlier
-# still (it checks once a minute). Two minutes save a small model's step many
+# The warning ahead of a time limit; SLURM may send it up to 30 s earlier
+# still (slurmctld checks every 30 s; docs/clusters.md). Two minutes save a small model's step many
 # times over; a long ImageNet run sets its own limit with room to spare.
 WARNING_SECONDS = 120
 QUEUED = {"PENDING": "pending", "REQUEUED": "pending", "REQUEUE_HOLD": "pending",
