@@ -207,9 +207,10 @@ class Cluster:
 
   def release_requeued(self, job_id: int, restarts: int = 1, timeout: float = 300.0) -> None:
     """Waits until the job is back in the queue after its `restarts`-th requeue,
-    then lets it start at once: slurmctld holds a requeued job for two minutes
-    (its EligibleTime, measured 121 s, then up to a minute more to be scheduled:
-    179 s in all against 3 s released), a wait that tests nothing of cnnjax."""
+    then lets it start at once: slurmctld holds a requeued job for `cred_expire`
+    seconds, then up to `sched_interval` more (with SLURM's defaults, measured:
+    EligibleTime +121 s, started after 179 s; here 13-16 s; released, 3 s), a
+    wait that tests nothing of cnnjax."""
     deadline = time.monotonic() + timeout
     while True:
       fields = self.job(job_id)
