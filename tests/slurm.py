@@ -205,24 +205,6 @@ class Cluster:
         raise TimeoutError(f"job {job_id} still {fields.get('JobState')} after {timeout} s")
       time.sleep(0.5)
 
-  def release_requeued(self, job_id: int, restarts: int = 1, timeout: float = 300.0) -> None:
-    """Waits until the job is back in the queue after its `restarts`-th requeue,
-    then lets it start at once: slurmctld holds a requeued job for `cred_expire`
-    seconds, then up to `sched_interval` more (with SLURM's defaults, measured:
-    EligibleTime +121 s, started after 179 s; here 13-16 s; released, 3 s), a
-    wait that tests nothing of cnnjax."""
-    deadline = time.monotonic() + timeout
-    while True:
-      fields = self.job(job_id)
-      if fields.get("JobState") == "PENDING" and fields.get("Restarts") == str(restarts):
-        break
-      if fields.get("JobState") not in ("RUNNING", "COMPLETING", "PENDING", "REQUEUED"):
-        return  # Ended (or never requeued): the caller's assertions say how.
-      if time.monotonic() > deadline:
-        raise TimeoutError(f"job {job_id} not requeued after {timeout} s: {fields}")
-      time.sleep(0.2)
-    self.run("scontrol", "update", f"JobId={job_id}", "StartTime=now")
-
   def stop(self) -> None:
     """Cancels every job, then ends the daemons this object started."""
     if not self._daemons:
