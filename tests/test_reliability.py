@@ -250,9 +250,18 @@ def test_a_skipped_update_leaves_the_state_as_it_was_but_the_step(digits_dir):
                                            (1.0, True)])
 def test_finiteness_is_of_the_elements_even_where_the_norm_overflows(value, finite):
   tree = {"a": np.ones((3, 2), np.float32), "b": np.array([0.5, value], np.float32)}
-  norm = jax.jit(optax.tree.norm)(tree)
+  norm = jax.jit(steps.global_norm)(tree)
   assert bool(jax.jit(steps._all_finite)(tree, norm)) is finite
   assert np.isfinite(norm) == (value == 1.0)  # 1e30 squared overflows: the leaves decide.
+
+
+def test_the_global_norm_is_optax_s_to_rounding():
+  rng = np.random.default_rng(0)
+  tree = {"kernel": rng.standard_normal((3, 3, 8, 16), np.float32),
+          "bias": rng.standard_normal((16,), np.float32), "scale": np.float32(2.5)}
+  np.testing.assert_allclose(jax.jit(steps.global_norm)(tree), optax.tree.norm(tree), rtol=1e-6)
+  tree["bias"][3] = np.inf
+  assert np.isinf(jax.jit(steps.global_norm)(tree))
 
 
 def test_the_same_config_and_seed_give_the_same_run(digits_dir, tmp_path, straight):
