@@ -55,33 +55,6 @@ def pytest_xdist_auto_num_workers(config):
   9m42s against 10m15s for 2 (pytest-xdist's --maxprocesses still caps it)."""
   return len(os.sched_getaffinity(0)) + 1
 
-# The tests that take a minute or more on an idle 2-core machine (measured with
-# --durations), longest first. With `--dist loadgroup --no-loadscope-reorder`
-# they start first, one to a worker, while the short ones fill in around them;
-# tests sharing an expensive module fixture share an xdist_group.
-SCHEDULED_FIRST = (
-    "test_multiprocess.py::test_a_storm_of_lost_processes_resumes_bitwise",
-    "test_sweep_slurm.py::test_a_sweep_on_slurm_submits_lists_resumes_and_ends_as_the_local_one",
-    "test_reliability.py::test_killed_at_every_stage_of_a_save_resumes_exactly",
-    "test_sweep_end_to_end.py::",
-    "test_slurm.py::",
-    "test_learning.py::",
-    "test_multiprocess.py::",
-    "test_cli.py::test_a_run_owns_its_workdir",
-)
-
-
-def pytest_collection_modifyitems(config, items):
-  """Under loadgroup scheduling, SCHEDULED_FIRST's tests first, in its order."""
-  if getattr(config.option, "dist", None) != "loadgroup":
-    return
-  def rank(item):
-    path = f"{item.path.name}::{item.name}"
-    return next((i for i, prefix in enumerate(SCHEDULED_FIRST) if path.startswith(prefix)),
-                len(SCHEDULED_FIRST))
-  items.sort(key=rank)  # Stable: the rest keep their order.
-
-
 import jax  # noqa: E402
 import pytest  # noqa: E402
 

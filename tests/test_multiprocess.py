@@ -132,7 +132,6 @@ def two_process_run(digits_dir, tmp_path_factory) -> pathlib.Path:
   return workdir
 
 
-@pytest.mark.xdist_group("two_process_run")
 def test_two_processes_train_as_one(two_process_run, digits_dir, tmp_path):
   straight = two_process_run
   # The same run in this process, on its four devices: the same global batches.
@@ -311,7 +310,6 @@ def _lost_one(processes, workdir: pathlib.Path, victim: int) -> None:
             or (path / "commit_success.txt").exists()), path
 
 
-@pytest.mark.xdist_group("two_process_run")
 def test_a_storm_of_lost_processes_resumes_bitwise(two_process_run, digits_dir, tmp_path):
   """One process of a two-process run killed three times, during a step (the
   whole process, its training child following), amid a save's array writes

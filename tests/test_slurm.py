@@ -59,7 +59,6 @@ def srun_run(slurm_cluster, digits_dir, tmp_path_factory):
   return workdir, done
 
 
-@pytest.mark.xdist_group("srun_run")
 def test_srun_two_tasks_train_as_the_single_process_run(srun_run, digits_dir, tmp_path):
   workdir, done = srun_run
   one = tmp_path / "one"
@@ -77,7 +76,6 @@ def test_srun_two_tasks_train_as_the_single_process_run(srun_run, digits_dir, tm
       "done: eval top-1 error") == 1
 
 
-@pytest.mark.xdist_group("srun_run")
 def test_a_warned_job_saves_requeues_and_finishes_as_the_straight_run(
     slurm_cluster, srun_run, digits_dir, tmp_path):
   """SIGUSR1 (the script's --signal, sent here at once with scancel) reaches
