@@ -37,6 +37,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("PYTHONWARNINGS", "error::DeprecationWarning,ignore:jax.sharding.PmapSharding"
                       " is deprecated:DeprecationWarning:jax.experimental.multihost_utils")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+# As cnnjax/data/__init__.py: tests import TensorFlow before cnnjax.data does.
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 # Tests compile the same small steps many times, in this process, in pytest-
 # xdist's workers and in the `cnnjax` processes they start: all of them share
 # one persistent compilation cache (JAX reads these variables at import), so
