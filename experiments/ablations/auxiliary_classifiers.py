@@ -21,22 +21,33 @@ with and without the heads, nothing else changed, and so do the arms here.
 GoogLeNet step at 80x80 runs at 28 images/s on one core, so this is what fits
 30 minutes); 2 variants x 3 seeds, two runs at a time on 2 cores.
 
-Not yet measured: this `shapes` sweep has been sized and smoke-run, not run in
-full. Sizing (2-core AMD EPYC, commit 9254c78): GoogLeNet at 80x80 trains at
-28 images/s on one core, so the sweep should take about 25 minutes (6 runs,
-two at a time, plus compiling and evaluating).
+Measured on `:shapes` (commit 9ab4f60, 2-core AMD EPYC, 2026-12-08, under
+nice 19 beside the test suite, load 4-9): 48.1 minutes for the sweep, 51.9
+CPU-minutes (GNU time, user + sys), over the 30 minutes sized: it shared
+the machine with the test suite, and that machine ran the suite, idle, 1.6
+times slower than the previous day's (1433 s against 878 s):
 
-Whether `shapes` measures the claim: not likely, unverified, and not run in
-full on 2026-12-07. The claim is about trained networks (about half a point
-of top-1 error after 250 epochs of ImageNet). The paper's network here (LRN,
-conv biases) barely left chance on the easier `digits` in 276 steps (86.3%
-test error, experiments/googlenet_digits.py), and this setting trains 390
-steps on shapes/hard, so both arms would likely be compared near chance:
-the setting's accident, as AlexNet's LRN network was in dropout.py's
-pilots. googlenet_digits.py's remedy, BatchNorm in place of LRN, is the
-first thing to pilot (one seed, `--config.model.norm=batchnorm`); even
-then 390 steps reach early training only, and the 30 minutes allow no more
-at 28 images/s on a core.
+  | variant | final test error | final training error |
+  |---|---|---|
+  | aux | 89.62 +- 0.54% | 90.83 +- 0.36% |
+  | no_aux | 89.48 +- 0.50% | 91.15 +- 0.48% |
+
+Verdict: inconclusive, and the setting measures nothing: both arms stayed
+at chance (90%), in training as in test, as the pilot on `digits` (below) suggested. The heads'
+effect, -0.13 points (aux higher), 95% Welch interval -1.32 to +1.05
+points, contains the paper's 0.5; more seeds would only narrow an interval
+around two networks that have not learnt.
+
+Whether `shapes` measures the claim: it does not. The claim is about trained
+networks (about half a point of top-1 error after 250 epochs of ImageNet).
+The paper's network here (LRN, conv biases) barely left chance on the
+easier `digits` in 276 steps (86.3% test error, experiments/googlenet_digits.py),
+and 390 steps on shapes/hard left both arms at chance, the setting's
+accident, as AlexNet's LRN network was in dropout.py's pilots.
+googlenet_digits.py's remedy, BatchNorm in place of LRN, is the first thing
+to pilot (one seed, `--config.model.norm=batchnorm`); even then 390 steps
+reach early training only, and the 30 minutes allow no more at 28 images/s
+on a core.
 """
 
 import pathlib
