@@ -20,7 +20,7 @@ import ml_collections
 import numpy as np
 import pytest
 from helpers import LENET_DIGITS, ROOT, hold, markdown_rows, read_line
-from sweep_fakes import make_run, reaching_at, write_run
+from sweep_fakes import make_run, reaching_at, write_reaching, write_run
 
 from cnnjax import cli
 from cnnjax.errors import UserError
@@ -619,6 +619,26 @@ def test_a_slurm_sweep_whose_squeue_fails_is_one_line_and_creates_nothing(tmp_pa
                          "SLURM jobs?): squeue: error: Unable to contact slurm controller "
                          "(connect failure)\n"), done.stderr
   assert not (tmp_path / "sweep").exists()
+
+
+def test_a_run_that_ends_while_slurms_queue_is_read_is_not_submitted_again(tmp_path,
+                                                                          monkeypatch):
+  """The sweep reads its runs' workdirs, then squeue: a run that finished in
+  between is in neither as pending, and was submitted again (seen once in the
+  SLURM sweep test). The launcher reads the workdirs again after the queue."""
+  from cnnjax.sweep import slurm
+
+  ended, unstarted = make_run(tmp_path, "relu", 0), make_run(tmp_path, "relu", 1)
+  write_reaching(ended, 1.0)  # Finished after the caller found it pending.
+  monkeypatch.setattr(slurm, "active", lambda workdir: {})  # The queue no longer has it.
+  submitted, said, running = [], [], []
+  monkeypatch.setattr(slurm.SlurmLauncher, "_submit",
+                      lambda self, runs: submitted.extend(runs) or "7")
+  launcher = slurm.SlurmLauncher(tmp_path, slurm.Options(), say=said.append)
+  launcher.launch([ended, unstarted], running.append)
+  assert submitted == [unstarted]
+  assert said[0] == "relu seed 0: ended while the sweep read the queue; not submitted again"
+  assert running == [frozenset({"relu seed 1"})]
 
 
 @pytest.mark.parametrize("flags, message", [

@@ -46,6 +46,7 @@ import subprocess
 
 from cnnjax.errors import UserError
 from cnnjax.sweep import local
+from cnnjax.sweep.results import FINISHED, read_run
 from cnnjax.sweep.spec import Run
 from cnnjax.workdir import run_log
 
@@ -202,17 +203,22 @@ class SlurmLauncher:
 
   def launch(self, runs: list[Run], refresh) -> None:
     queued = active(self.workdir)
-    fresh = [run for run in runs if str(run.workdir.resolve()) not in queued]
+    fresh, ended = [], set()
     for run in runs:
       if str(run.workdir.resolve()) in queued:
         job, state, _ = queued[str(run.workdir.resolve())]
         self.say(f"{run.name}: already {state} as SLURM job {job}; not submitted again")
+      elif _ended(run):
+        ended.add(run.name)
+        self.say(f"{run.name}: ended while the sweep read the queue; not submitted again")
+      else:
+        fresh.append(run)
     if fresh:
       job = self._submit(fresh)
       self.say(f"submitted {len(fresh)} run{'s' * (len(fresh) > 1)} as SLURM job array {job} "
                f"(DIR/{RECORDS_DIR}/{job}_<task>.out); `cnnjax sweep --status "
                f"{self.workdir}` shows them")
-    refresh(frozenset(run.name for run in runs))
+    refresh(frozenset(run.name for run in runs if run.name not in ended))
 
   def _submit(self, runs: list[Run]) -> str:
     records = (self.workdir / RECORDS_DIR).resolve()
@@ -236,6 +242,15 @@ class SlurmLauncher:
     with (records / JOBS_FILE).open("a") as file:
       file.write(json.dumps(entry) + "\n")
     return job
+
+
+def _ended(run: Run) -> bool:
+  """Whether `run` has finished (or, a tuning trial, diverged), read after the
+  queue: one that ended between the sweep's reading of the workdirs and
+  squeue's answer is in neither, and was submitted again (seen in the SLURM
+  sweep test, a tiny run ending in that second)."""
+  result = read_run(run, target=None)
+  return result.status == FINISHED or result.diverged
 
 
 # --- cnnjax sweep --status --------------------------------------------------------
