@@ -25,13 +25,9 @@ Measured on `:shapes` (commit 9ab4f60, 2-core AMD EPYC, 2026-12-08, under
 nice 19 beside the test suite, load 4-9): 48.1 minutes for the sweep, 51.9
 CPU-minutes (GNU time, user + sys), over the 30 minutes sized: it shared
 the machine with the test suite, and that machine ran the suite, idle, 1.6
-times slower than the previous day's (1433 s against 878 s):
-
-  | variant | final test error | final training error |
-  |---|---|---|
-  | aux | 89.62 +- 0.54% | 90.83 +- 0.36% |
-  | no_aux | 89.48 +- 0.50% | 91.15 +- 0.48% |
-
+times slower than the previous day's (1433 s against 878 s); 3 seeds each.
+  aux     final eval error 89.62 ± 0.54%, final train error 90.83 ± 0.36%
+  no_aux  final eval error 89.48 ± 0.50%, final train error 91.15 ± 0.48%
 Verdict: inconclusive, and the setting measures nothing: both arms stayed
 at chance (90%), in training as in test, as the pilot on `digits` (below) suggested. The heads'
 effect, -0.13 points (aux higher), 95% Welch interval -1.32 to +1.05
